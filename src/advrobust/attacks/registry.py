@@ -1,0 +1,104 @@
+"""Names -> attacks, for the CLI and configs (in the spirit of timm's model registry).
+
+    create("pgd", norm="linf", eps=0.3, steps=40)    # -> PGD(Linf(eps=0.3), steps=40)
+    list_attacks("*fgsm*")                             # -> ['fgsm', 'i-fgsm', 'mi-fgsm']
+
+Entries name their module and class as strings, so listing attacks imports none of them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from advrobust.errors import InputError
+from advrobust.threat import Threat, threat_from_name
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One registry entry: where the class lives, preset keyword arguments, a one-line summary."""
+
+    module: str
+    cls: str
+    summary: str
+    default_norm: str = "linf"
+    preset: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> type:
+        return getattr(importlib.import_module(f"advrobust.attacks.{self.module}"), self.cls)
+
+
+ATTACKS: dict[str, AttackSpec] = {
+    "fgsm": AttackSpec("gradient", "FGSM", "Fast Gradient Sign Method, one step (Goodfellow et al. 2015)"),
+    "i-fgsm": AttackSpec("gradient", "BIM", "Iterative FGSM / BIM, alpha = eps/n (Kurakin et al. 2017)"),
+    "pgd": AttackSpec("gradient", "PGD", "Projected Gradient Descent with random start (Madry et al. 2018)"),
+    "mi-fgsm": AttackSpec("gradient", "MIFGSM", "Momentum I-FGSM, mu = 1 (Dong et al. 2018)"),
+    "apgd-ce": AttackSpec("apgd", "APGD", "Auto-PGD on cross-entropy (Croce & Hein 2020)", preset={"loss": "ce"}),
+    "apgd-dlr": AttackSpec("apgd", "APGD", "Auto-PGD on the DLR loss (Croce & Hein 2020)", preset={"loss": "dlr"}),
+    "apgd-t": AttackSpec("apgd", "APGDT", "targeted Auto-PGD on DLR over the top classes (Croce & Hein 2020)"),
+    "square": AttackSpec("square", "Square", "Square Attack, score-based (Andriushchenko et al. 2020)"),
+    "one-pixel": AttackSpec("one_pixel", "OnePixel", "One-Pixel attack by differential evolution (Su et al. 2019)", default_norm="l0"),
+    "lbfgs": AttackSpec("lbfgs", "LBFGS", "box-constrained L-BFGS, minimum l2 (Szegedy et al. 2014)", default_norm="l2"),
+    "cw": AttackSpec("cw", "CarliniWagner", "Carlini & Wagner l2 with binary search over c (2017)", default_norm="l2"),
+    "deepfool": AttackSpec("deepfool", "DeepFool", "DeepFool, minimum l2/linf (Moosavi-Dezfooli et al. 2016)", default_norm="l2"),
+    "jsma": AttackSpec("jsma", "JSMA", "Jacobian-based Saliency Map Attack, l0 (Papernot et al. 2016)", default_norm="l0"),
+    "fmn": AttackSpec("fmn", "FMN", "Fast Minimum-Norm attack, l0/l1/l2/linf (Pintor et al. 2021)", default_norm="l2"),
+}
+
+ALIASES: dict[str, str] = {
+    "bim": "i-fgsm",
+    "ifgsm": "i-fgsm",
+    "mifgsm": "mi-fgsm",
+    "apgd": "apgd-ce",
+    "onepixel": "one-pixel",
+    "pixel": "one-pixel",
+    "l-bfgs-b": "lbfgs",
+    "l-bfgs": "lbfgs",
+    "cw-l2": "cw",
+    "carlini-wagner": "cw",
+}
+
+
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower().replace("_", "-")
+    key = ALIASES.get(key, key)
+    if key not in ATTACKS:
+        raise InputError(f"unknown attack {name!r}: choose one of {', '.join(ATTACKS)}")
+    return key
+
+
+def get(name: str) -> type:
+    """The attack class registered under ``name`` (or an alias)."""
+    return ATTACKS[_canonical(name)].load()
+
+
+def spec(name: str) -> AttackSpec:
+    return ATTACKS[_canonical(name)]
+
+
+def create(
+    name: str,
+    norm: str | None = None,
+    eps: float | None = None,
+    *,
+    threat: Threat | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Build an attack by name: ``create("pgd", norm="linf", eps=0.3, steps=40)``.
+
+    Give either ``threat`` or ``norm``/``eps``; the norm defaults to the attack's usual one.
+    """
+    entry = ATTACKS[_canonical(name)]
+    if threat is None:
+        threat = threat_from_name(norm or entry.default_norm, eps)
+    elif norm is not None or eps is not None:
+        raise InputError("give either threat=... or norm=/eps=, not both")
+    return entry.load()(threat, **{**entry.preset, **kwargs})
+
+
+def list_attacks(pattern: str = "*") -> list[str]:
+    """Registered attack names matching a shell-style ``pattern`` (e.g. ``"*fgsm*"``)."""
+    return [name for name in ATTACKS if fnmatch.fnmatch(name, pattern.lower())]

