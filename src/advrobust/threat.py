@@ -40,7 +40,7 @@ _TINY = 1e-12
 
 
 def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+    return t.flatten(1) if t.dim() > 1 else t.reshape(t.shape[0], -1)
 
 
 def _per_point(values: Tensor, like: Tensor) -> Tensor:
@@ -168,7 +168,7 @@ class Linf(Threat):
 
 @dataclass(frozen=True)
 class L2(Threat):
-    """The l2 ball ``sqrt(Σ r_i²) ≤ eps``; steps along ``g / ‖g‖₂`` (guarded for ``g = 0``)."""
+    """The l2 ball ``sqrt(Σ r_i²) ≤ eps``; steps along ``g / ‖g‖₂``, exact even for tiny gradients."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -198,9 +198,12 @@ class L2(Threat):
         return g * _per_point(radius / self.norm(g).clamp_min(_TINY), g)
 
     def ascent_direction(self, grad: Tensor, x_adv: Tensor | None = None) -> Tensor:
-        n = self.norm(grad)
-        scale = torch.where(n > _TINY, 1.0 / n.clamp_min(_TINY), torch.zeros_like(n))
-        return grad * _per_point(scale, grad)
+        # Scale by the largest entry first, so that no gradient is too small to normalize (float32
+        # squares underflow below ~1e-19); only an exactly zero gradient gives a zero step.
+        biggest = _flat(grad).abs().amax(dim=1)
+        g = grad / _per_point(torch.where(biggest > 0, biggest, torch.ones_like(biggest)), grad)
+        n = self.norm(g)
+        return g / _per_point(torch.where(n > 0, n, torch.ones_like(n)), g)
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,7 @@ def _l2_box_scale(v: Tensor, lo: Tensor, hi: Tensor, eps: Tensor) -> Tensor:
     """
     a = v.abs()
     cap = torch.where(v >= 0, hi, -lo).clamp_min(0.0)
-    t = torch.where(a > 0, cap / a.clamp_min(_TINY), torch.full_like(a, math.inf))
+    t = torch.where(a > 0, cap / torch.where(a > 0, a, torch.ones_like(a)), torch.full_like(a, math.inf))
     t_sorted, order = t.sort(dim=1)
     a2 = a.square().gather(1, order)
     cap2 = cap.square().gather(1, order)
@@ -284,7 +287,7 @@ def _l2_box_scale(v: Tensor, lo: Tensor, hi: Tensor, eps: Tensor) -> Tensor:
     e2 = eps.square()[:, None]
     j = (g_at >= e2).float().argmax(dim=1, keepdim=True)
     numerator = (e2 - head_cap2.gather(1, j)).clamp_min(0.0)
-    s = (numerator / tail_v2.gather(1, j).clamp_min(_TINY)).sqrt().squeeze(1)
+    s = (numerator / tail_v2.gather(1, j).clamp_min(torch.finfo(a.dtype).tiny)).sqrt().squeeze(1)
     return s.clamp(max=1.0)
 
 

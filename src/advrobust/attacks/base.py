@@ -416,7 +416,9 @@ class FixedBudgetAttack(Attack):
                 broken[todo] = res.success
                 queries[todo] += res.queries
             success[e] = broken
-        return SweepResult(epsilons=torch.tensor(epsilons), success=success, queries=queries)
+        return SweepResult(
+            epsilons=torch.tensor(epsilons, dtype=torch.float64), success=success, queries=queries
+        )
 
 
 class MinimumNormAttack(Attack):
@@ -433,6 +435,7 @@ class MinimumNormAttack(Attack):
     ) -> SweepResult:
         unbounded = self.with_threat(self.threat.with_eps(None))
         res = unbounded(model, x, y, target)
-        eps = torch.tensor(epsilons, dtype=res.norm.dtype, device=res.norm.device)
-        success = res.success[None, :] & (res.norm[None, :] <= eps[:, None] * (1 + 1e-6) + 1e-9)
-        return SweepResult(epsilons=eps.cpu(), success=success, queries=res.queries, norm=res.norm)
+        eps = torch.tensor(epsilons, dtype=torch.float64)
+        norm = res.norm.double().cpu()
+        success = res.success.cpu()[None, :] & (norm[None, :] <= eps[:, None] * (1 + 1e-6) + 1e-9)
+        return SweepResult(epsilons=eps, success=success.to(res.success.device), queries=res.queries, norm=res.norm)

@@ -40,11 +40,19 @@ ATTACKS: dict[str, AttackSpec] = {
     "apgd-dlr": AttackSpec("apgd", "APGD", "Auto-PGD on the DLR loss (Croce & Hein 2020)", preset={"loss": "dlr"}),
     "apgd-t": AttackSpec("apgd", "APGDT", "targeted Auto-PGD on DLR over the top classes (Croce & Hein 2020)"),
     "square": AttackSpec("square", "Square", "Square Attack, score-based (Andriushchenko et al. 2020)"),
-    "one-pixel": AttackSpec("one_pixel", "OnePixel", "One-Pixel attack by differential evolution (Su et al. 2019)", default_norm="l0"),
-    "lbfgs": AttackSpec("lbfgs", "LBFGS", "box-constrained L-BFGS, minimum l2 (Szegedy et al. 2014)", default_norm="l2"),
+    "one-pixel": AttackSpec(
+        "one_pixel", "OnePixel", "One-Pixel attack by differential evolution (Su et al. 2019)", default_norm="l0"
+    ),
+    "lbfgs": AttackSpec(
+        "lbfgs", "LBFGS", "box-constrained L-BFGS, minimum l2 (Szegedy et al. 2014)", default_norm="l2"
+    ),
     "cw": AttackSpec("cw", "CarliniWagner", "Carlini & Wagner l2 with binary search over c (2017)", default_norm="l2"),
-    "deepfool": AttackSpec("deepfool", "DeepFool", "DeepFool, minimum l2/linf (Moosavi-Dezfooli et al. 2016)", default_norm="l2"),
-    "jsma": AttackSpec("jsma", "JSMA", "Jacobian-based Saliency Map Attack, l0 (Papernot et al. 2016)", default_norm="l0"),
+    "deepfool": AttackSpec(
+        "deepfool", "DeepFool", "DeepFool, minimum l2/linf (Moosavi-Dezfooli et al. 2016)", default_norm="l2"
+    ),
+    "jsma": AttackSpec(
+        "jsma", "JSMA", "Jacobian-based Saliency Map Attack, l0 (Papernot et al. 2016)", default_norm="l0"
+    ),
     "fmn": AttackSpec("fmn", "FMN", "Fast Minimum-Norm attack, l0/l1/l2/linf (Pintor et al. 2021)", default_norm="l2"),
 }
 
