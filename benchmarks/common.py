@@ -1,0 +1,74 @@
+"""Shared pieces of the benchmarks: the model under test, the floor, timing, and the JSON output.
+
+The floor of a gradient attack is the time of the same number of forward+backward passes (w.r.t.
+the input) of the same model on the same batch: an attack cannot be cheaper than its own gradient
+evaluations, so ``wall time / floor`` measures everything the attack adds (DESIGN.md, "Conventions").
+
+    from common import bench_model, floor_seconds, timed, write_results
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def bench_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The default model (``mnist-cnn`` on ``mnist-5k``, cached) and the full test split."""
+    from advrobust.data import load
+    from advrobust.training.pretrained import default_model
+
+    model, _meta = default_model()
+    test = load("mnist-5k", split="test")
+    return model.eval(), test.x, test.y
+
+
+def floor_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` time of ``passes`` forward+backward passes w.r.t. the input on ``x``."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(passes):
+            xv = x.detach().requires_grad_(True)
+            loss = nn.functional.cross_entropy(model(xv), y, reduction="none").sum()
+            torch.autograd.grad(loss, xv)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
+    """Best-of-``repeats`` wall time of ``fn()`` and its last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the environment attached."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"environment": environment(), **results}, indent=2, default=float) + "\n")
+    return path
