@@ -1,0 +1,412 @@
+"""``advrobust.evaluate``: robust accuracy under the worst case per point over an ensemble of attacks.
+
+The procedure (Croce & Hein 2020's ensemble evaluation, generalized to many eps and both kinds of
+attack, DESIGN.md):
+
+1. Clean pass: points the model misclassifies are never attacked and never robust.
+2. The attacks run in the suite's order; each runs only on the points still robust.
+   * A fixed-budget attack is swept over the eps in increasing order; at eps_e it attacks the points
+     still robust at eps_e, and an adversarial example it finds breaks the point at eps_e and at every
+     larger eps (it lies inside every larger ball).
+   * A minimum-norm attack runs once (unbounded) on the points robust at the smallest eps; the norm
+     of what it finds, measured in the threat's norm, breaks the point at every eps >= that norm.
+3. ``robust[e, i]`` is true iff point ``i`` is classified correctly and no attack broke it at eps_e:
+   an upper bound on the true robust accuracy.
+
+The work is cut into units (attack × eps × chunk of ``batch_size`` points), each deterministic,
+written to ``run_dir`` as it finishes (:mod:`~advrobust.evaluation.rundir`, for resuming) and dealt
+out to the ranks of a process group (:mod:`~advrobust.evaluation.distributed`, for scaling out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advrobust.attacks.base import Attack, Model, check_inputs, evaluation_mode, model_access
+from advrobust.errors import InputError
+from advrobust.evaluation.distributed import gather, rank_and_world
+from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
+from advrobust.evaluation.rundir import RunDir
+from advrobust.evaluation.suites import Member, build_suite
+from advrobust.progress import SILENT, Progress
+from advrobust.threat import Linf, Threat
+
+#: relative and absolute slack when comparing a norm to eps (float round-off of the projection)
+_RTOL, _ATOL = 1e-6, 1e-9
+
+
+def _within(norm: Tensor | float, eps: float) -> Any:
+    """``norm <= eps`` up to round-off (a tensor of bools, or a bool for a float)."""
+    return norm <= eps * (1 + _RTOL) + _ATOL
+
+
+def model_fingerprint(model: Model) -> str:
+    """SHA-256 of the weights (``advrobust.models``); ``"unknown"`` for a model that is no Module."""
+    if not isinstance(model, torch.nn.Module):
+        return "unknown"
+    from advrobust.models.fingerprint import fingerprint
+
+    return fingerprint(model)
+
+
+def data_fingerprint(x: Tensor, y: Tensor) -> str:
+    digest = hashlib.sha256()
+    for t in (x, y):
+        a = t.detach().cpu().contiguous()
+        digest.update(f"{a.dtype}|{tuple(a.shape)}|".encode())
+        digest.update(a.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    from advrobust import __version__
+
+    return {"advrobust": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def resolve_threat(threat: Threat | None, epsilons: Any) -> tuple[Threat, list[float]]:
+    """The threat model and the sorted, distinct eps to evaluate (default ``Linf(eps=0.3)``)."""
+    if threat is None:
+        threat = Linf(eps=0.3) if epsilons is None else Linf()
+    if not isinstance(threat, Threat):
+        raise InputError(f"threat must be a threat model such as ar.Linf(eps=0.3), got {threat!r}")
+    if epsilons is None:
+        if threat.eps is None:
+            raise InputError("give the threat model an eps (ar.Linf(eps=0.3)) or pass epsilons=[...]")
+        values = [threat.eps]
+    else:
+        values = [float(e) for e in ([epsilons] if isinstance(epsilons, (int, float)) else epsilons)]
+        if not values:
+            raise InputError("epsilons is empty: give at least one budget")
+        for v in values:
+            threat.with_eps(v)  # validates: finite, >= 0
+    return threat.with_eps(None), sorted(set(values))
+
+
+@dataclass
+class _State:
+    """Per-point outcomes while the ensemble runs."""
+
+    robust: Tensor  # E×N bool
+    broken_by: list[list[str | None]]
+    min_norm: Tensor  # N
+    examples: list[dict[int, tuple[Tensor, float, str]]] = field(default_factory=list)
+
+    def mark(self, e: int, points: Tensor, name: str) -> None:
+        """Points broken at eps index ``e`` by ``name`` (the first attack to break one keeps it)."""
+        fresh = points[self.robust[e, points]]
+        for i in fresh.tolist():
+            self.broken_by[e][i] = name
+        self.robust[e, points] = False
+
+
+class _Evaluation:
+    """One evaluation's fixed inputs; runs stages of units and folds their results into the state."""
+
+    def __init__(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        threat: Threat,
+        epsilons: list[float],
+        batch_size: int,
+        rundir: RunDir,
+        progress: Progress,
+        n_examples: int,
+    ) -> None:
+        self.model, self.x, self.y, self.threat = model, x, y, threat
+        self.epsilons, self.batch_size, self.rundir = epsilons, batch_size, rundir
+        self.progress, self.n_examples = progress, n_examples
+
+    # --- clean pass ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, x: Tensor) -> Tensor:
+        outs = []
+        for chunk in x.split(self.batch_size):
+            try:
+                out = self.model(chunk)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InputError(
+                    f"the model failed on inputs of shape {tuple(chunk.shape[1:])}: {first} "
+                    "(does the data match the model's input shape and channels?)"
+                ) from None
+            if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != chunk.shape[0]:
+                raise InputError("the model must return logits of shape (N, classes)")
+            outs.append(out)
+        return torch.cat(outs) if outs else torch.zeros(0, 0)
+
+    # --- units --------------------------------------------------------------------------------
+    def _run_unit(self, attack: Attack, index: Tensor, eps: float | None) -> dict[str, Any]:
+        start = time.perf_counter()
+        x = self.x[index]
+        res = attack(self.model, x, self.y[index])
+        norm = self.threat.norm(res.x_adv - x)
+        success = res.success.clone()
+        if eps is not None:  # defense in depth: a fixed-budget success must lie inside the ball
+            success &= _within(norm, eps)
+        norm = torch.where(success, norm, torch.full_like(norm, math.inf))
+        keep = success.nonzero().squeeze(1)[: self.n_examples]
+        return {
+            "index": index.cpu(),
+            "success": success.cpu(),
+            "norm": norm.float().cpu(),
+            "queries": res.queries.cpu(),
+            "keep": keep.cpu(),
+            "x_adv": res.x_adv[keep].detach().cpu(),
+            "seconds": time.perf_counter() - start,
+        }
+
+    def run_stage(
+        self, key: str, attack: Attack, todo: Tensor, eps: float | None, desc: str
+    ) -> list[dict[str, Any]]:
+        """Run ``attack`` on the points ``todo`` chunk by chunk; every rank gets every chunk back."""
+        chunks = list(todo.split(self.batch_size)) if todo.numel() else []
+        rank, world = rank_and_world()
+        mine: dict[int, dict[str, Any]] = {}
+        with self.progress.task(desc, total=len(range(rank, len(chunks), world))) as task:
+            for c in range(rank, len(chunks), world):
+                unit = self.rundir.load(f"{key}-{c}")
+                if unit is None or not torch.equal(unit["index"], chunks[c].cpu()):
+                    unit = self._run_unit(attack, chunks[c], eps)
+                    self.rundir.save(f"{key}-{c}", unit)
+                mine[c] = unit
+                task.advance(1)
+        merged: dict[int, dict[str, Any]] = {}
+        for part in gather(mine):
+            merged.update(part)
+        return [merged[c] for c in range(len(chunks))]
+
+    # --- folding units into the state ---------------------------------------------------------
+    def fold(
+        self, state: _State, units: list[dict[str, Any]], name: str, eps_hits: list[int], e_min: int
+    ) -> None:
+        """Apply units: a success breaks its point at every eps index ``e >= e_min`` whose eps
+        is at least the success's norm (``eps_hits`` lists the eps indices to consider)."""
+        device = state.robust.device
+        for unit in units:
+            index = unit["index"].to(device)
+            success, norm = unit["success"].to(device), unit["norm"].to(device)
+            for e in eps_hits:
+                if e < e_min:
+                    continue
+                hit = success & _within(norm, self.epsilons[e])
+                state.mark(e, index[hit], name)
+            won = index[success]
+            state.min_norm[won] = torch.minimum(state.min_norm[won], norm[success])
+            for pos, x_adv in zip(unit["keep"].tolist(), unit["x_adv"], strict=True):
+                i, n = int(index[pos]), float(norm[pos])
+                for e in eps_hits:
+                    room = len(state.examples[e]) < self.n_examples
+                    if e >= e_min and room and i not in state.examples[e] and _within(n, self.epsilons[e]):
+                        state.examples[e][i] = (x_adv, n, name)
+
+
+def _record(
+    name: str, eps: float, units: list[dict[str, Any]], within: float | None, robust_after: float,
+    attacked: Tensor | None = None,
+) -> AttackRecord:
+    """Numbers of one attack at one eps; ``within`` counts successes of norm <= it (min-norm)."""
+    if not units:
+        return AttackRecord(name, eps, robust_after, 0.0, math.nan, 0.0, 0.0, 0, 0)
+    index = torch.cat([u["index"] for u in units])
+    success = torch.cat([u["success"] for u in units])
+    norm = torch.cat([u["norm"] for u in units])
+    queries = torch.cat([u["queries"] for u in units]).float()
+    if within is not None:
+        success = success & _within(norm, within)
+    if attacked is not None:  # min-norm: only the points still robust at this eps when it ran
+        mask = attacked[index]
+        success, norm = success[mask], norm[mask]
+    n = int(success.numel())
+    broken = int(success.sum())
+    return AttackRecord(
+        attack=name,
+        eps=eps,
+        robust_accuracy=robust_after,
+        success_rate=broken / n if n else 0.0,
+        median_norm=float(norm[success].median()) if broken else math.nan,
+        mean_queries=float(queries.mean()) if queries.numel() else 0.0,
+        seconds=float(sum(u["seconds"] for u in units)),
+        attacked=n,
+        broken=broken,
+    )
+
+
+def _as_data(x: Any, y: Any) -> tuple[Tensor, Tensor, list[str] | None, str | None]:
+    """Accept ``(x, y)`` tensors or a Dataset (``.x``, ``.y``, ``.classes``, ``.name``)."""
+    if y is None and hasattr(x, "x") and hasattr(x, "y"):
+        return x.x, x.y, list(getattr(x, "classes", []) or []) or None, getattr(x, "name", None)
+    if y is None:
+        raise InputError("pass labels y with the inputs x, or a Dataset (advrobust.data.load(...))")
+    return x, y, None, None
+
+
+def evaluate(
+    model: Model,
+    x: Any,
+    y: Tensor | None = None,
+    *,
+    threat: Threat | None = None,
+    epsilons: list[float] | float | None = None,
+    suite: str | list[str | Attack] = "quick",
+    batch_size: int = 256,
+    store: Any = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    progress: Progress = SILENT,
+    classes: list[str] | None = None,
+    model_name: str | None = None,
+    data_name: str | None = None,
+    seed: int = 0,
+    n_examples: int = 4,
+) -> EvaluationResult:
+    """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
+
+    ``threat`` gives the norm and, without ``epsilons``, the one eps (default ``Linf(eps=0.3)``, the
+    MNIST budget of Madry et al. 2018). ``suite``: ``"quick"``, ``"standard"``, ``"seed"`` (see
+    :mod:`~advrobust.evaluation.suites`) or a list of attack names / Attack objects. ``batch_size``
+    (default 256) is the chunk of points one unit attacks. ``store``: a SQLite path or
+    :class:`~advrobust.evaluation.store.ResultStore` to record the result in. ``run_dir``: where
+    finished units are written; the same call with the same ``run_dir`` resumes. ``seed`` (default 0)
+    seeds the attacks built from names. ``n_examples`` (default 4): broken points kept per eps.
+    """
+    started = time.perf_counter()
+    x, y, data_classes, data_label = _as_data(x, y)
+    threat, eps_list = resolve_threat(threat, epsilons)
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    x, y, _ = check_inputs(model, x, y)
+    label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed)
+    for m in members:
+        if m.attack is not None and m.skipped_reason is None:
+            order = {"labels": 0, "scores": 1, "gradients": 2}
+            if order[model_access(model)] < order[m.attack.needs]:
+                m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"
+    fingerprint = model_fingerprint(model)
+    identity = {
+        "model": fingerprint,
+        "data": data_fingerprint(x, y),
+        "threat": threat.name,
+        "epsilons": eps_list,
+        "attacks": [repr(m.attack) if m.attack else m.name for m in members],
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "n_examples": int(n_examples),
+    }
+    run = _Evaluation(
+        model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples
+    )
+    n, n_eps = x.shape[0], len(eps_list)
+    with evaluation_mode(model):
+        clean_logits = run.logits(x)
+        if n and (int(y.max()) >= clean_logits.shape[1]):
+            raise InputError(f"labels go up to {int(y.max())} but the model has {clean_logits.shape[1]} classes")
+        clean_pred = clean_logits.argmax(dim=1) if n else torch.zeros(0, dtype=torch.long)
+        correct = clean_pred == y
+        state = _State(
+            robust=correct[None, :].repeat(n_eps, 1),
+            broken_by=[[None] * n for _ in range(n_eps)],
+            min_norm=torch.where(correct, torch.full((n,), math.inf, device=x.device), torch.zeros(n, device=x.device)),
+            examples=[{} for _ in range(n_eps)],
+        )
+        records = _run_members(run, state, members)
+        examples = _examples(run, state, clean_logits)
+    result = EvaluationResult(
+        model_name=model_name or type(model).__name__,
+        model_fingerprint=fingerprint,
+        data_name=data_name or data_label or "tensors",
+        threat=threat.name,
+        epsilons=eps_list,
+        suite=label,
+        attacks=[m.name for m in members],
+        classes=list(classes or data_classes or [str(c) for c in range(clean_logits.shape[1] if n else 0)]),
+        labels=y.cpu(),
+        clean_pred=clean_pred.cpu(),
+        clean_correct=correct.cpu(),
+        robust=state.robust.cpu(),
+        broken_by=state.broken_by,
+        min_norm=state.min_norm.float().cpu(),
+        per_attack=records,
+        examples=examples,
+        seed=int(seed),
+        versions=versions(),
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=time.perf_counter() - started,
+    )
+    if store is not None and rank_and_world()[0] == 0:
+        from advrobust.evaluation.store import ResultStore
+
+        (store if isinstance(store, ResultStore) else ResultStore(store)).add(result)
+    return result
+
+
+def _run_members(run: _Evaluation, state: _State, members: list[Member]) -> list[AttackRecord]:
+    records: list[AttackRecord] = []
+    n = max(state.robust.shape[1], 1)
+    all_eps = list(range(len(run.epsilons)))
+    for m_i, member in enumerate(members):
+        if member.attack is None:
+            records += [
+                AttackRecord(member.name, eps, float(state.robust[e].sum()) / n, 0.0, math.nan, 0.0, 0.0,
+                             skipped_reason=member.skipped_reason)
+                for e, eps in enumerate(run.epsilons)
+            ]
+            continue
+        if member.attack.kind == "fixed-budget":
+            for e, eps in enumerate(run.epsilons):
+                todo = state.robust[e].nonzero().squeeze(1)
+                attack = member.attack.with_threat(run.threat.with_eps(eps))
+                units = run.run_stage(f"{m_i}-{e}", attack, todo, eps, f"{member.name} {run.threat.name} eps={eps:g}")
+                run.fold(state, units, member.name, all_eps, e_min=e)
+                records.append(_record(member.name, eps, units, None, float(state.robust[e].sum()) / n))
+        else:
+            before = state.robust.clone()
+            todo = before[0].nonzero().squeeze(1)
+            units = run.run_stage(f"{m_i}-min", member.attack, todo, None, f"{member.name} (minimum norm)")
+            run.fold(state, units, member.name, all_eps, e_min=0)
+            records += [
+                _record(member.name, eps, units, eps, float(state.robust[e].sum()) / n, attacked=before[e].cpu())
+                for e, eps in enumerate(run.epsilons)
+            ]
+    return records
+
+
+@torch.no_grad()
+def _examples(run: _Evaluation, state: _State, clean_logits: Tensor) -> list[Example]:
+    out: list[Example] = []
+    clean_prob = clean_logits.softmax(dim=1) if clean_logits.numel() else clean_logits
+    for e, eps in enumerate(run.epsilons):
+        items = sorted(state.examples[e].items())
+        if not items:
+            continue
+        x_adv = torch.stack([v[0] for _, v in items]).to(run.x.device, run.x.dtype)
+        adv_prob = run.logits(x_adv).softmax(dim=1)
+        for k, (i, (_, norm, name)) in enumerate(items):
+            out.append(
+                Example(
+                    index=i,
+                    x=run.x[i].cpu(),
+                    x_adv=x_adv[k].cpu(),
+                    label=int(run.y[i]),
+                    clean_pred=int(clean_prob[i].argmax()),
+                    clean_conf=float(clean_prob[i].max()),
+                    adv_pred=int(adv_prob[k].argmax()),
+                    adv_conf=float(adv_prob[k].max()),
+                    norm=norm,
+                    eps=eps,
+                    attack=name,
+                )
+            )
+    return out
+

@@ -1,0 +1,99 @@
+"""Named ensembles of attacks, turned into configured attacks for one threat model.
+
+* ``quick`` — FGSM (Goodfellow et al. 2015) then PGD (Madry et al. 2018): issue 2's first evaluation.
+* ``standard`` — in the spirit of AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial
+  robustness with an ensemble of diverse parameter-free attacks"): APGD-CE, targeted APGD on DLR,
+  a minimum-norm attack (FMN, Pintor et al. 2021, in place of FAB) and the query-only Square attack
+  (Andriushchenko et al. 2020), in that order, each on the points the previous ones left unbroken.
+* ``seed`` — the seed document's attacks side by side: FGSM, I-FGSM, MI-FGSM, One-Pixel, L-BFGS-B,
+  JSMA.
+
+Every attack keeps its registry defaults (the paper's, see each attack's docstring).
+
+A fixed-budget attack not defined for the threat's norm is skipped, with the reason recorded. A
+minimum-norm attack not defined for the norm still runs, in its own norm, and its adversarial
+examples are measured in the threat's norm: any adversarial example inside the eps-ball is valid
+evidence against robustness, whichever norm the attack minimized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from advrobust.attacks import registry
+from advrobust.attacks.base import Attack
+from advrobust.errors import InputError
+from advrobust.threat import Threat, threat_from_name
+
+SUITES: dict[str, tuple[str, ...]] = {
+    "quick": ("fgsm", "pgd"),
+    "standard": ("apgd-ce", "apgd-t", "fmn", "square"),
+    "seed": ("fgsm", "i-fgsm", "mi-fgsm", "one-pixel", "lbfgs", "jsma"),
+}
+
+
+@dataclass
+class Member:
+    """One attack of an ensemble: its display name, the configured attack, or why it is skipped."""
+
+    name: str
+    attack: Attack | None
+    skipped_reason: str | None = None
+
+
+def _from_name(name: str, threat: Threat, seed: int) -> Member:
+    entry = registry.spec(name)
+    key = next(k for k, v in registry.ATTACKS.items() if v is entry)
+    try:
+        cls = entry.load()
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"attack {key!r} is not available in this installation ({exc})") from None
+    if threat.name not in cls.norms:
+        if cls.kind == "fixed-budget":
+            reason = f"defined for {', '.join(cls.norms)}, not {threat.name}"
+            return Member(key, None, reason)
+        attack = registry.create(key, threat=threat_from_name(cls.norms[0]))
+    else:
+        eps = threat.eps if cls.kind == "fixed-budget" else None
+        attack = registry.create(key, threat=threat.with_eps(eps))
+    attack.seed = seed
+    return Member(key, attack)
+
+
+def _from_attack(attack: Attack, threat: Threat) -> Member:
+    name = attack.name or type(attack).__name__.lower()
+    if attack.kind == "fixed-budget" and attack.threat.name != threat.name:
+        return Member(name, None, f"configured for {attack.threat.name}, not {threat.name}")
+    return Member(name, attack)
+
+
+def build_suite(
+    suite: str | Sequence[str | Attack], threat: Threat, seed: int = 0
+) -> tuple[str, list[Member]]:
+    """``(suite label, members)`` for a suite name, or a list of attack names / Attack objects."""
+    items: Sequence[str | Attack]
+    if isinstance(suite, str):
+        key = suite.strip().lower()
+        if key not in SUITES:
+            raise InputError(f"unknown suite {suite!r}: choose one of {', '.join(SUITES)} or list attacks")
+        label, items = key, SUITES[key]
+    else:
+        items = list(suite)
+        if not items:
+            raise InputError("the list of attacks is empty")
+        label = "custom"
+    members: list[Member] = []
+    for item in items:
+        if isinstance(item, Attack):
+            member = _from_attack(item, threat)
+        elif isinstance(item, str):
+            member = _from_name(item, threat, seed)
+        else:
+            raise InputError(f"an attack must be a name or an Attack object, got {type(item).__name__}")
+        taken = {m.name for m in members}
+        base, k = member.name, 2
+        while member.name in taken:
+            member.name, k = f"{base}#{k}", k + 1
+        members.append(member)
+    return label, members
