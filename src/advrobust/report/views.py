@@ -1,0 +1,428 @@
+"""The report's inputs, as plain immutable data.
+
+The report draws results that other layers produce (an evaluation, an audit, a transfer matrix,
+One-Pixel and fooling-image runs, a training history). Each ``*_view`` function reads one of them
+by field name — from the result object itself or from the dictionary its JSON holds — and returns a
+small frozen dataclass of numbers, strings and numpy arrays. The figures and the HTML are written
+against these views only, so the report never depends on how a result is stored.
+
+A missing field raises :class:`~advrobust.errors.InputError` naming the field; optional fields get
+the defaults stated below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from advrobust.errors import InputError
+
+_MISSING = object()
+
+
+def _get(obj: Any, kind: str, *names: str, default: Any = _MISSING) -> Any:
+    """The first of ``names`` that ``obj`` has, as an attribute or a mapping key."""
+    for name in names:
+        if isinstance(obj, Mapping):
+            if name in obj:
+                return obj[name]
+        elif hasattr(obj, name):
+            return getattr(obj, name)
+    if default is _MISSING:
+        raise InputError(
+            f"the {kind} passed to the report has no field {names[0]!r}: pass the result object "
+            f"or the JSON it wrote"
+        )
+    return default
+
+
+def _array(value: Any, dtype: Any = None) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=dtype)
+
+
+def image_hwc(value: Any) -> np.ndarray:
+    """A ``C×H×W`` image (tensor or nested lists, values in ``[0, 1]``) as a float ``H×W×C`` array."""
+    a = _array(value, np.float64)
+    if a.ndim != 3:
+        raise InputError(f"the report expects images of shape C×H×W, got shape {a.shape}")
+    return np.transpose(a, (1, 2, 0))
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    """One attack at one budget (the evaluation's ``AttackRecord``)."""
+
+    attack: str
+    eps: float
+    robust_accuracy: float
+    success_rate: float
+    median_norm: float
+    mean_queries: float
+    seconds: float
+    skipped_reason: str | None
+
+
+@dataclass(frozen=True)
+class ExampleView:
+    """One adversarial example: the clean image ``x`` and ``x_adv = x + r``, both ``H×W×C``."""
+
+    index: int
+    x: np.ndarray
+    x_adv: np.ndarray
+    label: int
+    clean_pred: int
+    clean_conf: float
+    adv_pred: int
+    adv_conf: float
+    norm: float
+    eps: float
+    attack: str
+
+
+@dataclass(frozen=True)
+class EvaluationView:
+    """An evaluation: ``robust[e, i]`` is true when point ``i`` is correct and unbroken at
+    ``epsilons[e]``; ``broken_by[e, i]`` names the attack that broke it (``""``: none);
+    ``min_norm[i]`` is the smallest perturbation found (``inf``: none)."""
+
+    model_name: str
+    model_fingerprint: str
+    data_name: str
+    threat: str
+    epsilons: tuple[float, ...]
+    suite: str
+    attacks: tuple[str, ...]
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    clean_correct: np.ndarray
+    robust: np.ndarray
+    broken_by: np.ndarray
+    min_norm: np.ndarray
+    per_attack: tuple[AttackRow, ...]
+    examples: tuple[ExampleView, ...]
+    clean_accuracy: float
+    robust_accuracy: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_name(self, k: int) -> str:
+        return self.classes[k] if 0 <= k < len(self.classes) else str(k)
+
+    def robust_counts(self) -> list[int]:
+        """Per eps, how many points are robust (the numerator of robust accuracy)."""
+        return [int(row.sum()) for row in self.robust]
+
+    def per_class(self) -> list[tuple[int, int, float, tuple[float, ...]]]:
+        """Per class present in ``labels``: (class, points, clean accuracy, robust accuracy per eps)."""
+        rows = []
+        for k in np.unique(self.labels):
+            mask = self.labels == k
+            robust = tuple(float(self.robust[e, mask].mean()) for e in range(len(self.epsilons)))
+            rows.append((int(k), int(mask.sum()), float(self.clean_correct[mask].mean()), robust))
+        return rows
+
+    def broken_counts(self, e: int) -> dict[str, int]:
+        """At ``epsilons[e]``: how many points each attack broke (the first to break them)."""
+        names, counts = np.unique(self.broken_by[e][self.broken_by[e] != ""], return_counts=True)
+        return {str(a): int(c) for a, c in zip(names, counts, strict=False)}
+
+
+def _attack_name(value: Any, attacks: Sequence[str]) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return attacks[int(value)] if 0 <= int(value) < len(attacks) else ""
+    return str(value)
+
+
+def _broken_by(value: Any, attacks: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+    raw = value.tolist() if hasattr(value, "tolist") else value
+    names = np.array(
+        [[_attack_name(v, attacks) for v in row] for row in raw] if len(raw) else [], dtype=object
+    )
+    return names.reshape(shape)
+
+
+def _robust_accuracy(value: Any, epsilons: Sequence[float], robust: np.ndarray) -> tuple[float, ...]:
+    """Per eps, the evaluation's own value; where it gives none, the mean of ``robust``."""
+    given: dict[float, float] = {}
+    if isinstance(value, Mapping):
+        given = {float(k): float(v) for k, v in value.items()}
+    elif value is not None and not isinstance(value, (int, float)):
+        given = {float(e): float(v) for e, v in zip(epsilons, value, strict=False)}
+    return tuple(
+        given.get(float(e), float(robust[i].mean()) if robust.shape[1] else float("nan"))
+        for i, e in enumerate(epsilons)
+    )
+
+
+def _example(ex: Any) -> ExampleView:
+    kind = "example"
+    return ExampleView(
+        index=int(_get(ex, kind, "index", default=-1)),
+        x=image_hwc(_get(ex, kind, "x")),
+        x_adv=image_hwc(_get(ex, kind, "x_adv")),
+        label=int(_get(ex, kind, "label")),
+        clean_pred=int(_get(ex, kind, "clean_pred")),
+        clean_conf=_float(_get(ex, kind, "clean_conf")),
+        adv_pred=int(_get(ex, kind, "adv_pred")),
+        adv_conf=_float(_get(ex, kind, "adv_conf")),
+        norm=_float(_get(ex, kind, "norm")),
+        eps=_float(_get(ex, kind, "eps", default=None)),
+        attack=str(_get(ex, kind, "attack", default="")),
+    )
+
+
+def _attack_row(rec: Any) -> AttackRow:
+    kind = "attack record"
+    reason = _get(rec, kind, "skipped_reason", default=None)
+    return AttackRow(
+        attack=str(_get(rec, kind, "attack")),
+        eps=_float(_get(rec, kind, "eps")),
+        robust_accuracy=_float(_get(rec, kind, "robust_accuracy")),
+        success_rate=_float(_get(rec, kind, "success_rate", default=None)),
+        median_norm=_float(_get(rec, kind, "median_norm", default=None)),
+        mean_queries=_float(_get(rec, kind, "mean_queries", default=None)),
+        seconds=_float(_get(rec, kind, "seconds", default=None)),
+        skipped_reason=None if reason in (None, "") else str(reason),
+    )
+
+
+def evaluation_view(ev: Any) -> EvaluationView:
+    """Read an ``EvaluationResult`` (or its JSON dictionary)."""
+    kind = "evaluation"
+    epsilons = tuple(float(e) for e in _get(ev, kind, "epsilons"))
+    attacks = tuple(str(a) for a in _get(ev, kind, "attacks", default=()))
+    labels = _array(_get(ev, kind, "labels"), np.int64).reshape(-1)
+    n, e = labels.shape[0], len(epsilons)
+    robust = _array(_get(ev, kind, "robust"), bool).reshape(e, n)
+    clean_correct = _array(_get(ev, kind, "clean_correct"), bool).reshape(n)
+    classes = _get(ev, kind, "classes", default=None)
+    if not classes:
+        classes = [str(k) for k in range(int(labels.max()) + 1 if n else 0)]
+    min_norm = _get(ev, kind, "min_norm", default=None)
+    min_norm = np.full(n, math.inf) if min_norm is None else _array(min_norm, np.float64).reshape(n)
+    broken = _get(ev, kind, "broken_by", default=None)
+    broken = np.full((e, n), "", dtype=object) if broken is None else _broken_by(broken, attacks, (e, n))
+    clean_acc = _get(ev, kind, "clean_accuracy", default=None)
+    return EvaluationView(
+        model_name=str(_get(ev, kind, "model_name", default="model")),
+        model_fingerprint=str(_get(ev, kind, "model_fingerprint", default="") or ""),
+        data_name=str(_get(ev, kind, "data_name", default="data")),
+        threat=str(_get(ev, kind, "threat", default="linf")),
+        epsilons=epsilons,
+        suite=str(_get(ev, kind, "suite", default="") or ""),
+        attacks=attacks,
+        classes=tuple(str(c) for c in classes),
+        labels=labels,
+        clean_correct=clean_correct,
+        robust=robust,
+        broken_by=broken,
+        min_norm=min_norm,
+        per_attack=tuple(_attack_row(r) for r in _get(ev, kind, "per_attack", default=())),
+        examples=tuple(_example(x) for x in _get(ev, kind, "examples", default=())),
+        clean_accuracy=float(clean_correct.mean()) if clean_acc is None else float(clean_acc),
+        robust_accuracy=_robust_accuracy(
+            _get(ev, kind, "robust_accuracy", default=None), epsilons, robust
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True)
+class CheckView:
+    name: str
+    verdict: str
+    evidence: str
+    explanation: str
+
+
+@dataclass(frozen=True)
+class AuditView:
+    passed: bool
+    checks: tuple[CheckView, ...]
+
+
+def _evidence(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} = {_short(v)}" for k, v in value.items())
+    return "" if value is None else _short(value)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def audit_view(audit: Any) -> AuditView:
+    """Read an ``AuditResult``: ``passed`` and ``checks`` of (name, verdict, evidence, explanation)."""
+    kind = "audit"
+    checks = tuple(
+        CheckView(
+            name=str(_get(c, "audit check", "name")),
+            verdict=str(getattr(v := _get(c, "audit check", "verdict"), "value", v)),
+            evidence=_evidence(_get(c, "audit check", "evidence", default=None)),
+            explanation=str(_get(c, "audit check", "explanation", default="") or ""),
+        )
+        for c in _get(audit, kind, "checks")
+    )
+    return AuditView(passed=bool(_get(audit, kind, "passed")), checks=checks)
+
+
+# ----------------------------------------------------------------------------- transfer
+
+
+@dataclass(frozen=True)
+class TransferView:
+    """Success rate ``matrix[r, c]`` of the examples of row ``r`` (attack × source) on target ``c``."""
+
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    matrix: np.ndarray
+
+
+def transfer_view(tr: Any) -> TransferView:
+    kind = "transfer result"
+    matrix = _array(_get(tr, kind, "matrix", "success_rate", "success"), np.float64)
+    if matrix.ndim != 2:
+        raise InputError(f"the transfer matrix must be 2-D (rows × targets), got shape {matrix.shape}")
+    rows = tuple(str(r) for r in _get(tr, kind, "rows", "row_labels", "sources"))
+    columns = tuple(str(c) for c in _get(tr, kind, "columns", "column_labels", "targets"))
+    if matrix.shape != (len(rows), len(columns)):
+        raise InputError(
+            f"the transfer matrix has shape {matrix.shape} but {len(rows)} row and "
+            f"{len(columns)} column labels"
+        )
+    return TransferView(rows=rows, columns=columns, matrix=matrix)
+
+
+# ----------------------------------------------------------------------------- query attacks
+
+
+@dataclass(frozen=True)
+class PixelTarget:
+    """One image pushed towards one target class: the attacked image and the target's confidence."""
+
+    target: int
+    x_adv: np.ndarray
+    success: bool
+    confidence: float
+
+
+@dataclass(frozen=True)
+class OnePixelView:
+    x: np.ndarray
+    label: int
+    targets: tuple[PixelTarget, ...]
+
+
+def one_pixel_view(op: Any) -> OnePixelView:
+    """Read a One-Pixel all-targets result: the image ``x``, its ``label``, and per target class
+    ``targets``, ``x_adv``, ``success`` and the target's ``confidence``."""
+    kind = "One-Pixel result"
+    targets = _array(_get(op, kind, "targets"), np.int64).reshape(-1)
+    x_adv = _get(op, kind, "x_adv")
+    success = _array(_get(op, kind, "success"), bool).reshape(-1)
+    conf = _array(_get(op, kind, "confidence", "target_confidence", "adv_conf"), np.float64)
+    return OnePixelView(
+        x=image_hwc(_get(op, kind, "x")),
+        label=int(_get(op, kind, "label", "y")),
+        targets=tuple(
+            PixelTarget(int(t), image_hwc(x_adv[i]), bool(success[i]), float(conf.reshape(-1)[i]))
+            for i, t in enumerate(targets)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class FoolingImage:
+    target: int
+    image: np.ndarray
+    confidence: float
+    queries: float
+
+
+def fooling_view(fo: Any) -> tuple[FoolingImage, ...]:
+    """Read fooling-image results: per target class, the ``images``, the ``confidence`` reached
+    and the ``queries`` spent (``nan`` when not given)."""
+    kind = "fooling result"
+    images = _get(fo, kind, "images", "x")
+    targets = _array(_get(fo, kind, "targets", "classes"), np.int64).reshape(-1)
+    conf = _array(_get(fo, kind, "confidence", "confidences"), np.float64).reshape(-1)
+    queries = _get(fo, kind, "queries", default=None)
+    q = np.full(len(targets), np.nan) if queries is None else _array(queries, np.float64).reshape(-1)
+    return tuple(
+        FoolingImage(int(t), image_hwc(images[i]), float(conf[i]), float(q[i]))
+        for i, t in enumerate(targets)
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    """Per-epoch metrics: ``metrics[name]`` holds one value per entry of ``epochs`` (``nan`` where
+    not measured); ``notes`` the per-epoch warnings (``""``: none); ``summary`` why and where
+    training stopped, when the history says."""
+
+    method: str
+    epochs: tuple[int, ...]
+    metrics: dict[str, tuple[float, ...]]
+    notes: tuple[str, ...]
+    summary: str
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def training_view(history: Any) -> TrainingView:
+    """Read a ``TrainingHistory`` (or its dictionary, or the list of its JSON-lines records):
+    ``records`` of per-epoch numeric metrics (``None``: not measured) and an optional ``note``;
+    ``method`` (default ``"training"``), ``best_epoch``, ``monitor``, ``stop_reason`` if given."""
+    kind = "training history"
+    records = history if isinstance(history, list) else _get(history, kind, "records", "epochs")
+    rows = [r if isinstance(r, Mapping) else vars(r) for r in records]
+    epochs = tuple(int(r.get("epoch", i + 1)) for i, r in enumerate(rows))
+    names = [
+        k for k in (rows[0] if rows else {})
+        if k != "epoch"
+        and all(_numeric(r.get(k)) or r.get(k) is None for r in rows)
+        and any(_numeric(r.get(k)) for r in rows)
+    ]
+    meta = {} if isinstance(history, list) else {
+        k: _get(history, kind, k, default=None) for k in ("method", "best_epoch", "monitor", "stop_reason")
+    }
+    summary = []
+    if meta.get("best_epoch") is not None:
+        summary.append(f"best epoch {meta['best_epoch']} on {meta.get('monitor') or 'the tracked metric'}")
+    if meta.get("stop_reason"):
+        summary.append(f"stopped early: {meta['stop_reason']}")
+    return TrainingView(
+        method=str(meta.get("method") or "training"),
+        epochs=epochs,
+        metrics={k: tuple(_float(r.get(k)) for r in rows) for k in names},
+        notes=tuple(str(r.get("note") or "") for r in rows),
+        summary="; ".join(summary),
+    )
