@@ -11,7 +11,10 @@ attack, DESIGN.md):
    * A minimum-norm attack runs once (unbounded) on the points robust at the smallest eps; the norm
      of what it finds, measured in the threat's norm, breaks the point at every eps >= that norm.
 3. ``robust[e, i]`` is true iff point ``i`` is classified correctly and no attack broke it at eps_e:
-   an upper bound on the true robust accuracy.
+   an upper bound on the true robust accuracy. For deterministic attacks a point robust to the
+   ensemble is robust to each member run alone; a randomized member (random start, Square) draws
+   other random numbers alone than on the ensemble's smaller set of points, so for it the
+   comparison holds in distribution, not draw by draw.
 
 The work is cut into units (attack × eps × chunk of ``batch_size`` points), each deterministic,
 written to ``run_dir`` as it finishes (:mod:`~advrobust.evaluation.rundir`, for resuming) and dealt

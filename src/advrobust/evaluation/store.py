@@ -191,7 +191,8 @@ class ResultStore:
         with self._connect() as con:
             runs = con.execute(sql, args).fetchall()
             robust: dict[int, dict[float, tuple[float, float, float]]] = {}
-            for run_id, e, acc, lo, hi in con.execute("SELECT run_id, eps, robust_accuracy, ci_low, ci_high FROM robustness"):
+            query = "SELECT run_id, eps, robust_accuracy, ci_low, ci_high FROM robustness"
+            for run_id, e, acc, lo, hi in con.execute(query):
                 robust.setdefault(run_id, {})[e] = (acc, lo, hi)
         out = [Row(*r, robust_accuracy=robust.get(r[0], {})) for r in runs]
         if eps is not None:
