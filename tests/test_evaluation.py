@@ -132,7 +132,8 @@ def test_bookkeeping_invariants(small_cnn, mnist_batch):
     assert math.isinf(float(res.min_norm[res.robust[-1]].min())) if bool(res.robust[-1].any()) else True
     rows = res.per_class()
     assert sum(r["n"] for r in rows) == res.n_points
-    assert sum(r["robust_accuracy"][0.3] * r["n"] for r in rows) == pytest.approx(res.robust_accuracy[0.3] * res.n_points)
+    robust_count = sum(r["robust_accuracy"][0.3] * r["n"] for r in rows)
+    assert robust_count == pytest.approx(res.robust_accuracy[0.3] * res.n_points)
     lo, hi = res.robust_accuracy_ci[0.15]
     assert lo <= res.robust_accuracy[0.15] <= hi
     for ex in res.examples:  # shown examples really are adversarial, inside their ball
