@@ -1,0 +1,74 @@
+"""``advrobust data``: list the data sets, show one (shape, classes, counts, pixel range), download one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from advrobust.cli.console import RichProgress, console
+from advrobust.data import DATASETS, SPLITS, canonical_name, default_root, list_datasets, load
+
+ROOT_HELP = "folder (mnist, cifar10), class folder (folder) or .npz file (npz); default for downloads: see list"
+
+
+@click.group(name="data")
+def command() -> None:
+    """List the data sets, inspect one, or download it."""
+
+
+@command.command(name="list")
+def list_command() -> None:
+    """List the data sets with a one-line description and where each is read from."""
+    table = Table(title="data sets")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("root", overflow="fold")
+    for name, description in list_datasets().items():
+        kind = DATASETS[name].kind
+        where = {"builtin": "built in", "download": str(default_root(name)), "user": "--root required"}[kind]
+        table.add_row(name, description, where)
+    console.print(table)
+
+
+@command.command(name="show")
+@click.argument("name")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+def show_command(name: str, root: Path | None, split: str) -> None:
+    """Load the data set NAME and print its shape, classes, per-class counts and pixel range."""
+    data = load(name, root=root, split=split)
+    c, h, w = data.input_shape
+    summary = Table(title=f"{data.name} ({data.split})", show_header=False)
+    summary.add_column("field", style="bold")
+    summary.add_column("value")
+    summary.add_row("points", str(len(data)))
+    summary.add_row("image shape", f"{c}×{h}×{w} (C×H×W), {data.x.dtype}")
+    summary.add_row("classes", str(data.num_classes))
+    if len(data):
+        low, high = data.x.aminmax()
+        summary.add_row("pixel range", f"[{low.item():.4g}, {high.item():.4g}], mean {data.x.mean().item():.4g}")
+    console.print(summary)
+    counts = Table(title="points per class")
+    counts.add_column("label", justify="right")
+    counts.add_column("class")
+    counts.add_column("points", justify="right")
+    for label, (cls, count) in enumerate(zip(data.classes, data.class_counts(), strict=True)):
+        counts.add_row(str(label), cls, str(count))
+    console.print(counts)
+
+
+@command.command(name="download")
+@click.argument("name")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="folder to download into")
+def download_command(name: str, root: Path | None) -> None:
+    """Download NAME (mnist or cifar10), verify its SHA-256 and unpack it into --root."""
+    from advrobust.data.download import download_dataset
+
+    key = canonical_name(name)
+    folder = (root or default_root(key)).expanduser()
+    files = download_dataset(key, folder, progress=RichProgress())
+    for path in files:
+        console.print(f"verified {path}")
+    console.print(f"next: advrobust data show {key} --root {folder}")
