@@ -110,7 +110,7 @@ class BIM(_FixedStep):
     def kurakin(cls, threat: Threat, **kwargs) -> BIM:
         """The paper's setting (Kurakin et al. 2017, §2.1): ``α = 1/255`` and
         ``n = min(ε·255 + 4, 1.25·ε·255)`` iterations (ε in ``[0, 1]`` pixel units)."""
-        e255 = float(threat.eps) * 255
+        e255 = round(float(threat.eps) * 255, 6)  # 16/255·255 must give 16, not 15.999…
         steps = max(1, math.floor(min(e255 + 4, 1.25 * e255)))
         return cls(threat, steps=steps, step_size=1 / 255, **kwargs)
 
