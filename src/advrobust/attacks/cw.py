@@ -1,0 +1,197 @@
+"""Carlini & Wagner (2017), "Towards Evaluating the Robustness of Neural Networks", the l2 attack.
+
+With the change of variables ``x + r = (tanh(w) + 1) / 2`` (their eq. for "box constraints",
+option 3), which keeps every iterate inside the box ``B = [0, 1]``, the attack minimizes
+
+    ‖(tanh(w) + 1)/2 − x‖₂² + c · f((tanh(w) + 1)/2)                                    (C&W, §V.A)
+
+with their objective ``f_6``: untargeted ``f(x') = max(z_y − max_{j≠y} z_j, −κ)``, targeted
+``f(x') = max(max_{j≠t} z_j − z_t, −κ)`` (``z`` the logits; ``f = −``:func:`advrobust.losses.margin`).
+``w`` is optimized with Adam; ``c`` is found per point by binary search: after a search step where
+the point became adversarial ``c`` is halved towards the last failure, otherwise it is multiplied
+by 10 until a success brackets it (their code; the paper's "modified binary search").
+
+Defaults (``CarliniWagner(L2())``) are those of the authors' code (nn_robust_attacks,
+``l2_attack.py``): 9 binary search steps, initial ``c = 1e-3``, Adam learning rate ``1e-2``,
+``κ = 0``, abort early when the loss has not fallen by 0.01% over a tenth of the steps — except
+``steps``: 1000 here against their 10000 (the stall test stops most points long before).
+:meth:`CarliniWagner.fast` is the preset of the benchmark: 100 steps, ``c₀ = 1``, rate ``0.05``.
+
+Each search step restarts from ``w`` of the clean input (as in their code) and the smallest
+successful ``x + r`` of any step and search is kept per point, never the last iterate. Early stop is
+per point: a point whose loss stalls leaves the batch for the rest of the search step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.errors import InputError
+from advrobust.losses import is_adversarial, margin
+from advrobust.threat import L2, Threat
+
+_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015), as in C&W's code
+
+
+class SmallestAdversarial:
+    """Per point, the smallest successful ``x_adv`` offered so far (``norm = inf`` while none).
+
+    Minimum-norm attacks keep this across all their steps and restarts, never the last iterate.
+    Points in ``done`` (adversarial at ``r = 0``) start with ``norm = 0``.
+    """
+
+    def __init__(self, x: Tensor, threat: Threat, done: Tensor) -> None:
+        self.x = x
+        self.threat = threat
+        self.x_best = x.clone()
+        self.norm = torch.where(done, 0.0, math.inf).to(x.dtype)
+
+    def offer(self, index: Tensor, x_cand: Tensor, success: Tensor) -> None:
+        """Candidates ``x_cand`` for the points ``index``; ``success`` marks those that are adversarial."""
+        norm = self.threat.norm(x_cand - self.x[index])
+        better = success & (norm < self.norm[index])
+        if bool(better.any()):
+            rows = index[better]
+            self.norm[rows] = norm[better]
+            self.x_best[rows] = x_cand[better].detach()
+
+    @property
+    def found(self) -> Tensor:
+        return torch.isfinite(self.norm)
+
+
+def _to_tanh_space(x: Tensor) -> Tensor:
+    return torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+
+
+def _from_tanh_space(w: Tensor) -> Tensor:
+    return (torch.tanh(w) + 1) / 2
+
+
+class CarliniWagner(MinimumNormAttack):
+    """C&W l2 (Carlini & Wagner 2017): ``min ‖r‖₂² + c·f(x + r)`` in tanh space, binary search on ``c``.
+
+    Parameters
+    ----------
+    threat:
+        ``L2()`` (the default). With an ``eps``, results beyond it count as failures.
+    steps:
+        Adam iterations per search step (1000; authors' code: 10000, with abort-early).
+    search_steps:
+        Binary search steps over ``c`` (9, authors' code).
+    initial_const:
+        ``c`` of the first search step (1e-3, authors' code).
+    lr:
+        Adam's learning rate in ``w`` space (1e-2, authors' code).
+    kappa:
+        Confidence ``κ``: a point counts as broken for the search only with margin ``≥ κ`` (0).
+    abort_early:
+        Stop a point when its loss fell by less than 0.01% over ``steps // 10`` steps (authors' code).
+    """
+
+    name = "cw"
+    norms = ("l2",)
+
+    def __init__(
+        self,
+        threat: Threat | None = None,
+        *,
+        steps: int = 1000,
+        search_steps: int = 9,
+        initial_const: float = 1e-3,
+        lr: float = 1e-2,
+        kappa: float = 0.0,
+        abort_early: bool = True,
+        lr_decay: bool = False,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(L2() if threat is None else threat, seed=seed)
+        if steps < 1 or search_steps < 1:
+            raise InputError(f"CarliniWagner: steps and search_steps must be >= 1, got {steps}, {search_steps}")
+        if initial_const <= 0 or lr <= 0 or kappa < 0:
+            raise InputError("CarliniWagner: initial_const and lr must be > 0 and kappa >= 0")
+        self.steps = steps
+        self.search_steps = search_steps
+        self.initial_const = initial_const
+        self.lr = lr
+        self.kappa = kappa
+        self.abort_early = abort_early
+        self.lr_decay = lr_decay
+
+    @classmethod
+    def fast(cls, threat: Threat | None = None, **overrides: float) -> CarliniWagner:
+        """The benchmark preset: 100 steps × 9 searches from ``c₀ = 1`` with rate 0.05 (not the paper's)."""
+        kwargs = {"steps": 100, "search_steps": 9, "initial_const": 1.0, "lr": 0.05, "lr_decay": True, **overrides}
+        return cls(threat, **kwargs)
+
+    def _run(
+        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
+    ) -> Tensor:
+        best = SmallestAdversarial(x, self.threat, done)
+        n = x.shape[0]
+        const = torch.full((n,), self.initial_const, dtype=x.dtype, device=x.device)
+        lower = torch.zeros_like(const)
+        upper = torch.full_like(const, math.inf)
+        todo = (~done).nonzero().squeeze(1)
+        w_clean = _to_tanh_space(x)
+        for _ in range(self.search_steps):
+            if todo.numel() == 0:
+                break
+            hit = self._search_step(oracle, x, y, target, todo, const[todo], w_clean[todo], best)
+            c = const[todo]
+            upper[todo] = torch.where(hit, torch.minimum(upper[todo], c), upper[todo])
+            lower[todo] = torch.where(hit, lower[todo], torch.maximum(lower[todo], c))
+            bracketed = torch.isfinite(upper[todo])
+            const[todo] = torch.where(bracketed, (lower[todo] + upper[todo]) / 2, c * 10)
+        return best.x_best
+
+    def _search_step(
+        self,
+        oracle: Oracle,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None,
+        index: Tensor,
+        const: Tensor,
+        w: Tensor,
+        best: SmallestAdversarial,
+    ) -> Tensor:
+        """One Adam run at fixed ``c`` for the points ``index``; returns which of them succeeded."""
+        w = w.clone()
+        m = torch.zeros_like(w)
+        v = torch.zeros_like(w)
+        hit = torch.zeros(index.shape[0], dtype=torch.bool, device=x.device)
+        rows = torch.arange(index.shape[0], device=x.device)  # active rows, positions in `index`
+        prev = torch.full((index.shape[0],), math.inf, dtype=x.dtype, device=x.device)
+        check_every = max(1, self.steps // 10)
+        for step in range(1, self.steps + 1):
+            pts = index[rows]
+            x0, yy = x[pts], y[pts]
+            tt = None if target is None else target[pts]
+            xa = _from_tanh_space(w[rows])
+            z, f_neg, grad_f = oracle.logits_and_grad(xa, lambda z, yy=yy, tt=tt: margin(z, yy, tt, self.kappa), pts)
+            success = is_adversarial(z, yy, tt) & (f_neg >= self.kappa)
+            best.offer(pts, xa, success)
+            hit[rows] |= success
+            c = const[rows].view(-1, *[1] * (x.dim() - 1))
+            dist = (xa - x0).flatten(1).square().sum(1)
+            loss = dist - const[rows] * f_neg
+            grad_x = 2 * (xa - x0) - c * grad_f
+            grad_w = grad_x * (1 - torch.tanh(w[rows]).square()) / 2
+            m[rows] = _BETA1 * m[rows] + (1 - _BETA1) * grad_w
+            v[rows] = _BETA2 * v[rows] + (1 - _BETA2) * grad_w.square()
+            m_hat = m[rows] / (1 - _BETA1**step)
+            v_hat = v[rows] / (1 - _BETA2**step)
+            lr = self.lr * (1 + math.cos(math.pi * (step - 1) / self.steps)) / 2 if self.lr_decay else self.lr
+            w[rows] = w[rows] - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+            if self.abort_early and step % check_every == 0:
+                stalled = loss > prev[rows] * 0.9999
+                prev[rows] = loss
+                rows = rows[~stalled]
+                if rows.numel() == 0:
+                    break
+        return hit
