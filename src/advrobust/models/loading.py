@@ -16,6 +16,7 @@ import importlib.util
 import os
 import pickle
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +59,9 @@ def load_model(spec: str | os.PathLike[str], weights: str | os.PathLike[str] | N
         return load_checkpoint(path, device)[0]
     if _is_torchscript(path):
         try:
-            return torch.jit.load(str(path), map_location=device).eval()
+            with warnings.catch_warnings():  # torch deprecates TorchScript, but users still ship it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location=device).eval()
         except RuntimeError as exc:
             raise ModelLoadError(f"{path}: corrupt TorchScript file ({str(exc).splitlines()[0]})") from None
     raise ModelLoadError(
