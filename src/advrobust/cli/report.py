@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from advrobust.cli.console import console
 from advrobust.errors import InputError
@@ -92,13 +93,20 @@ def command(
             out = out.with_name(out.name[: -len("_results.html")] + ".html")
     path = write_report(out, title=title, **inputs)
 
-    table = Table(title="Report written", show_header=True, header_style="bold")
-    table.add_column("what")
-    table.add_column("where")
-    table.add_row("page", str(path))
+    evaluation = inputs.get("evaluation")
+    if evaluation is not None:
+        title_text = Text(f"{evaluation.model_name} on {evaluation.data_name}")  # no markup
+        table = Table(title=title_text, title_justify="left")
+        table.add_column("ε", justify="right")
+        table.add_column("robust accuracy", justify="right")
+        table.add_row("0 (clean)", f"{evaluation.clean_accuracy:.1%}")
+        for eps, acc in evaluation.robust_accuracy.items():
+            table.add_row(f"{eps:g}", f"{acc:.1%}")
+        console.print(table)
     pngs = sorted(figures_dir(path).glob("*.png"))
-    table.add_row("figures", f"{figures_dir(path)}/ ({len(pngs)} PNG)")
-    table.add_row("results", str(results_path(path)))
-    shown = [k for k, v in inputs.items() if v is not None]
-    table.add_row("sections from", ", ".join(shown))
-    console.print(table)
+    for what, where in (
+        ("report", str(path)),
+        ("figures", f"{figures_dir(path)}/ ({len(pngs)} PNG)"),
+        ("results", str(results_path(path))),
+    ):
+        console.print(f"{what:<8} {where}", markup=False, highlight=False, soft_wrap=True)

@@ -73,16 +73,14 @@ def _show(ax: Axes, image: np.ndarray, title: str, color: str = "black") -> None
 
 
 def amplification(peak: float) -> float:
-    """The factor ``k`` that shows ``r`` as ``0.5 + k·r``: the largest of 1, 2, 5, 10, 20, 50, …
-    with ``k·peak ≤ 0.5``, so the largest change spans half the grey scale and none is clipped."""
+    """The factor ``k`` that shows ``r`` as ``0.5 + k·r``: the largest of …, 0.5, 1, 2, 5, 10, …
+    with ``k·peak ≤ 0.5``, so the largest change spans half the grey scale and none is clipped.
+    ``1`` when ``r = 0``."""
     if not peak > 0:
         return 1.0
-    k = 1.0
-    for step in (2.0, 2.5, 2.0) * 12:
-        if k * step * peak > 0.5:
-            break
-        k *= step
-    return k
+    limit = 0.5 / peak
+    decade = 10.0 ** math.floor(math.log10(limit))
+    return next(m * decade for m in (5.0, 2.0, 1.0) if m * decade <= limit * (1 + 1e-12))
 
 
 def seed_figure(

@@ -19,6 +19,7 @@ from advrobust.errors import InputError
 from advrobust.paths import atomic_path
 from advrobust.report import figures, html
 from advrobust.report.views import (
+    ExampleView,
     audit_view,
     evaluation_view,
     fooling_view,
@@ -31,7 +32,26 @@ REPORT_FORMAT = "advrobust-report/1"
 """The ``format`` field of the JSON written beside a report (``<name>_results.json``)."""
 
 MAX_EXAMPLES = 6
-"""Rows of the seed figure: enough to see a pattern, few enough to read in a minute."""
+"""Examples in the seed figure: enough to see a pattern, few enough to read in a minute."""
+
+
+def pick_examples(examples: Sequence[ExampleView], k: int = MAX_EXAMPLES) -> list[ExampleView]:
+    """Up to ``k`` examples of distinct points, taken in turn from each eps (smallest first), so the
+    figure shows how the perturbation grows with the budget; a point already shown is skipped."""
+    by_eps: dict[float, list[ExampleView]] = {}
+    for ex in examples:
+        by_eps.setdefault(ex.eps, []).append(ex)
+    queues = [by_eps[e] for e in sorted(by_eps, key=lambda e: (math.isnan(e), e))]
+    picked: list[ExampleView] = []
+    shown: set[int] = set()
+    while len(picked) < k and any(queues):
+        for q in queues:
+            while q and q[0].index in shown:
+                q.pop(0)
+            if q and len(picked) < k:
+                picked.append(q.pop(0))
+                shown.add(picked[-1].index)
+    return sorted(picked, key=lambda ex: (math.isnan(ex.eps), ex.eps))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -83,7 +103,7 @@ def write_report(
     class_name = ev.class_name if ev is not None else str
     if ev is not None:
         sections.append(("summary", "Summary", html.summary(ev, au)))
-        examples = ev.examples[:MAX_EXAMPLES]
+        examples = pick_examples(ev.examples)
         if examples:
             sections.append(("examples", "Adversarial examples", figure(
                 "examples", figures.seed_figure(examples, class_name, ev.threat),

@@ -1,0 +1,282 @@
+"""The HTML report: built from a real small evaluation, checked as HTML, for its numbers, its
+escaping, its embedded and saved figures, the `advrobust report` command, and in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from matplotlib import image as mpimg
+
+from advrobust.cli.main import main
+from advrobust.errors import InputError
+from advrobust.evaluation import evaluate
+from advrobust.evaluation.result import EvaluationResult
+from advrobust.report import REPORT_FORMAT, write_report
+from advrobust.report.figures import amplification
+from advrobust.report.writer import figures_dir, results_path
+from advrobust.threat import Linf
+
+XSS = "<script>alert(1)</script>"
+EPSILONS = [0.1, 0.3]
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "wbr", "source"}
+
+
+class _Page(HTMLParser):
+    """Checks that tags balance; collects image sources, links and the text of each section."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[str] = []
+        self.srcs: list[str] = []
+        self.hrefs: list[str] = []
+        self.sections: dict[str, str] = {}
+        self._section: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "img":
+            self.srcs.append(a.get("src") or "")
+        if "href" in a:
+            self.hrefs.append(a["href"] or "")
+        if tag == "section":
+            self._section = a.get("id")
+            self.sections[self._section or ""] = ""
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            return
+        self.stack.pop()
+        if tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        if self._section is not None:
+            self.sections[self._section] += data
+
+
+def parse(text: str) -> _Page:
+    page = _Page()
+    page.feed(text)
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def evaluation(small_cnn, mnist_batch) -> EvaluationResult:
+    """A real evaluation (FGSM + PGD at two eps) of the small CNN on 40 digits, with class 0 named
+    like a script tag and a model name that needs escaping."""
+    x, y = mnist_batch
+    idx = torch.cat([torch.arange(c * 20, c * 20 + 4) for c in range(10)])
+    classes = [XSS, *[f"digit {k}" for k in range(1, 10)]]
+    return evaluate(small_cnn, x[idx], y[idx], threat=Linf(eps=0.3), epsilons=EPSILONS,
+                    suite="quick", classes=classes, model_name='cnn "A&B"', data_name="mnist-5k")
+
+
+@pytest.fixture(scope="module")
+def report(evaluation, tmp_path_factory) -> tuple[Path, str]:
+    path = write_report(tmp_path_factory.mktemp("report") / "report.html", evaluation)
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_report_is_balanced_self_contained_html(report):
+    _, text = report
+    page = parse(text)
+    assert text.startswith("<!DOCTYPE html>")
+    assert page.errors == [] and page.stack == []
+    assert "script" not in page.tags and "link" not in page.tags  # no JavaScript, no stylesheets
+    assert page.srcs and all(s.startswith("data:image/png;base64,") for s in page.srcs)
+    assert all(h.startswith("#") for h in page.hrefs)  # only in-page links: nothing to fetch
+
+
+def test_report_holds_every_section_with_the_results_numbers(report, evaluation):
+    _, text = report
+    sections = parse(text).sections
+    assert {"summary", "examples", "curves", "min-norm", "per-class"} <= set(sections)
+    summary = sections["summary"]
+    assert f"{evaluation.clean_accuracy:.1%}" in summary
+    for e, eps in enumerate(evaluation.epsilons):
+        acc = evaluation.robust_accuracy[eps]
+        lo, hi = evaluation.robust_accuracy_ci[eps]
+        row = f"{eps:g}{acc:.1%}[{lo:.1%}, {hi:.1%}]"
+        assert row in summary, f"summary row for eps={eps} not found"
+        broken = {}
+        for name in evaluation.broken_by[e]:
+            if name is not None:
+                broken[name] = broken.get(name, 0) + 1
+        for name, count in broken.items():
+            assert f"{name}: {count}" in summary
+    curves = sections["curves"]
+    for rec in evaluation.per_attack:
+        assert f"{rec.attack}{rec.eps:g}{rec.robust_accuracy:.1%}{rec.success_rate:.1%}" in curves
+    per_class = sections["per-class"]
+    for row in evaluation.per_class():
+        cells = [f"{row['n']}", f"{row['clean_accuracy']:.1%}"]
+        cells += [f"{row['robust_accuracy'][eps]:.1%}" for eps in evaluation.epsilons]
+        assert row["name"] + "".join(cells) in per_class
+    shown = re.findall(r"predicted on x \+ r‖r‖∞(.*)", sections["examples"])
+    assert shown, "the examples table is missing"
+    for ex in evaluation.examples:
+        if f"{ex.index}{ex.attack}{ex.eps:g}" in sections["examples"]:
+            assert evaluation.classes[ex.adv_pred] in sections["examples"]
+
+
+def test_user_text_is_escaped(report):
+    _, text = report
+    assert XSS not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert 'cnn "A&B"' not in text and "cnn &quot;A&amp;B&quot;" in text
+    assert XSS in parse(text).sections["per-class"]  # shown to the reader as text
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    return mpimg.imread(io.BytesIO(data), format="png")
+
+
+def test_figures_are_embedded_and_saved_beside_the_report(report):
+    path, text = report
+    saved = {p.name: p.read_bytes() for p in figures_dir(path).glob("*.png")}
+    assert {"examples.png", "robustness_curves.png", "min_norm.png"} <= set(saved)
+    embedded = [base64.b64decode(s.split(",", 1)[1]) for s in parse(text).srcs]
+    assert sorted(embedded) == sorted(saved.values())
+    for data in embedded:
+        pixels = _decode_png(data)
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and float(pixels.std()) > 0.05
+
+
+def test_results_json_renders_the_same_report_again(report, evaluation, tmp_path):
+    path, text = report
+    data = json.loads(results_path(path).read_text())
+    assert data["format"] == REPORT_FORMAT
+    assert data["evaluation"]["robust"] == evaluation.robust.tolist()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "again.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "advrobust", "report", str(results_path(path)), "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    again = parse(out.read_text().replace("again_figures/", "report_figures/")).sections
+    assert again == parse(text).sections
+    # piped, the command's rich output is plain text: no escape sequences, no control characters
+    assert "\x1b" not in proc.stdout and not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", proc.stdout)
+    assert str(out) in proc.stdout
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": "other"}', "[1, 2]"])
+def test_cli_errors_are_one_line(tmp_path, capsys, content):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(bad)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "bad.html").exists()
+
+
+def test_write_report_refuses_nothing_and_non_html(tmp_path, evaluation):
+    with pytest.raises(InputError, match="nothing to report"):
+        write_report(tmp_path / "r.html")
+    with pytest.raises(InputError, match=r"\.html"):
+        write_report(tmp_path / "r.pdf", evaluation)
+
+
+def test_amplification_makes_r_visible_without_clipping():
+    for peak in (0.003, 0.01, 0.05, 0.1, 0.25, 0.3, 0.7, 1.0):
+        k = amplification(peak)
+        assert k * peak <= 0.5 + 1e-12  # 0.5 + k·r stays inside [0, 1]
+        assert k * peak > 0.5 / 2.5  # the next factor of 1, 2, 5, 10, ... would clip
+    assert amplification(0.1) == 5.0 and amplification(0.25) == 2.0 and amplification(1.0) == 0.5
+    assert amplification(0.0) == 1.0
+
+
+def _image(seed: int, c: int = 1, s: int = 8) -> torch.Tensor:
+    return torch.rand(c, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+def test_optional_sections_show_their_inputs(tmp_path, evaluation):
+    x = _image(0)
+    targets = [1, 2, 3]
+    x_adv = x.repeat(3, 1, 1, 1)
+    for i in range(3):
+        x_adv[i, 0, i, i] = 1.0 - x_adv[i, 0, i, i]
+    one_pixel = SimpleNamespace(x=x, label=0, targets=torch.tensor(targets), x_adv=x_adv,
+                                success=torch.tensor([True, False, True]),
+                                confidence=torch.tensor([0.81, 0.12, 0.64]))
+    fooling = SimpleNamespace(images=torch.stack([_image(k) for k in range(3)]),
+                              targets=[0, 1, 2], confidence=[0.997, 0.42, 0.999], queries=[400, 900, 80])
+    transfer = {"rows": ["fgsm × <b>src</b>", "pgd × src"], "columns": ["src", "tgt"],
+                "matrix": [[0.9, 0.35], [1.0, 0.125]]}
+    audit = SimpleNamespace(passed=False, checks=[
+        SimpleNamespace(name="unbounded attack reaches 100%", verdict="pass",
+                        evidence={"success": 1.0}, explanation="ok"),
+        SimpleNamespace(name="<i>iterative beats single-step</i>", verdict="fail",
+                        evidence={"fgsm": 0.2, "pgd": 0.1}, explanation="FGSM stronger than PGD"),
+    ])
+    training = {"method": "pgd-at", "best_epoch": 2, "monitor": "val_robust_acc", "stop_reason": None,
+                "records": [
+                    {"epoch": 1, "train_loss": 1.5, "train_acc": 0.5, "val_acc": None,
+                     "val_robust_acc": None, "lr": 0.1, "seconds": 3.0, "note": None},
+                    {"epoch": 2, "train_loss": 0.75, "train_acc": 0.875, "val_acc": 0.9,
+                     "val_robust_acc": 0.625, "lr": 0.1, "seconds": 3.0, "note": "PGD acc collapsed"},
+                ]}
+    path = write_report(tmp_path / "all.html", evaluation, audit=audit, transfer=transfer,
+                        one_pixel=[one_pixel], fooling=fooling, training=training, title="T <&>")
+    text = path.read_text()
+    page = parse(text)
+    assert page.errors == [] and page.stack == []
+    s = page.sections
+    assert "reached 2 of 3 target classes" in s["one-pixel-0"]
+    assert "99.7%" in s["fooling"] and "42.0%" in s["fooling"] and "900" in s["fooling"]
+    assert "fgsm × <b>src</b>90.0%35.0%" in s["transfer"] and "<b>src</b>" not in text
+    assert "12.5%" in s["transfer"]
+    assert "<i>iterative beats single-step</i>failfgsm = 0.2, pgd = 0.1" in s["audit"]
+    assert "FAILED" in s["summary"] and "1 of 2 checks pass" in s["summary"]
+    assert "PGD acc collapsed" in s["training"] and "best epoch 2 on val_robust_acc" in s["training"]
+    assert "<title>T &lt;&amp;&gt;</title>" in text
+    names = {p.name for p in figures_dir(path).glob("*.png")}
+    assert {"one_pixel_0.png", "fooling.png", "transfer.png", "training.png"} <= names
+    assert len(page.srcs) == len(names)
+
+
+@pytest.mark.chromium
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (CI installs it with apt-get: see .ci/run)")
+    path, _ = report
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=1280,2000", "--enable-logging=stderr", "--v=0", path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.exists(), proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines()
+               if "CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line]
+    assert console == []
+    pixels = mpimg.imread(shot)[:, :, :3]
+    assert pixels.shape[:2] == (2000, 1280)
+    assert float(pixels.std()) > 0.05  # not blank
+    assert float((pixels.mean(axis=2) < 0.5).mean()) > 0.01  # dark text and figures are drawn
