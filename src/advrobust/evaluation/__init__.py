@@ -19,9 +19,9 @@ from advrobust.evaluation.suites import SUITES
 
 _LAZY = {
     "ResultStore": "advrobust.evaluation.store",
-    "audit": "advrobust.evaluation.audit",
-    "AuditResult": "advrobust.evaluation.audit",
-    "Check": "advrobust.evaluation.audit",
+    "audit": "advrobust.evaluation.masking",
+    "AuditResult": "advrobust.evaluation.masking",
+    "Check": "advrobust.evaluation.masking",
     "transfer_matrix": "advrobust.evaluation.transfer",
     "TransferResult": "advrobust.evaluation.transfer",
     # written by the minimum-norm engineer; absent until it lands

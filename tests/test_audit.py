@@ -1,0 +1,62 @@
+"""The gradient-masking audit flags a model that hides its gradients and passes an honest CNN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import advrobust as ar
+
+
+class Quantized(nn.Module):
+    """``f(round(4x)/4)``: the input quantization has zero gradient almost everywhere, so gradient
+    attacks stall while the model stays as vulnerable as before (Athalye et al. 2018, §3.1)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x * 4) / 4)
+
+
+@pytest.fixture
+def points(mnist_batch):
+    x, y = mnist_batch
+    return x[::8], y[::8]  # 25 points, every class
+
+
+def test_honest_cnn_passes(small_cnn, points):
+    x, y = points
+    result = ar.audit(small_cnn, x, y, ar.Linf(eps=0.3), steps=20)
+    verdicts = {c.name: c.verdict for c in result.checks}
+    assert result.passed, result.checks
+    assert verdicts["gradients"] == verdicts["linearity"] == verdicts["unbounded"] == "pass"
+    assert {"eps-monotone", "iterative>single-step", "white-box>black-box", "converged"} <= set(verdicts)
+    mono = next(c for c in result.checks if c.name == "eps-monotone").evidence["robust_accuracy"]
+    assert mono[0] > mono[-1]
+
+
+def test_quantized_input_is_flagged(small_cnn, points):
+    x, y = points
+    masked = Quantized(small_cnn)
+    assert float((masked(x).argmax(1) == y).float().mean()) > 0.8  # still an accurate classifier
+    result = ar.audit(masked, x, y, ar.Linf(eps=0.3), surrogate=small_cnn, steps=10)
+    verdicts = {c.name: c.verdict for c in result.checks}
+    assert not result.passed
+    assert verdicts["gradients"] == verdicts["unbounded"] == verdicts["linearity"] == "fail"
+    grads = next(c for c in result.checks if c.name == "gradients").evidence
+    assert grads["zero_gradient_fraction"] == 1.0
+    black = next(c for c in result.checks if c.name == "white-box>black-box")
+    # crafted on the unquantized twin, the examples break the masked model that PGD cannot
+    assert black.evidence["transfer_robust_accuracy"] < black.evidence["pgd_robust_accuracy"]
+    assert black.verdict == "fail"
+
+
+def test_audit_rejects_bad_threats(linear_model):
+    x, y = torch.rand(4, 1, 4, 4), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ar.InputError, match="eps"):
+        ar.audit(linear_model, x, y, ar.Linf())
+    with pytest.raises(ar.InputError, match="l0"):
+        ar.audit(linear_model, x, y, ar.L0(eps=2))
