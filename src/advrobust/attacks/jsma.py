@@ -113,9 +113,9 @@ class JSMA(MinimumNormAttack):
         budget = self.max_pairs(flat.shape[1])
         for changed in range(budget + 1):  # evaluate after each pair, and once more after the last
             pts = index[rows]
-            t = aim[pts]
+            t2 = aim[pts].repeat_interleave(2)
 
-            def objective(z: Tensor, t: Tensor = t.repeat_interleave(2)) -> Tensor:
+            def objective(z: Tensor, t: Tensor = t2) -> Tensor:
                 z_t = z.gather(1, t[:, None]).squeeze(1)
                 odd = torch.arange(z.shape[0], device=z.device) % 2 == 1
                 return torch.where(odd, z.sum(dim=1) - z_t, z_t)  # rows: Z_t, then Σ_{j≠t} Z_j
