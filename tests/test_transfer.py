@@ -42,7 +42,7 @@ def test_matrix_shape_diagonal_and_transferability(setup):
     threat = ar.Linf(eps=0.1)
     res = transfer_matrix(models, models, x, y, attacks=["fgsm", "i-fgsm"], threat=threat)
     assert res.attacks == ["fgsm", "i-fgsm"] and res.sources == res.targets == list(models)
-    assert len(res.rows()) == 2 * 3
+    assert len(res.table()) == 2 * 3 and len(res.matrix) == len(res.rows) == 6
     for a in range(2):
         for s in range(3):
             for t in range(3):
@@ -53,10 +53,11 @@ def test_matrix_shape_diagonal_and_transferability(setup):
         direct = ar.attacks.FGSM(threat)(model, x[ok], y[ok]).success.float().mean()
         assert res.white_box("fgsm", name) == pytest.approx(float(direct))
     # crafted on a near twin, examples transfer far better than from an unrelated model
-    fgsm = res.rows()[:3]
+    fgsm = res.table()[:3]
     assert fgsm[1][2]["a"] > fgsm[2][2]["a"] + 0.2
     assert res.white_box("fgsm", "a") > fgsm[2][2]["a"]
     assert TransferResult.from_json(res.to_json()) == res
+    assert res.matrix[res.rows.index("fgsm / a-twin")][res.columns.index("a")] == fgsm[1][2]["a"]
 
 
 def test_transfer_never_beats_the_optimal_white_box_attack(setup):

@@ -27,6 +27,7 @@ randomness of one run on ``n`` points.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,6 +72,9 @@ class AuditResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), default=float)
 
 
 def _box_diameter(threat: Threat, x: Tensor) -> float:

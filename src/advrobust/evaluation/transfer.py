@@ -17,7 +17,7 @@ import inspect
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ class TransferResult:
     success: list[list[list[float]]]
     counts: list[list[list[int]]]
 
-    def rows(self) -> list[tuple[str, str, dict[str, float]]]:
+    def table(self) -> list[tuple[str, str, dict[str, float]]]:
         """``(attack, source, {target: success rate})`` rows, the table's layout."""
         return [
             (attack, source, dict(zip(self.targets, self.success[a][s], strict=True)))
@@ -51,19 +51,35 @@ class TransferResult:
             for s, source in enumerate(self.sources)
         ]
 
+    @property
+    def rows(self) -> list[str]:
+        """Row labels ``"attack / source"`` of :attr:`matrix`."""
+        return [f"{attack} / {source}" for attack, source, _ in self.table()]
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.targets)
+
+    @property
+    def matrix(self) -> list[list[float]]:
+        """The 2-D table: one row per attack × source, one column per target (what the report draws)."""
+        return [list(rates.values()) for _, _, rates in self.table()]
+
     def white_box(self, attack: str, model: str) -> float:
         """The diagonal entry: ``attack`` crafted on ``model`` against itself."""
         return self.success[self.attacks.index(attack)][self.sources.index(model)][self.targets.index(model)]
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        """The fields, plus the derived 2-D ``matrix`` with its ``rows`` / ``columns`` labels."""
+        return {**vars(self), "rows": self.rows, "columns": self.columns, "matrix": self.matrix}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> TransferResult:
-        return cls(**json.loads(text))
+        d = json.loads(text)
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
 def _build(item: str | Attack, threat: Threat) -> tuple[str, Attack]:
