@@ -250,7 +250,7 @@ def test_optional_sections_show_their_inputs(tmp_path, evaluation):
     assert "fgsm × <b>src</b>90.0%35.0%" in s["transfer"] and "<b>src</b>" not in text
     assert "12.5%" in s["transfer"]
     assert "<i>iterative beats single-step</i>failfgsm = 0.2, pgd = 0.1" in s["audit"]
-    assert "FAILED" in s["summary"] and "1 of 2 checks pass" in s["summary"]
+    assert "FAILED" in s["summary"] and "2 checks: 1 pass, 1 fail" in s["summary"]
     assert "PGD acc collapsed" in s["training"] and "best epoch 2 on val_robust_acc" in s["training"]
     assert "<title>T &lt;&amp;&gt;</title>" in text
     names = {p.name for p in figures_dir(path).glob("*.png")}
@@ -280,3 +280,34 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert pixels.shape[:2] == (2000, 1280)
     assert float(pixels.std()) > 0.05  # not blank
     assert float((pixels.mean(axis=2) < 0.5).mean()) > 0.01  # dark text and figures are drawn
+
+
+def test_real_one_pixel_and_audit_sections(small_cnn, mnist_batch, evaluation, tmp_path):
+    from advrobust.attacks.one_pixel import one_pixel_all_targets
+    from advrobust.evaluation import audit
+    from advrobust.report.inputs import one_pixel_inputs
+
+    x, y = mnist_batch
+    pick = torch.tensor([0, 60])
+    result = one_pixel_all_targets(small_cnn, x[pick], y[pick], population=20, generations=3)
+    panels = one_pixel_inputs(small_cnn, x[pick], y[pick], result)
+    with torch.no_grad():
+        probs = small_cnn(result.result.x_adv).softmax(dim=1)
+    for i, panel in enumerate(panels):
+        assert panel["label"] == int(y[pick[i]]) and torch.equal(panel["x"], x[pick[i]])
+        rows = slice(9 * i, 9 * i + 9)
+        expected = probs[rows].gather(1, result.targets[i].view(-1, 1)).squeeze(1)
+        assert torch.allclose(panel["confidence"], expected, atol=1e-6)
+    aud = audit(small_cnn, x[::20], y[::20], Linf(eps=0.3), steps=10)
+    path = write_report(tmp_path / "q.html", evaluation, audit=aud, one_pixel=panels)
+    s = parse(path.read_text()).sections
+    for i, panel in enumerate(panels):
+        reached = int(panel["success"].sum())
+        assert f"reached {reached} of 9 target classes" in s[f"one-pixel-{i}"]
+    for check in aud.checks:
+        assert f"{check.name}{check.verdict}" in s["audit"]
+    assert ("passed" if aud.passed else "FAILED") in s["summary"]
+    again = write_report(tmp_path / "again.html", **{
+        k: v for k, v in json.loads(results_path(path).read_text()).items()
+        if k in ("audit", "one_pixel")})
+    assert parse(again.read_text()).sections["audit"] == s["audit"]

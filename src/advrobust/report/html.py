@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -165,10 +166,11 @@ def summary(ev: EvaluationView, audit: AuditView | None) -> str:
     audit_line = ""
     if audit is not None:
         verdict = "passed" if audit.passed else "FAILED"
+        tally = Counter(c.verdict.lower() for c in audit.checks)
+        counts = ", ".join(f"{n} {v}" for v, n in tally.most_common())
         audit_line = (
-            f"<p>Gradient-masking audit: {_badge(verdict).markup} — "
-            f"{sum(c.verdict.lower() in ('pass', 'passed', 'ok') for c in audit.checks)} of "
-            f"{len(audit.checks)} checks pass (details below).</p>"
+            f"<p>Gradient-masking audit: {_badge(verdict).markup} — {len(audit.checks)} checks: "
+            f"{esc(counts)} (details below).</p>"
         )
     meta = (
         f'<p class="note">Robust accuracy counts a point as robust only if it is classified '
@@ -213,10 +215,11 @@ def transfer_table(tr: TransferView) -> str:
 
 
 def training_table(tv: TrainingView) -> str:
-    """Every metric per epoch, and the epoch's note (e.g. a catastrophic-overfitting warning)."""
+    """Every metric per epoch (accuracies in percent), and the epoch's note (e.g. a
+    catastrophic-overfitting warning)."""
     names = list(tv.metrics)
     rows = [
-        [str(ep), *[num(tv.metrics[k][i]) for k in names], tv.notes[i]]
+        [str(ep), *[(pct if "acc" in k else num)(tv.metrics[k][i]) for k in names], tv.notes[i]]
         for i, ep in enumerate(tv.epochs)
     ]
     summary = f'<p class="note">{esc(tv.summary)}.</p>' if tv.summary else ""
