@@ -105,6 +105,7 @@ def test_dataset_properties_and_to(mnist_test):
     ("x", "y", "message"),
     [
         (torch.full((2, 1, 2, 2), 1.5), torch.tensor([0, 1]), r"\[0, 1\]"),
+        (torch.full((2, 1, 2, 2), float("nan")), torch.tensor([0, 1]), r"\[0, 1\]"),
         (torch.zeros(2, 1, 2, 2, dtype=torch.float64), torch.tensor([0, 1]), "float32"),
         (torch.zeros(2, 4), torch.tensor([0, 1]), "N×C×H×W"),
         (torch.zeros(2, 1, 2, 2), torch.tensor([0, 2]), "labels must lie"),
@@ -150,6 +151,7 @@ def test_default_root_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ADVROBUST_DATA_DIR", str(tmp_path / "d"))
     assert default_root("CIFAR10") == tmp_path / "d" / "cifar10"
     monkeypatch.delenv("ADVROBUST_DATA_DIR")
+    monkeypatch.delenv("ADVROBUST_HOME", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     assert default_root("mnist") == tmp_path / "c" / "advrobust" / "data" / "mnist"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from advrobust.data.dataset import SPLITS, Dataset
 from advrobust.errors import DataError
+from advrobust.paths import cache_dir
 
 __all__ = ["DATASETS", "SPLITS", "DataSource", "Dataset", "default_root", "list_datasets", "load"]
 
@@ -76,14 +77,13 @@ def canonical_name(name: str) -> str:
 def default_root(name: str) -> Path:
     """Where a downloadable data set lives unless ``root`` is given.
 
-    ``$ADVROBUST_DATA_DIR/<name>`` if that variable is set, else ``$XDG_CACHE_HOME/advrobust/data/<name>``
-    (XDG base directory spec; ``XDG_CACHE_HOME`` defaults to ``~/.cache``).
+    ``$ADVROBUST_DATA_DIR/<name>`` if that variable is set, else ``data/<name>`` in advrobust's cache
+    directory (:func:`advrobust.paths.cache_dir`: ``$ADVROBUST_HOME``, else ``$XDG_CACHE_HOME/advrobust``,
+    else ``~/.cache/advrobust``).
     """
     base = os.environ.get("ADVROBUST_DATA_DIR")
-    if not base:
-        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        base = Path(cache) / "advrobust" / "data"
-    return Path(base).expanduser() / canonical_name(name)
+    folder = Path(base).expanduser() if base else cache_dir() / "data"
+    return folder / canonical_name(name)
 
 
 def load(

@@ -45,8 +45,10 @@ class Dataset:
             )
         if not self.classes:
             raise DataError(f"{self.name}: a data set needs at least one class name")
-        if len(x) and (x.min() < 0 or x.max() > 1 or torch.isnan(x).any()):
-            raise DataError(f"{self.name}: pixel values must lie in [0, 1]")
+        if len(x):
+            low, high = torch.aminmax(x)
+            if not (low >= 0 and high <= 1):  # False for NaN too
+                raise DataError(f"{self.name}: pixel values must lie in [0, 1]")
         if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
             raise DataError(f"{self.name}: labels must lie in 0..{len(self.classes) - 1} (one per class name)")
 
@@ -117,7 +119,7 @@ def concat(parts: Sequence[Dataset], split: str) -> Dataset:
     """The points of ``parts`` one after the other (they must share class names and image shape)."""
     first = parts[0]
     if len(parts) == 1:
-        return Dataset(first.name, split, first.x, first.y, list(first.classes))
+        return first if first.split == split else Dataset(first.name, split, first.x, first.y, first.classes)
     for part in parts[1:]:
         if part.classes != first.classes or part.input_shape != first.input_shape:
             raise DataError(

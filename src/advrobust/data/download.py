@@ -1,9 +1,9 @@
 """Downloads of MNIST and CIFAR-10 from their canonical sources, verified and written atomically.
 
-Each file is fetched to a temporary file in the destination folder, flushed and ``fsync``-ed, checked
-against its known size and SHA-256, and only then renamed over the final name with ``os.replace``
-(atomic on POSIX and Windows), so a final name never holds a partial or unverified file; the
-temporary file is removed on any failure, interruption included. A file already present with the
+Each file is fetched to a temporary file in the destination folder (:func:`advrobust.paths.atomic_path`),
+checked against its known size and SHA-256, ``fsync``-ed, and only then renamed over the final name
+with ``os.replace`` (atomic on POSIX and Windows), so a final name never holds a partial or unverified
+file; the temporary file is removed on any failure, interruption included. A file already present with the
 right digest is not downloaded again. Mirrors are tried in order; the digest, not the server, is
 what is trusted.
 
@@ -37,11 +37,12 @@ from typing import BinaryIO
 
 from advrobust.data import cifar
 from advrobust.errors import ChecksumError, DataError
+from advrobust.paths import atomic_path
 from advrobust.progress import SILENT, Progress
 
 Opener = Callable[[str], contextlib.AbstractContextManager[BinaryIO]]
-CHUNK = 1 << 20
-TIMEOUT_S = 60.0
+CHUNK = 1 << 20  # bytes read and hashed at a time
+TIMEOUT_S = 60.0  # seconds without data before a mirror counts as unreachable (urllib's socket timeout)
 
 
 @dataclass(frozen=True)
@@ -102,22 +103,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX); a no-op where directories cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _fetch_from(url: str, resource: Resource, final: Path, opener: Opener, progress: Progress) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{resource.filename}.", suffix=".part", dir=final.parent)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(final) as tmp:  # fsync + os.replace on success, tmp removed on any failure
         digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, opener(url) as response, progress.task(
+        with tmp.open("wb") as out, opener(url) as response, progress.task(
             f"download {resource.filename}", total=resource.size
         ) as task:
             while chunk := response.read(CHUNK):
@@ -125,19 +114,12 @@ def _fetch_from(url: str, resource: Resource, final: Path, opener: Opener, progr
                 digest.update(chunk)
                 size += len(chunk)
                 task.advance(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
         if size != resource.size or digest.hexdigest() != resource.sha256:
             raise ChecksumError(
                 f"{resource.filename} from {url}: got {size} bytes with SHA-256 {digest.hexdigest()}, "
                 f"expected {resource.size} bytes with {resource.sha256}; the download is corrupt or the "
                 "server sent another file: try again later"
             )
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def fetch(resource: Resource, folder: Path, *, opener: Opener | None = None, progress: Progress = SILENT) -> Path:
@@ -221,7 +203,6 @@ def _unpack_cifar(archive: Path, root: Path) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(unpacked, folder)
-        _fsync_dir(root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
