@@ -1,0 +1,311 @@
+"""Adversarial training methods (PGD-AT, FGSM-RS, TRADES), eps warm-up and the catastrophic-overfitting
+guard: properties that fail if the methods break."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import advrobust as ar
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.errors import InputError
+from advrobust.models.architectures import create as create_model
+from advrobust.training.adversarial import (
+    FGSMRS,
+    PGDAT,
+    TRADES,
+    KLAttack,
+    maximize,
+    warmup_eps,
+)
+from advrobust.training.methods import Standard, Stop, create_method, method_names
+from advrobust.training.overfitting import OverfittingGuard, ProbeRecord, detect_collapse
+
+EPS = 0.2
+
+
+class ModeRecorder(nn.Module):
+    """A tiny CNN-free classifier that records, at every forward, whether it ran in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.linear = nn.Linear(16, 3)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(3, 16, generator=gen))
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        return self.linear(x.flatten(1))
+
+
+def _batch(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.rand(n, 1, 4, 4, generator=gen), torch.arange(n) % 3
+
+
+METHOD_FACTORIES = {
+    "pgd-at": lambda eps: PGDAT(eps, steps=3, warmup=0.4),
+    "fgsm-rs": lambda eps: FGSMRS(eps, guard=False, warmup=0.4),
+    "trades": lambda eps: TRADES(eps, steps=3, warmup=0.4),
+}
+
+# forward passes of the outer loss (in train mode): x_adv; TRADES also x
+OUTER_FORWARDS = {"pgd-at": 1, "fgsm-rs": 1, "trades": 2}
+
+
+# --- the inner maximization -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(METHOD_FACTORIES))
+def test_inner_attack_leaves_grads_and_mode_alone(name):
+    model = ModeRecorder().train()
+    x, y = _batch()
+    method = METHOD_FACTORIES[name](EPS)
+    loss, logits = method.loss(model, x, y, progress=0.5)
+    # the attack wrote no parameter gradient, ran in eval mode, and the model is back in train mode
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training
+    outer = OUTER_FORWARDS[name]
+    attack_modes, outer_modes = model.modes[:-outer], model.modes[-outer:]
+    assert attack_modes and not any(attack_modes)
+    assert all(outer_modes)
+    assert loss.dim() == 0 and logits.shape == (x.shape[0], 3)
+    # the outer loss alone makes the parameter gradients
+    loss.backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters())
+
+
+def test_maximize_attacks_misclassified_points_too(linear_model):
+    x, y = _batch()
+    wrong = linear_model(x).argmax(1) != y
+    assert bool(wrong.any()) and bool((~wrong).any())
+    attack = ar.attacks.create("pgd", eps=EPS, steps=5, early_stop=False)
+    evaluated = attack(linear_model, x, y).x_adv
+    trained = maximize(attack, linear_model, x, y)
+    # an evaluation leaves misclassified points alone; training must push their loss up too
+    assert torch.equal(evaluated[wrong], x[wrong])
+    assert bool(ar.Linf(eps=EPS).contains(trained, x).all())
+    ce = lambda inp: F.cross_entropy(linear_model(inp), y, reduction="none")  # noqa: E731
+    assert bool((ce(trained)[wrong] > ce(x)[wrong] + 1e-4).all())
+
+
+def test_fgsm_rs_step_is_wong_algorithm_3(linear_model):
+    """Recompute Algorithm 3 independently: δ ~ U(−ε, ε) (inside the box), one signed step of
+    α = 1.25·ε, clip δ to [−ε, ε] and x + δ to [0, 1]."""
+    x, y = _batch()
+    eps = 0.1
+    torch.manual_seed(7)
+    got = FGSMRS(eps, guard=False).perturb(linear_model, x, y, progress=1.0)
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+    delta = (2 * torch.rand(x.shape, generator=gen) - 1) * eps
+    delta = (x + delta).clamp(0, 1) - x
+    xv = (x + delta).requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(linear_model(xv), y, reduction="sum"), xv)
+    delta = (delta + 1.25 * eps * grad.sign()).clamp(-eps, eps)
+    expected = (x + delta).clamp(0, 1)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_named_attack_is_built_to_keep_maximizing():
+    method = PGDAT(0.1, attack="mi-fgsm", steps=4)
+    assert method.attack.name == "mi-fgsm" and method.attack.steps == 4
+    assert method.attack.early_stop is False
+    with pytest.raises(InputError, match="no option"):
+        PGDAT(0.1, attack="fgsm", steps=4)
+    with pytest.raises(InputError, match="configure the attack instance"):
+        PGDAT(attack=ar.attacks.create("pgd", eps=0.1), steps=3)
+
+
+def test_minimum_norm_attack_is_refused():
+    class Nearest(MinimumNormAttack):
+        name = "nearest"
+
+        def _run(self, oracle, x, y, target, generator, done):
+            return x
+
+    with pytest.raises(InputError, match="fixed-budget"):
+        PGDAT(attack=Nearest(ar.L2()))
+
+
+# --- eps warm-up -------------------------------------------------------------------------------------
+def test_warmup_schedule_values():
+    assert [warmup_eps(0.3, p, 0.5) for p in (0.0, 0.25, 0.5, 0.75, 1.0)] == pytest.approx(
+        [0.0, 0.15, 0.3, 0.3, 0.3]
+    )
+    assert warmup_eps(0.3, 0.0, 0.0) == 0.3
+    with pytest.raises(InputError, match="warmup"):
+        PGDAT(0.3, warmup=1.5)
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_FACTORIES))
+def test_warmup_applies_to_the_attack(name, linear_model):
+    x, y = _batch()
+    method = METHOD_FACTORIES[name](0.3)
+    method.warmup = 0.5
+    assert torch.equal(method.perturb(linear_model, x, y, progress=0.0), x)
+    for progress, eps in ((0.25, 0.15), (0.9, 0.3)):
+        x_adv = method.perturb(linear_model, x, y, progress)
+        size = ar.Linf().norm(x_adv - x)
+        # inside the warm-up ball, and reaching its edge (the l∞ steps are large enough)
+        assert bool((size <= eps + 1e-6).all()) and bool((size >= 0.9 * eps).all())
+
+
+# --- TRADES ----------------------------------------------------------------------------------------
+def test_trades_with_beta_zero_is_standard_cross_entropy(linear_model):
+    x, y = _batch()
+    loss, logits = TRADES(0.3, beta=0.0, steps=2).loss(linear_model, x, y, progress=1.0)
+    grads = torch.autograd.grad(loss, list(linear_model.parameters()))
+    ref_loss, ref_logits = Standard().loss(linear_model, x, y, progress=1.0)
+    ref_grads = torch.autograd.grad(ref_loss, list(linear_model.parameters()))
+    assert torch.allclose(loss, ref_loss) and torch.allclose(logits, ref_logits)
+    assert all(torch.allclose(a, b) for a, b in zip(grads, ref_grads, strict=True))
+
+
+def test_trades_kl_attack_increases_the_divergence(linear_model):
+    x, y = _batch()
+    threat = ar.Linf(eps=0.2)
+    x_adv = maximize(KLAttack(threat, steps=10), linear_model, x, y)
+    assert bool(threat.contains(x_adv, x).all())
+
+    def kl(inp: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(linear_model(x), 1)
+        return F.kl_div(F.log_softmax(linear_model(inp), 1), log_p, reduction="none", log_target=True).sum(1)
+
+    start = threat.project(x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)), x)
+    assert bool((kl(x_adv) > kl(start) + 1e-3).all())
+    with torch.no_grad():
+        loss, logits = TRADES(0.2, beta=6.0).loss(linear_model, x, y, progress=1.0)
+        assert float(loss) > float(F.cross_entropy(logits, y)) + 1e-3
+
+
+# --- the catastrophic-overfitting detector ------------------------------------------------------------
+def _records(pgd: list[float], fgsm: list[float]) -> list[ProbeRecord]:
+    return [ProbeRecord(10 * (i + 1), 0.9, f, p) for i, (p, f) in enumerate(zip(pgd, fgsm, strict=True))]
+
+
+def test_detector_is_quiet_on_a_healthy_history():
+    pgd = [0.05, 0.2, 0.35, 0.33, 0.45, 0.5, 0.48, 0.55]
+    assert detect_collapse(_records(pgd, [p + 0.15 for p in pgd])) is None
+    # a drop of exactly the threshold is tolerated
+    assert detect_collapse(_records([0.5, 0.3], [0.6, 0.4])) is None
+
+
+@pytest.mark.parametrize(
+    ("pgd", "fgsm", "index", "words"),
+    [
+        ([0.2, 0.45, 0.5, 0.1], [0.3, 0.5, 0.6, 0.9], 3, "fell from 50.0% to 10.0%"),  # Wong et al.'s drop
+        ([0.3, 0.6, 0.5, 0.45, 0.38], [0.4, 0.7, 0.6, 0.6, 0.6], 4, "fell from 60.0%"),  # a slide from the best
+        ([0.02, 0.01], [0.3, 0.7], 1, "gradient masking"),  # near 0 while FGSM stays high
+    ],
+)
+def test_detector_fires_on_constructed_collapses(pgd, fgsm, index, words):
+    collapse = detect_collapse(_records(pgd, fgsm))
+    assert collapse is not None and collapse.index == index and words in collapse.reason
+
+
+def _separable(n: int = 64) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
+    """Two classes split by the mean pixel (far from the boundary), and a linear model that solves it."""
+    gen = torch.Generator().manual_seed(3)
+    y = torch.arange(n) % 2
+    x = (0.25 + 0.5 * y.float()).view(-1, 1, 1, 1) + 0.05 * (torch.rand(n, 1, 4, 4, generator=gen) - 0.5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[-1.0] * 16, [1.0] * 16]))
+        model[1].bias.copy_(torch.tensor([8.0, -8.0]))  # logit margin 2·Σx − 16: ±8 at the means
+    return x, y, model
+
+
+def test_guard_stops_and_restores_the_best_weights():
+    x, y, model = _separable()
+    method = FGSMRS(0.05, guard_action="restore", probe_size=32)
+    method.loss(model, x, y, progress=0.0)
+    assert method.on_epoch_end(None) is None  # healthy: robust at eps 0.05
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1)  # the "collapse": every probe point now wrong
+    method.loss(model, x, y, progress=0.5)
+    verdict = method.on_epoch_end(None)
+    assert isinstance(verdict, Stop) and "catastrophic overfitting" in verdict
+    assert all(torch.equal(v, good[k]) for k, v in model.state_dict().items())
+    assert method.guard.records[0].pgd == 1.0 and method.guard.records[1].pgd == 0.0
+
+
+def test_guard_warn_reports_once_and_keeps_weights():
+    x, y, model = _separable()
+    method = FGSMRS(0.05, guard_action="warn", probe_size=32)
+    method.loss(model, x, y, progress=0.0)
+    method.on_epoch_end(None)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1)
+    flipped = model[1].weight.clone()
+    verdict = method.on_epoch_end(None)
+    assert isinstance(verdict, str) and not isinstance(verdict, Stop)
+    assert torch.equal(model[1].weight, flipped)
+    assert method.on_epoch_end(None) is None
+
+
+def test_guard_checks_every_k_batches():
+    x, y, model = _separable()
+    guard = OverfittingGuard(ar.Linf(eps=0.05), probe_size=16, every=2)
+    for _ in range(5):
+        guard.observe(model, x, y)
+    assert [r.batches for r in guard.records] == [2, 4]
+    assert guard.records[0].clean == 1.0
+
+
+# --- registration ---------------------------------------------------------------------------------
+def test_methods_are_registered_and_describe_themselves():
+    assert {"pgd-at", "fgsm-rs", "trades"} <= set(method_names())
+    meta = create_method("trades", eps=0.1, beta=1.0).describe()
+    assert meta["method"] == "trades" and meta["eps"] == 0.1 and meta["beta"] == 1.0
+    meta = create_method("pgd-at", eps=0.3, steps=7).describe()
+    assert meta["attack"]["name"] == "pgd" and meta["attack"]["steps"] == 7
+    assert create_method("fgsm-rs", eps=0.3).describe()["guard"]["action"] == "restore"
+
+
+# --- training works: robust accuracy rises --------------------------------------------------------
+def _train(method, x: torch.Tensor, y: torch.Tensor, epochs: int = 1, batch: int = 32) -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("mnist-cnn", 10, (1, 28, 28), seed=0, width=8, hidden=64).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    total, step = epochs * ((len(x) + batch - 1) // batch), 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), batch):
+            b = perm[i : i + batch]
+            loss, _ = method.loss(model, x[b], y[b], step / total)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+    return model.eval()
+
+
+def _robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    res = ar.attacks.create("pgd", eps=EPS, steps=20)(model, x, y)
+    return 1.0 - res.success_rate
+
+
+@pytest.fixture(scope="module")
+def train_subset(mnist_split) -> tuple[torch.Tensor, torch.Tensor]:
+    """2000 training digits in random order (the split is sorted by class)."""
+    x_train, y_train, _, _ = mnist_split
+    idx = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:2000]
+    return x_train[idx], y_train[idx]
+
+
+@pytest.fixture(scope="module")
+def standard_robust(train_subset, mnist_batch) -> float:
+    return _robust_accuracy(_train(Standard(), *train_subset), *mnist_batch)
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_FACTORIES))
+def test_adversarial_training_beats_standard_under_pgd(name, train_subset, mnist_batch, standard_robust):
+    model = _train(METHOD_FACTORIES[name](EPS), *train_subset)
+    robust = _robust_accuracy(model, *mnist_batch)
+    assert robust >= standard_robust + 0.2, (name, robust, standard_robust)
