@@ -1,0 +1,76 @@
+"""Data-parallel training under ``torchrun``: process group, device, data shards, metric sums.
+
+``torchrun --nproc_per_node N -m advrobust train ...`` sets ``WORLD_SIZE``, ``RANK`` and
+``LOCAL_RANK``; :func:`setup` then joins the process group (gloo on CPU, nccl on CUDA). Every rank
+draws the same permutation of the data, cuts it into the same global batches as one process would,
+and takes the rows ``rank, rank + N, ...`` of each: ``batch_size`` means the global batch at any N.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    """This process's place in the run: ``rank`` of ``world_size`` processes, its ``device``, and
+    whether :func:`setup` started the process group (and so must end it)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of ``index`` (``rank::world_size``)."""
+        return index[self.rank :: self.world_size]
+
+    def sum(self, *values: float) -> list[float]:
+        """The sums of ``values`` over all ranks (the values themselves in a single process)."""
+        if self.world_size == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.tolist()
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's rank under torchrun (0 otherwise): only rank 0 writes files."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def setup(device: str | torch.device | None) -> Context:
+    """Join the process group if launched by torchrun with ``WORLD_SIZE > 1``; pick the device
+    (``device`` if given, else CUDA — ``cuda:LOCAL_RANK`` under torchrun — when available, else CPU)."""
+    n = world_size()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = (f"cuda:{local}" if n > 1 else "cuda") if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if n <= 1:
+        return Context(0, 1, dev)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Context(dist.get_rank(), dist.get_world_size(), dev, owns)
+
+
+def teardown(ctx: Context) -> None:
+    """Leave the process group if :func:`setup` joined it."""
+    if ctx.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

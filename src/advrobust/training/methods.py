@@ -1,0 +1,111 @@
+"""Training methods: what loss each batch minimizes. The engine (:func:`advrobust.training.fit`)
+does everything else (data order, optimizer, schedule, AMP, checkpoints, DDP, logging).
+
+A method implements :class:`TrainingMethod`; ``standard`` (empirical risk minimization,
+``min_θ E[L(θ, x, y)]``, FORMULAS.md "Training") lives here, the adversarial methods (PGD-AT,
+FGSM-RS, TRADES) in :mod:`advrobust.training.adversarial`, which registers them in :data:`METHODS`
+when imported; :func:`create_method` and :func:`method_names` import it on first use.
+
+A method may also define ``on_epoch_end(history) -> str | None``: a returned string is recorded in
+the history as a warning; a returned :class:`Stop` (a ``str``) also ends training, and the engine
+keeps the best weights seen so far.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+from advrobust.errors import InputError
+
+# Modules that add methods to METHODS when imported (the adversarial methods of issue 7).
+PLUGINS = ("advrobust.training.adversarial",)
+
+
+class Stop(str):
+    """Returned by a method's ``on_epoch_end`` to stop training; the text is the reason."""
+
+    __slots__ = ()
+
+
+@runtime_checkable
+class TrainingMethod(Protocol):
+    """What the engine asks of a training method."""
+
+    name: str
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> tuple[Tensor, Tensor]:
+        """Scalar loss to minimize and the logits used for train accuracy. ``progress`` in [0, 1] is
+        the fraction of training done, ``(epoch + batch fraction) / epochs``, e.g. for eps warm-up."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The method and its hyper-parameters, for checkpoint metadata: ``{"method": "pgd-at", "eps": 0.3}``."""
+        ...
+
+
+class Standard:
+    """Standard training: the mean cross-entropy of the clean batch, ``L(θ, x, y)`` (FORMULAS.md)."""
+
+    name = "standard"
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> tuple[Tensor, Tensor]:
+        logits = model(x)
+        return nn.functional.cross_entropy(logits, y), logits
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name}
+
+
+METHODS: dict[str, Callable[..., TrainingMethod]] = {"standard": Standard}
+
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in PLUGINS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the plugin exists but one of its imports is missing: a real error
+                raise
+
+
+def method_names() -> list[str]:
+    """The registered training methods (``standard`` and, once available, the adversarial ones)."""
+    _load_plugins()
+    return list(METHODS)
+
+
+def method_options(name: str) -> list[str]:
+    """The keyword arguments the method's constructor accepts (for the CLI's pass-through options)."""
+    _load_plugins()
+    factory = METHODS[_canonical(name)]
+    params = inspect.signature(factory).parameters.values()
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def create_method(name: str, **kwargs: Any) -> TrainingMethod:
+    """Build the training method ``name`` with its hyper-parameters, e.g.
+    ``create_method("pgd-at", eps=0.3)``."""
+    _load_plugins()
+    factory = METHODS[_canonical(name)]
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise InputError(f"bad options {kwargs} for training method {name!r}: {exc}") from None
+
+
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in METHODS:
+        raise InputError(f"unknown training method {name!r}: choose one of {', '.join(METHODS)}")
+    return key
