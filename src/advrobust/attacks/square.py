@@ -1,0 +1,246 @@
+"""Square Attack (Andriushchenko, Croce, Flammarion & Hein 2020, "Square Attack: a query-efficient
+black-box adversarial attack via random search", ECCV): random search with square-shaped updates,
+scores only.
+
+Each iteration proposes, for every point not yet broken, a change of the current best perturbation
+``δ`` inside one random square window of side ``s``, queries the model once and keeps the proposal if
+the loss improves (Alg. 1 of the paper):
+
+* l∞ (Alg. 2): start from vertical stripes ``δ = ε·ρ``, ``ρ ∈ {−1, 1}`` per channel and column; a
+  proposal sets the window to ``±ε`` (one sign per channel), re-drawn if it would not change the image.
+* l2 (Alg. 3): start from a grid of "pseudo-Gaussian" squares of side ``H/5`` (the bumps of the
+  paper's §3.2, ``Σ_n 1/(n+1)²`` over nested squares, two halves of opposite sign) scaled to ``‖δ‖₂ = ε``;
+  a proposal moves the l2 mass of a second random window into the first (new bump + old content,
+  rescaled to the mass available), then rescales ``δ`` to ``‖δ‖₂ = ε``.
+
+The side follows the paper's schedule: ``s = round(sqrt(p·H·W))`` (l2: at least 3 and odd), with
+``p = p_init`` halved at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of a 10 000
+query run (points rescaled to the budget). ``p_init`` defaults to 0.8 for l∞ (the value AutoAttack
+runs Square with on 28–32 px images; the paper's ImageNet value is 0.05) and 0.1 for l2 (the paper's
+ImageNet l2 value). Loss (to maximize, :mod:`advrobust.losses`): the paper's margin
+``max_{j≠y} z_j − z_y`` untargeted and its cross-entropy ``−CE(z, y_t)`` targeted.
+
+Budget: ``queries=5000`` model evaluations per point (AutoAttack's setting; the paper runs 10 000 on
+ImageNet), including the initial one; points stop costing queries as soon as they are broken.
+:meth:`Square.fast` is our fast preset: 1000 queries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from advrobust.attacks.base import FixedBudgetAttack, Oracle
+from advrobust.errors import InputError
+from advrobust.losses import Objective, get_loss, is_adversarial
+from advrobust.progress import SILENT, Progress
+from advrobust.threat import Threat
+
+#: iterations (out of 10 000) after which the Square paper halves p
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def square_fraction(p_init: float, it: int, budget: int) -> float:
+    """The fraction ``p`` of pixels a square covers at iteration ``it`` of ``budget`` (the paper's
+    schedule, its iteration points rescaled from 10 000 to ``budget``)."""
+    scaled = int(it / budget * 10000)
+    return p_init / 2 ** sum(scaled > h for h in _HALVINGS)
+
+
+def pseudo_gaussian(s: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The l2 attack's ``s×s`` update (paper §3.2): two halves, each ``Σ_{n ≥ d} 1/(n+1)²`` of the
+    chessboard distance ``d`` to its centre, of opposite signs; unit l2 norm."""
+
+    def bump(a: int, b: int) -> Tensor:
+        i = torch.arange(a, device=device, dtype=dtype)[:, None]
+        j = torch.arange(b, device=device, dtype=dtype)[None, :]
+        d = torch.maximum((i - a // 2).abs(), (j - b // 2).abs()).long()
+        levels = max(a, b) // 2 + 1
+        weights = 1.0 / torch.arange(1, levels + 1, device=device, dtype=dtype) ** 2
+        tail = weights.flip(0).cumsum(0).flip(0)  # tail[d] = Σ_{n ≥ d} 1/(n+1)²
+        out = tail[d.clamp(max=levels - 1)]
+        return out / out.norm()
+
+    top = s // 2
+    pattern = torch.cat([bump(top, s), -bump(s - top, s)]) if top else bump(s, s)
+    return pattern / pattern.norm()
+
+
+class Square(FixedBudgetAttack):
+    """Square Attack, l∞ and l2 (Andriushchenko et al. 2020); see the module docstring.
+
+    Parameters
+    ----------
+    threat:
+        ``Linf(eps)`` or ``L2(eps)``.
+    queries:
+        Model evaluations per point (default 5000, as in AutoAttack).
+    p_init:
+        Initial fraction of pixels changed by a square; ``None``: 0.8 (l∞) / 0.1 (l2).
+    loss:
+        Objective to maximize; ``None``: margin (untargeted) / cross-entropy (targeted), the paper's.
+    """
+
+    name = "square"
+    norms = ("linf", "l2")
+    needs = "scores"
+
+    def __init__(
+        self,
+        threat: Threat,
+        *,
+        queries: int = 5000,
+        p_init: float | None = None,
+        loss: str | Objective | None = None,
+        progress: Progress = SILENT,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(threat, seed=seed)
+        if int(queries) < 1:
+            raise InputError(f"Square needs a budget of at least 1 query, got {queries}")
+        if p_init is not None and not 0 < float(p_init) <= 1:
+            raise InputError(f"p_init is a fraction of the pixels in (0, 1], got {p_init}")
+        if loss is not None:
+            get_loss(loss)
+        self.queries = int(queries)
+        self.p_init = None if p_init is None else float(p_init)
+        self.loss = loss
+        self.progress = progress
+
+    @classmethod
+    def fast(cls, threat: Threat, **kwargs) -> Square:
+        """Our fast preset: 1000 queries per point."""
+        return cls(threat, **{"queries": 1000, **kwargs})
+
+    def _run(
+        self,
+        oracle: Oracle,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None,
+        generator: torch.Generator,
+        done: Tensor,
+    ) -> Tensor:
+        if x.dim() != 4:
+            raise InputError(f"Square attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
+        linf = self.threat.name == "linf"
+        p_init = self.p_init if self.p_init is not None else (0.8 if linf else 0.1)
+        objective = get_loss(self.loss if self.loss is not None else ("margin" if target is None else "ce"))
+        points = (~done).nonzero().squeeze(1)
+        x_adv = x.clone()
+        if points.numel() == 0:
+            return x_adv
+        x0, y0 = x[points], y[points]
+        t0 = None if target is None else target[points]
+        eps = float(self.threat.eps)
+        start = self._init_linf(x0, eps, generator) if linf else self._init_l2(x0, eps, generator)
+        best = start.clamp(0, 1)
+        z = oracle.logits(best, index=points)
+        loss, broken = objective(z, y0, t0), is_adversarial(z, y0, t0)
+        h, w = x.shape[2:]
+        with self.progress.task(f"square {self.threat}", total=self.queries - 1) as task:
+            for it in range(1, self.queries):
+                a = (~broken).nonzero().squeeze(1)
+                if a.numel() == 0:
+                    break
+                p = square_fraction(p_init, it, self.queries)
+                side = round(math.sqrt(p * h * w))
+                if linf:
+                    side = min(max(side, 1), min(h, w) - 1)
+                    cand = self._step_linf(x0[a], best[a], eps, side, generator)
+                else:
+                    side = min(max(side, 3) | 1, min(h, w) - 1)
+                    cand = self._step_l2(x0[a], best[a], eps, side, generator)
+                t = None if t0 is None else t0[a]
+                z = oracle.logits(cand, index=points[a])
+                new = objective(z, y0[a], t)
+                better = new > loss[a]
+                best[a] = torch.where(better[:, None, None, None], cand, best[a])
+                loss[a] = torch.where(better, new, loss[a])
+                broken[a] |= better & is_adversarial(z, y0[a], t)
+                task.advance(1)
+        x_adv[points] = best
+        return x_adv
+
+    # --- l∞ ------------------------------------------------------------------------------------
+    @staticmethod
+    def _init_linf(x: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+        n, c, _, w = x.shape
+        stripes = _signs((n, c, 1, w), generator, x)
+        return x + eps * stripes
+
+    @staticmethod
+    def _step_linf(x: Tensor, best: Tensor, eps: float, side: int, generator: torch.Generator) -> Tensor:
+        n, c = x.shape[:2]
+        window = _windows(x, side, generator)
+        signs = _signs((n, c, 1, 1), generator, x)
+        cand = torch.where(window, x + eps * signs, best).clamp(0, 1)
+        for _ in range(10):  # re-draw the signs of a proposal that would not change the image
+            same = ((cand - best).abs() < 1e-7).flatten(1).all(dim=1)
+            if not bool(same.any()):
+                break
+            signs = torch.where(same.view(n, 1, 1, 1), _signs((n, c, 1, 1), generator, x), signs)
+            cand = torch.where(window, x + eps * signs, best).clamp(0, 1)
+        return cand
+
+    # --- l2 ------------------------------------------------------------------------------------
+    @staticmethod
+    def _init_l2(x: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+        n, c, h, w = x.shape
+        s = max(h // 5, 1)
+        bump = pseudo_gaussian(s, x.device, x.dtype)
+        delta = torch.zeros_like(x)
+        off_h, off_w = (h - s * (h // s)) // 2, (w - s * (w // s)) // 2
+        for top in range(off_h, h - s + 1, s):
+            for left in range(off_w, w - s + 1, s):
+                delta[:, :, top : top + s, left : left + s] += bump * _signs((n, c, 1, 1), generator, x)
+        return x + _rescale(delta, eps)
+
+    @staticmethod
+    def _step_l2(x: Tensor, best: Tensor, eps: float, side: int, generator: torch.Generator) -> Tensor:
+        n, c = x.shape[:2]
+        delta = best - x
+        w1, w2 = _windows(x, side, generator), _windows(x, side, generator)
+        img_norm2 = delta.flatten(1).square().sum(1).view(n, 1, 1, 1)
+        in_w1 = (delta * w1).square().sum((2, 3), keepdim=True).sqrt()  # per channel
+        union2 = (delta * (w1 | w2)).square().sum((2, 3), keepdim=True)
+        old = _patch(delta, w1, side) / (1e-10 + in_w1)
+        transpose = torch.rand(n, generator=generator, device=x.device) < 0.5
+        bump = pseudo_gaussian(side, x.device, x.dtype).expand(n, 1, side, side)
+        bump = torch.where(transpose.view(n, 1, 1, 1), bump.transpose(2, 3), bump)
+        new = bump * _signs((n, c, 1, 1), generator, x) + old
+        budget = ((eps**2 - img_norm2).clamp_min(0) / c + union2).sqrt()
+        new = new / new.square().sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12) * budget
+        delta = delta.masked_fill(w2, 0.0)
+        delta = delta.masked_scatter(w1.expand_as(delta), new.reshape(-1))
+        return (x + _rescale(delta, eps)).clamp(0, 1)
+
+
+def _signs(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
+    """Uniform ``±1`` of ``shape``."""
+    bits = torch.randint(0, 2, shape, generator=generator, device=like.device)
+    return (2 * bits - 1).to(like.dtype)
+
+
+def _windows(x: Tensor, side: int, generator: torch.Generator) -> Tensor:
+    """A boolean mask ``N×1×H×W`` with one random ``side×side`` square per point."""
+    n, _, h, w = x.shape
+    top = torch.randint(0, h - side + 1, (n, 1, 1, 1), generator=generator, device=x.device)
+    left = torch.randint(0, w - side + 1, (n, 1, 1, 1), generator=generator, device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+
+
+def _patch(t: Tensor, window: Tensor, side: int) -> Tensor:
+    """The ``N×C×side×side`` contents of ``t`` under each point's window."""
+    n, c = t.shape[:2]
+    return t.masked_select(window.expand_as(t)).view(n, c, side, side)
+
+
+def _rescale(delta: Tensor, eps: float) -> Tensor:
+    """``δ`` scaled to ``‖δ‖₂ = ε`` per point."""
+    norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return delta * (eps / norm).view(-1, 1, 1, 1)
