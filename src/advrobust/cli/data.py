@@ -20,7 +20,7 @@ def command() -> None:
 
 @command.command(name="list")
 def list_command() -> None:
-    """List the data sets with a one-line description and where each is read from."""
+    """List the data sets and where each is read from."""
     table = Table(title="data sets")
     table.add_column("name", style="bold")
     table.add_column("description")
@@ -37,7 +37,7 @@ def list_command() -> None:
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 def show_command(name: str, root: Path | None, split: str) -> None:
-    """Load the data set NAME and print its shape, classes, per-class counts and pixel range."""
+    """Show a data set: shape, classes, points per class, pixel range."""
     data = load(name, root=root, split=split)
     c, h, w = data.input_shape
     summary = Table(title=f"{data.name} ({data.split})", show_header=False)
@@ -63,7 +63,7 @@ def show_command(name: str, root: Path | None, split: str) -> None:
 @click.argument("name")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="folder to download into")
 def download_command(name: str, root: Path | None) -> None:
-    """Download NAME (mnist or cifar10), verify its SHA-256 and unpack it into --root."""
+    """Download mnist or cifar10 into --root, verified by SHA-256."""
     from advrobust.data.download import download_dataset
 
     key = canonical_name(name)

@@ -1,6 +1,9 @@
-"""``mnist``: the real MNIST files in the IDX format of LeCun et al., parsed with numpy.
+"""``mnist``: the real MNIST files, parsed with numpy.
 
-IDX layout (http://yann.lecun.com/exdb/mnist/): a 4-byte magic number ``0x00 0x00 T D`` where ``T``
+MNIST: LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document recognition",
+Proc. IEEE 1998; files and format at http://yann.lecun.com/exdb/mnist/.
+
+IDX layout (as documented on that page): a 4-byte magic number ``0x00 0x00 T D`` where ``T``
 is the element type (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64) and
 ``D`` the number of dimensions; then ``D`` big-endian uint32 sizes; then the elements, big-endian, in
 C order. :func:`read_idx` checks each part and that the file holds exactly the announced number of
