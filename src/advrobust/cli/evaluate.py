@@ -1,0 +1,206 @@
+"""``advrobust evaluate``: attack a model, print clean and robust accuracy, record the result.
+
+    advrobust evaluate                                  # default model, mnist-5k, l∞ 0.05..0.3, quick
+    advrobust evaluate --model net.safetensors --suite standard --eps 0.3 --n 500
+    torchrun --nproc_per_node 2 -m advrobust evaluate   # points sharded across 2 processes
+
+Interrupted (Ctrl-C, kill -9), the same command resumes from its run directory (in the cache,
+or ``--run-dir``). The model/data helpers here are shared by ``audit`` and ``transfer``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from advrobust.cli.console import RichProgress, console, err_console
+from advrobust.errors import InputError
+from advrobust.progress import SILENT, Progress
+
+#: default budgets per norm for 28×28 digits: l∞ the MNIST range of Madry et al. (2018) up to 0.3;
+#: l2 up to 2 and l1 up to 10 (the MNIST budgets of Croce & Hein 2020/2021); l0 in pixels
+DEFAULT_EPS: dict[str, list[float]] = {
+    "linf": [0.05, 0.1, 0.2, 0.3],
+    "l2": [0.5, 1.0, 1.5, 2.0],
+    "l1": [2.5, 5.0, 7.5, 10.0],
+    "l0": [1, 5, 10, 20],
+}
+
+
+# --- shared by evaluate / audit / transfer -------------------------------------------------------
+def parse_eps(values: tuple[str, ...]) -> list[float] | None:
+    """``--eps 0.1 --eps 0.2,0.3`` -> ``[0.1, 0.2, 0.3]`` (``None`` when not given)."""
+    out: list[float] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    out.append(float(part))
+                except ValueError:
+                    raise InputError(f"--eps takes numbers (e.g. 0.1,0.3), got {part!r}") from None
+    return out or None
+
+
+def load_model(spec: str | None, weights: str | None, progress: Progress) -> tuple[Any, str, list[str] | None]:
+    """``(model, name, class names or None)`` for ``--model`` (default: the default model)."""
+    if spec is None:
+        from advrobust.training.pretrained import default_model
+
+        model, meta = default_model(progress=progress)
+        return model, f"{meta.get('arch', 'default')} (default)", meta.get("classes")
+    from advrobust.models import load_checkpoint
+    from advrobust.models import load_model as load_any
+
+    if spec.endswith(".safetensors") and weights is None:
+        model, meta = load_checkpoint(spec)
+        return model, Path(spec).stem, meta.get("classes")
+    return load_any(spec, weights=weights), Path(spec.split(":")[0]).stem, None
+
+
+def load_points(name: str, root: str | None, split: str, n: int | None, seed: int) -> Any:
+    """The data set, cut to a stratified, seeded subset of ``n`` points if asked."""
+    from advrobust.data import load
+
+    data = load(name, root=root, split=split)
+    if n is not None:
+        if n < 1:
+            raise InputError(f"--n must be at least 1, got {n}")
+        if n < len(data):
+            data = data.subset(n, seed=seed)
+    return data
+
+
+def progress_for(rank: int) -> Progress:
+    return RichProgress() if rank == 0 else SILENT
+
+
+def model_options(many: bool = False) -> Any:
+    """The options naming the model(s) and the points: ``--model`` (repeatable if ``many``),
+    ``--weights``, ``--data``, ``--root``, ``--split``, ``--n``, ``--seed``."""
+    model_help = ("A .safetensors checkpoint, a TorchScript file or package.module:factory "
+                  + ("(repeatable)." if many else "[default: the default model, trained once and cached]."))
+    decorators = [
+        click.option("--model", "model_spec", metavar="SPEC|CHECKPOINT", multiple=many, help=model_help),
+        click.option("--weights", metavar="PATH", help="Weights for a package.module:factory model."),
+        click.option("--data", "data_name", default="mnist-5k", show_default=True, help="Data set name."),
+        click.option("--root", metavar="PATH", help="Folder or file of the data set (not for mnist-5k)."),
+        click.option("--split", default="test", show_default=True, help="Split to evaluate on."),
+        click.option("--n", "n_points", type=int, metavar="N", help="Use a stratified subset of N points."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and the attacks."),
+    ]
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def pct_ci(value: float, ci: tuple[float, float]) -> str:
+    return f"{100 * value:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+# --- the command ---------------------------------------------------------------------------------
+def results_table(result: Any) -> Table:
+    """Robust accuracy per eps: after each attack (cumulative), and of the ensemble with its CI."""
+    title = (f"{result.model_name} on {result.data_name} ({result.n_points} points), {result.threat}, "
+             f"suite {result.suite}: clean accuracy {pct_ci(result.clean_accuracy, result.clean_accuracy_ci)}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("eps", justify="right")
+    for name in result.attacks:
+        table.add_column(f"after {name}", justify="right")
+    table.add_column("robust accuracy [95% CI]", justify="right", style="bold")
+    ci = result.robust_accuracy_ci
+    for eps, acc in result.robust_accuracy.items():
+        by_attack = {r.attack: r for r in result.records_for(eps)}
+        cells = [
+            "skipped" if by_attack[name].skipped_reason else pct(by_attack[name].robust_accuracy)
+            for name in result.attacks
+        ]
+        table.add_row(f"{eps:g}", *cells, pct_ci(acc, ci[eps]))
+    return table
+
+
+def _run_dir_key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@click.command("evaluate")
+@model_options()
+@click.option("--norm", default="linf", show_default=True, type=click.Choice(["linf", "l2", "l1", "l0"]))
+@click.option("--eps", "eps_values", multiple=True, metavar="EPS[,EPS...]",
+              help="Budgets (repeat or comma-separate) [default for linf: 0.05,0.1,0.2,0.3].")
+@click.option("--suite", default="quick", show_default=True, help="quick, standard or seed.")
+@click.option("--attack", "attack_names", multiple=True, metavar="NAME",
+              help="Run these attacks instead of a suite (repeatable; see `advrobust attacks`).")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the result as JSON.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep per-point results here (resume with the same command) [default: a folder in "
+                   "the cache, removed when the evaluation completes].")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the HTML report here.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+              help="Results store [default: results.sqlite in the advrobust cache].")
+@click.option("--no-store", is_flag=True, help="Do not record the result in the results store.")
+def command(
+    model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
+    n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
+    attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
+    report_path: Path | None, db: Path | None, no_store: bool,
+) -> None:
+    """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
+    accuracy (worst case per point, with 95% Wilson intervals) and record the result."""
+    import advrobust as ar
+    from advrobust.evaluation.distributed import init_from_env, rank_and_world
+    from advrobust.evaluation.store import ResultStore
+    from advrobust.paths import cache_dir
+    from advrobust.threat import threat_from_name
+
+    init_from_env()
+    rank, _ = rank_and_world()
+    progress = progress_for(rank)
+    epsilons = parse_eps(eps_values) or DEFAULT_EPS[norm]
+    model, model_name, classes = load_model(model_spec, weights, progress)
+    data = load_points(data_name, root, split, n_points, seed)
+    chosen: str | list[str] = list(attack_names) if attack_names else suite
+    store = None if no_store else ResultStore(db)
+    own_run_dir = run_dir is None
+    if own_run_dir:
+        key = _run_dir_key({"model": ar.models.fingerprint(model), "data": [data.name, root, split, n_points],
+                            "norm": norm, "eps": epsilons, "attacks": chosen, "seed": seed, "batch": batch_size})
+        run_dir = cache_dir() / "runs" / key
+    result = ar.evaluate(
+        model, data, threat=threat_from_name(norm), epsilons=epsilons, suite=chosen, batch_size=batch_size,
+        store=store, run_dir=run_dir, progress=progress, classes=classes, model_name=model_name,
+        data_name=data.name, seed=seed,
+    )
+    if rank != 0:
+        return
+    if own_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    console.print(results_table(result))
+    for record in result.per_attack:
+        if record.skipped_reason and record.eps == result.epsilons[0]:
+            err_console.print(f"note: {record.attack} skipped: {record.skipped_reason}")
+    console.print(f"{result.seconds:.1f} s" + (f"; recorded in {store.path}" if store else ""))
+    if json_path is not None:
+        result.save(json_path)
+        console.print(f"result saved to {json_path}")
+    if report_path is not None:
+        try:
+            from advrobust.report import write_report
+        except ImportError:
+            raise InputError("the report module is not available in this installation") from None
+        console.print(f"report written to {write_report(report_path, result)}")
