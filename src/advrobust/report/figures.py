@@ -21,14 +21,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
+from advrobust.evaluation.result import Example
 from advrobust.evaluation.stats import wilson_interval
 from advrobust.report.views import (
     EvaluationView,
-    ExampleView,
     FoolingImage,
     OnePixelView,
     TrainingView,
     TransferView,
+    image_hwc,
 )
 
 DPI = 110
@@ -84,7 +85,7 @@ def amplification(peak: float) -> float:
 
 
 def seed_figure(
-    examples: Sequence[ExampleView], class_name: Callable[[int], str], threat: str, per_row: int = 2
+    examples: Sequence[Example], class_name: Callable[[int], str], threat: str, per_row: int = 2
 ) -> Figure:
     """The seed's figure (Goodfellow et al. 2015, Fig. 1), three panels per example, ``per_row``
     examples side by side: ``x`` with its label and confidence, the perturbation ``r = x_adv − x``
@@ -98,12 +99,13 @@ def seed_figure(
         ax.set_axis_off()
     for i, ex in enumerate(examples):
         a, b, c = axes[i // per_row, 3 * (i % per_row): 3 * (i % per_row) + 3]
-        r = ex.x_adv - ex.x
+        x, x_adv = image_hwc(ex.x), image_hwc(ex.x_adv)
+        r = x_adv - x
         k = amplification(float(np.abs(r).max()))
-        _show(a, ex.x, f"x: “{class_name(ex.label)}” {ex.clean_conf:.0%}")
+        _show(a, x, f"x: “{class_name(ex.label)}” {ex.clean_conf:.0%}")
         _show(b, 0.5 + k * r, f"r ×{k:g}, {norm_label(threat)}={ex.norm:.3g}")
         broken = ex.adv_pred != ex.label
-        _show(c, ex.x_adv, f"x+r: “{class_name(ex.adv_pred)}” {ex.adv_conf:.0%}",
+        _show(c, x_adv, f"x+r: “{class_name(ex.adv_pred)}” {ex.adv_conf:.0%}",
               BAD if broken else GOOD)
     return fig
 

@@ -3,7 +3,8 @@
 The report draws results that other layers produce (an evaluation, an audit, a transfer matrix,
 One-Pixel and fooling-image runs, a training history). Each ``*_view`` function reads one of them
 by field name — from the result object itself or from the dictionary its JSON holds — and returns a
-small frozen dataclass of numbers, strings and numpy arrays. The figures and the HTML are written
+small frozen dataclass of numbers, strings and numpy arrays (examples and attack records stay
+the evaluation's ``Example`` and ``AttackRecord``). The figures and the HTML are written
 against these views only, so the report never depends on how a result is stored.
 
 A missing field raises :class:`~advrobust.errors.InputError` naming the field; optional fields get
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from advrobust.errors import InputError
+from advrobust.evaluation.result import AttackRecord, Example
 
 _MISSING = object()
 
@@ -62,37 +65,6 @@ def _float(value: Any) -> float:
 
 
 @dataclass(frozen=True)
-class AttackRow:
-    """One attack at one budget (the evaluation's ``AttackRecord``)."""
-
-    attack: str
-    eps: float
-    robust_accuracy: float
-    success_rate: float
-    median_norm: float
-    mean_queries: float
-    seconds: float
-    skipped_reason: str | None
-
-
-@dataclass(frozen=True)
-class ExampleView:
-    """One adversarial example: the clean image ``x`` and ``x_adv = x + r``, both ``H×W×C``."""
-
-    index: int
-    x: np.ndarray
-    x_adv: np.ndarray
-    label: int
-    clean_pred: int
-    clean_conf: float
-    adv_pred: int
-    adv_conf: float
-    norm: float
-    eps: float
-    attack: str
-
-
-@dataclass(frozen=True)
 class EvaluationView:
     """An evaluation: ``robust[e, i]`` is true when point ``i`` is correct and unbroken at
     ``epsilons[e]``; ``broken_by[e, i]`` names the attack that broke it (``""``: none);
@@ -111,8 +83,8 @@ class EvaluationView:
     robust: np.ndarray
     broken_by: np.ndarray
     min_norm: np.ndarray
-    per_attack: tuple[AttackRow, ...]
-    examples: tuple[ExampleView, ...]
+    per_attack: tuple[AttackRecord, ...]
+    examples: tuple[Example, ...]
     clean_accuracy: float
     robust_accuracy: tuple[float, ...]
 
@@ -171,34 +143,34 @@ def _robust_accuracy(value: Any, epsilons: Sequence[float], robust: np.ndarray) 
     )
 
 
-def _example(ex: Any) -> ExampleView:
+def _example(ex: Any) -> Example:
+    """An evaluation's ``Example`` (or its fields), images as ``C×H×W`` tensors."""
+    if isinstance(ex, Example):
+        return ex
     kind = "example"
-    return ExampleView(
+    fields = {f: _get(ex, kind, f) for f in ("label", "clean_pred", "adv_pred", "attack")}
+    numbers = {f: _float(_get(ex, kind, f)) for f in ("clean_conf", "adv_conf", "norm", "eps")}
+    return Example(
         index=int(_get(ex, kind, "index", default=-1)),
-        x=image_hwc(_get(ex, kind, "x")),
-        x_adv=image_hwc(_get(ex, kind, "x_adv")),
-        label=int(_get(ex, kind, "label")),
-        clean_pred=int(_get(ex, kind, "clean_pred")),
-        clean_conf=_float(_get(ex, kind, "clean_conf")),
-        adv_pred=int(_get(ex, kind, "adv_pred")),
-        adv_conf=_float(_get(ex, kind, "adv_conf")),
-        norm=_float(_get(ex, kind, "norm")),
-        eps=_float(_get(ex, kind, "eps", default=None)),
-        attack=str(_get(ex, kind, "attack", default="")),
+        x=torch.as_tensor(_array(_get(ex, kind, "x"), np.float32)),
+        x_adv=torch.as_tensor(_array(_get(ex, kind, "x_adv"), np.float32)),
+        **{k: int(v) if k != "attack" else str(v) for k, v in fields.items()},
+        **numbers,
     )
 
 
-def _attack_row(rec: Any) -> AttackRow:
+def _attack_row(rec: Any) -> AttackRecord:
+    """An evaluation's ``AttackRecord`` (or its fields); the optional numbers default to ``nan``."""
+    if isinstance(rec, AttackRecord):
+        return rec
     kind = "attack record"
+    optional = ("success_rate", "median_norm", "mean_queries", "seconds")
     reason = _get(rec, kind, "skipped_reason", default=None)
-    return AttackRow(
+    return AttackRecord(
         attack=str(_get(rec, kind, "attack")),
         eps=_float(_get(rec, kind, "eps")),
         robust_accuracy=_float(_get(rec, kind, "robust_accuracy")),
-        success_rate=_float(_get(rec, kind, "success_rate", default=None)),
-        median_norm=_float(_get(rec, kind, "median_norm", default=None)),
-        mean_queries=_float(_get(rec, kind, "mean_queries", default=None)),
-        seconds=_float(_get(rec, kind, "seconds", default=None)),
+        **{f: _float(_get(rec, kind, f, default=None)) for f in optional},
         skipped_reason=None if reason in (None, "") else str(reason),
     )
 

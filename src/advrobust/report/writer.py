@@ -16,10 +16,10 @@ import numpy as np
 
 from advrobust import __version__
 from advrobust.errors import InputError
+from advrobust.evaluation.result import Example
 from advrobust.paths import atomic_path
 from advrobust.report import figures, html
 from advrobust.report.views import (
-    ExampleView,
     audit_view,
     evaluation_view,
     fooling_view,
@@ -35,14 +35,14 @@ MAX_EXAMPLES = 6
 """Examples in the seed figure: enough to see a pattern, few enough to read in a minute."""
 
 
-def pick_examples(examples: Sequence[ExampleView], k: int = MAX_EXAMPLES) -> list[ExampleView]:
+def pick_examples(examples: Sequence[Example], k: int = MAX_EXAMPLES) -> list[Example]:
     """Up to ``k`` examples of distinct points, taken in turn from each eps (smallest first), so the
     figure shows how the perturbation grows with the budget; a point already shown is skipped."""
-    by_eps: dict[float, list[ExampleView]] = {}
+    by_eps: dict[float, list[Example]] = {}
     for ex in examples:
         by_eps.setdefault(ex.eps, []).append(ex)
     queues = [by_eps[e] for e in sorted(by_eps, key=lambda e: (math.isnan(e), e))]
-    picked: list[ExampleView] = []
+    picked: list[Example] = []
     shown: set[int] = set()
     while len(picked) < k and any(queues):
         for q in queues:
