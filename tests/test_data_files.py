@@ -1,7 +1,7 @@
 """Real file formats and downloads, on tiny files the tests write in those formats.
 
 The writers here follow the published formats byte by byte (IDX headers with struct, CIFAR-10 dicts
-pickled at protocol 2 with bytes keys, PNG/JPEG through Pillow, tar.gz through tarfile), without
+pickled as Python 2's cPickle did, PNG/JPEG through Pillow, tar.gz through tarfile), without
 using advrobust's code, so a parser bug cannot cancel out a writer bug.
 """
 
@@ -64,18 +64,43 @@ def write_mnist(root: Path, n_train: int = 12, n_test: int = 5, gz: bool = True,
     return arrays
 
 
-def write_cifar(folder: Path, n: int = 3, seed: int = 0) -> dict[str, tuple[np.ndarray, list[int]]]:
+class Py2Pickler(pickle._Pickler):
+    """Pickles ``str`` and ``bytes`` as Python 2 strings (``BINSTRING``), and names numpy's
+    ``_reconstruct`` as numpy 1 did: the bytes Python 2's cPickle wrote for the real CIFAR-10 files."""
+
+    def save_py2_str(self, obj: str | bytes) -> None:
+        raw = obj.encode("latin-1") if isinstance(obj, str) else obj
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    dispatch = {**pickle._Pickler.dispatch, str: save_py2_str, bytes: save_py2_str}
+
+
+def py2_dumps(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    Py2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def py3_dumps(obj: object) -> bytes:
+    return pickle.dumps(obj, protocol=2)  # bytes via _codecs.encode, numpy 2 global names
+
+
+def write_cifar(folder: Path, n: int = 3, seed: int = 0, dumps=py2_dumps) -> dict[str, tuple[np.ndarray, list[int]]]:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {b"label_names": [s.encode() for s in CIFAR_NAMES], b"num_cases_per_batch": n, b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    meta = {"label_names": CIFAR_NAMES, "num_cases_per_batch": n, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(dumps(meta))
     written = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, n)]
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        filenames = [f"{name}_{i}.png" for i in range(n)]
+        batch = {"batch_label": name, "labels": labels, "data": data, "filenames": filenames}
+        (folder / name).write_bytes(dumps(batch))
         written[name] = (data, labels)
     return written
 
@@ -160,10 +185,10 @@ def test_mnist_label_count_mismatch_and_missing_file(tmp_path):
 # ---------------------------------------------------------------- CIFAR-10
 
 
-@pytest.mark.parametrize("nested", [True, False])
-def test_cifar10_round_trip(tmp_path, nested):
+@pytest.mark.parametrize(("nested", "dumps"), [(True, py2_dumps), (False, py2_dumps), (True, py3_dumps)])
+def test_cifar10_round_trip(tmp_path, nested, dumps):
     folder = tmp_path / "cifar-10-batches-py" if nested else tmp_path
-    written = write_cifar(folder)
+    written = write_cifar(folder, dumps=dumps)
     train = load("cifar10", root=tmp_path, split="train")
     assert_contract(train, 15, (3, 32, 32), 10)
     assert train.classes == CIFAR_NAMES
@@ -208,7 +233,7 @@ def test_cifar10_refuses_a_pickle_that_calls_code(tmp_path):
 )
 def test_cifar10_bad_batch(tmp_path, batch, message):
     write_cifar(tmp_path)
-    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    (tmp_path / "test_batch").write_bytes(py2_dumps(batch))
     with pytest.raises(DataError, match=message):
         load("cifar10", root=tmp_path)
 
