@@ -453,6 +453,11 @@ def test_download_mnist_then_load(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:  # the CLI: the same files, already verified
         main(["data", "download", "mnist", "--root", str(tmp_path / "data")])
     assert info.value.code == 0 and capsys.readouterr().out.count("verified") == 4
+    unreachable = tuple(dl.Resource(r.filename, r.size, r.sha256, ("file:///absent",)) for r in dl.SOURCES["mnist"])
+    monkeypatch.setitem(dl.SOURCES, "mnist", unreachable)
+    assert len(load("mnist", root=tmp_path / "data", download=True)) == 5  # present: nothing fetched
+    with pytest.raises(DataError, match="could not download t10k-images-idx3-ubyte.gz"):
+        load("mnist", root=tmp_path / "elsewhere", download=True)
 
 
 def tar_gz(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
@@ -472,8 +477,9 @@ def test_download_cifar10_unpacks_and_loads(tmp_path, monkeypatch):
     files = dl.download_dataset("cifar10", tmp_path / "data")
     assert files == [tmp_path / "data" / archive.name, tmp_path / "data" / "cifar-10-batches-py"]
     assert leftovers(tmp_path / "data") == []
-    data = load("cifar10", root=tmp_path / "data")
-    assert data.y.tolist() == written["test_batch"][1]
+    assert load("cifar10", root=tmp_path / "data").y.tolist() == written["test_batch"][1]
+    (tmp_path / "data" / archive.name).unlink()  # unpacked batches are enough for download=True
+    assert load("cifar10", root=tmp_path / "data", download=True).y.tolist() == written["test_batch"][1]
 
 
 def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:

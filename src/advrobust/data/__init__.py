@@ -93,9 +93,9 @@ def load(
 
     ``root``: none for ``mnist-5k``; a folder for ``mnist`` / ``cifar10`` (default
     :func:`default_root`); the class folder for ``folder``; the ``.npz`` file for ``npz``.
-    ``download=True`` first fetches ``mnist`` / ``cifar10`` into ``root`` (files already there with the
-    right SHA-256 are kept). Errors (unknown name, missing or corrupt file, bad checksum) are
-    one-line :class:`DataError` s saying what to do.
+    ``download=True`` first fetches ``mnist`` / ``cifar10`` into ``root`` unless all the files it
+    reads are there already (those are then parsed and validated, not re-hashed). Errors (unknown
+    name, missing or corrupt file, bad checksum) are one-line :class:`DataError` s saying what to do.
     """
     key = canonical_name(name)
     if split not in SPLITS:
@@ -113,7 +113,8 @@ def load(
     if download:
         if source.kind != "download":
             raise DataError(f"data set {key!r} cannot be downloaded; it is read from the path you give")
-        from advrobust.data.download import download_dataset
+        from advrobust.data.download import download_dataset, is_present
 
-        download_dataset(key, root)
+        if not is_present(key, root):
+            download_dataset(key, root)
     return source.resolve()(root, split)

@@ -184,7 +184,7 @@ def images_to_tensor(images: np.ndarray, source: str) -> torch.Tensor:
     elif images.ndim != 4:
         raise DataError(f"{source}: images must be N×H×W, N×C×H×W or N×H×W×C, got shape {images.shape}")
     if images.dtype.kind in "ui":
-        if images.size and (images.min() < 0 or images.max() > 255):
+        if images.dtype != np.uint8 and images.size and (images.min() < 0 or images.max() > 255):
             raise DataError(f"{source}: integer pixels must lie in 0..255")
         scaled = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).float().div_(255.0)
         return scaled

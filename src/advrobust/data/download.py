@@ -208,6 +208,14 @@ def _unpack_cifar(archive: Path, root: Path) -> Path:
     return folder
 
 
+def is_present(name: str, root: Path) -> bool:
+    """Whether every file the loader of ``name`` reads is in ``root`` (MNIST raw or ``.gz``)."""
+    if name == "cifar10":
+        return any(all((folder / f).is_file() for f in CIFAR_FILES) for folder in (root / cifar.FOLDER, root))
+    stems = [r.filename.removesuffix(".gz") for r in SOURCES[name]]
+    return all((root / stem).is_file() or (root / f"{stem}.gz").is_file() for stem in stems)
+
+
 def download_dataset(
     name: str, root: Path, *, opener: Opener | None = None, progress: Progress = SILENT
 ) -> list[Path]:
