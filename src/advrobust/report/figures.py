@@ -202,10 +202,12 @@ def one_pixel_figure(op: OnePixelView, class_name: Callable[[int], str]) -> Figu
 
 
 def fooling_figure(images: Sequence[FoolingImage], class_name: Callable[[int], str]) -> Figure:
-    """Fooling images (Nguyen et al. 2015): per class, the image and the confidence it reached."""
+    """Fooling images (Nguyen et al. 2015): per class, the image and the confidence it reached
+    (green: the requested level reached, red: not, black: not said)."""
     fig, axes = _grid(len(images))
     for ax, im in zip(axes, images, strict=False):
-        _show(ax, im.image, f"“{class_name(im.target)}” {im.confidence:.1%}")
+        color = "black" if im.reached is None else GOOD if im.reached else BAD
+        _show(ax, im.image, f"“{class_name(im.target)}” {im.confidence:.1%}", color)
     return fig
 
 

@@ -271,9 +271,12 @@ class TransferView:
     rows: tuple[str, ...]
     columns: tuple[str, ...]
     matrix: np.ndarray
+    budget: str
 
 
 def transfer_view(tr: Any) -> TransferView:
+    """Read a ``TransferResult`` (or its dictionary): ``matrix`` with its ``rows`` and ``columns``
+    labels, and optionally ``threat`` and ``eps`` (shown as the budget)."""
     kind = "transfer result"
     matrix = _array(_get(tr, kind, "matrix", "success_rate", "success"), np.float64)
     if matrix.ndim != 2:
@@ -285,7 +288,9 @@ def transfer_view(tr: Any) -> TransferView:
             f"the transfer matrix has shape {matrix.shape} but {len(rows)} row and "
             f"{len(columns)} column labels"
         )
-    return TransferView(rows=rows, columns=columns, matrix=matrix)
+    threat, eps = _get(tr, kind, "threat", default=None), _get(tr, kind, "eps", default=None)
+    budget = "" if threat is None or eps is None else f"{threat} ε = {float(eps):g}"
+    return TransferView(rows=rows, columns=columns, matrix=matrix, budget=budget)
 
 
 # ----------------------------------------------------------------------------- query attacks
@@ -332,20 +337,34 @@ class FoolingImage:
     image: np.ndarray
     confidence: float
     queries: float
+    reached: bool | None
 
 
-def fooling_view(fo: Any) -> tuple[FoolingImage, ...]:
-    """Read fooling-image results: per target class, the ``images``, the ``confidence`` reached
-    and the ``queries`` spent (``nan`` when not given)."""
+@dataclass(frozen=True)
+class FoolingView:
+    method: str
+    images: tuple[FoolingImage, ...]
+
+
+def fooling_view(fo: Any) -> FoolingView:
+    """Read a ``FoolingResult`` (or its fields): per requested class (``classes`` or ``targets``)
+    the ``images``, the ``confidence`` reached, and optionally the ``queries`` spent (default
+    ``nan``), whether the requested level was ``reached`` (default unknown) and the ``method``."""
     kind = "fooling result"
     images = _get(fo, kind, "images", "x")
-    targets = _array(_get(fo, kind, "targets", "classes"), np.int64).reshape(-1)
+    targets = _array(_get(fo, kind, "classes", "targets"), np.int64).reshape(-1)
     conf = _array(_get(fo, kind, "confidence", "confidences"), np.float64).reshape(-1)
+    n = len(targets)
     queries = _get(fo, kind, "queries", default=None)
-    q = np.full(len(targets), np.nan) if queries is None else _array(queries, np.float64).reshape(-1)
-    return tuple(
-        FoolingImage(int(t), image_hwc(images[i]), float(conf[i]), float(q[i]))
-        for i, t in enumerate(targets)
+    q = np.full(n, np.nan) if queries is None else _array(queries, np.float64).reshape(-1)
+    reached = _get(fo, kind, "reached", default=None)
+    ok = [None] * n if reached is None else [bool(v) for v in _array(reached, bool).reshape(-1)]
+    return FoolingView(
+        method=str(_get(fo, kind, "method", default="") or ""),
+        images=tuple(
+            FoolingImage(int(t), image_hwc(images[i]), float(conf[i]), float(q[i]), ok[i])
+            for i, t in enumerate(targets)
+        ),
     )
 
 

@@ -148,20 +148,23 @@ def write_report(
                                 f"Changing one pixel (outlined) reached {reached} of "
                                 f"{len(view.targets)} target classes (green titles).")))
     if fooling is not None:
-        images = fooling_view(fooling)
+        fv = fooling_view(fooling)
+        method = f" by {fv.method}" if fv.method else ""
         sections.append(("fooling", "Fooling images", figure(
-            "fooling", figures.fooling_figure(images, class_name), "fooling images per class",
-            "Images no person would recognize, each classified as the class in its title with the "
-            "confidence shown.",
-        ) + html.table(["class", "confidence", "queries"],
-                       [[class_name(f.target), html.pct(f.confidence), html.num(f.queries)]
-                        for f in images], [False, True, True])))
+            "fooling", figures.fooling_figure(fv.images, class_name), "fooling images per class",
+            f"Images found{method} that no person would recognize, each classified as the class in "
+            "its title with the confidence shown (green: the requested confidence was reached).",
+        ) + html.table(["class", "confidence", "reached", "queries"],
+                       [[class_name(f.target), html.pct(f.confidence),
+                         {None: "—", True: "yes", False: "no"}[f.reached], html.num(f.queries)]
+                        for f in fv.images], [False, True, False, True])))
     if transfer is not None:
         tr = transfer_view(transfer)
         sections.append(("transfer", "Transfer", figure(
             "transfer", figures.transfer_figure(tr), "transfer success-rate matrix",
-            "Success rate of adversarial examples crafted on a source model (rows) when shown to "
-            "each target model (columns); where source and target agree it is the white-box rate.",
+            "Success rate of adversarial examples crafted on a source model (rows: attack / source) "
+            "when shown to each target model (columns); where source and target agree it is the "
+            f"white-box rate. Budget: {tr.budget or 'not given'}.",
         ) + html.transfer_table(tr)))
     if training is not None:
         tv = training_view(training)
