@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -64,4 +65,5 @@ def command(
         json_path.write_text(json.dumps(result.to_dict(), default=float))
         console.print(f"audit saved to {json_path}")
     if not result.passed:
-        raise click.exceptions.Exit(EXIT_FAILED)
+        # SystemExit, not click's Exit: click returns (not raises) Exit codes in non-standalone mode
+        sys.exit(EXIT_FAILED)

@@ -115,12 +115,13 @@ def pct_ci(value: float, ci: tuple[float, float]) -> str:
 def results_table(result: Any) -> Table:
     """Robust accuracy per eps: after each attack (cumulative), and of the ensemble with its CI."""
     title = (f"{result.model_name} on {result.data_name} ({result.n_points} points), {result.threat}, "
-             f"suite {result.suite}: clean accuracy {pct_ci(result.clean_accuracy, result.clean_accuracy_ci)}")
+             f"{result.suite}\nclean accuracy {pct_ci(result.clean_accuracy, result.clean_accuracy_ci)}; "
+             "robust accuracy after each attack, and of the ensemble:")
     table = Table(title=title, title_justify="left")
-    table.add_column("eps", justify="right")
+    table.add_column("eps", justify="right", no_wrap=True)
     for name in result.attacks:
-        table.add_column(f"after {name}", justify="right")
-    table.add_column("robust accuracy [95% CI]", justify="right", style="bold")
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("robust [95% CI]", justify="right", style="bold", no_wrap=True)
     ci = result.robust_accuracy_ci
     for eps, acc in result.robust_accuracy.items():
         by_attack = {r.attack: r for r in result.records_for(eps)}
