@@ -29,3 +29,4 @@ __all__ = [
     "save_checkpoint",
     "with_normalization",
 ]
+from advrobust.models.blackbox import LabelModel as LabelModel, ScoreModel as ScoreModel  # noqa: E402, I001
