@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from advrobust.errors import ModelLoadError
-from advrobust.models import create, load_checkpoint, save_checkpoint
+from advrobust.models import create, load_checkpoint, read_metadata, save_checkpoint
 from advrobust.paths import cache_path
 from advrobust.progress import SILENT, Progress
 from advrobust.training.engine import accuracy, fit
@@ -76,5 +76,4 @@ def default_model(progress: Progress = SILENT, recipe: Recipe = DEFAULT_RECIPE) 
         "clean_accuracy": accuracy(model, test),
         "training": {**recipe.__dict__, "method": "standard", "train_loss": history.last.train_loss},
     }
-    save_checkpoint(path, model, meta)
-    return model.eval(), meta
+    return model.eval(), read_metadata(save_checkpoint(path, model, meta))
