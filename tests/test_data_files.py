@@ -222,10 +222,35 @@ def test_cifar10_refuses_a_pickle_that_calls_code(tmp_path):
     assert pickle.loads((tmp_path / "test_batch").read_bytes()) and marker.exists()  # the payload is live
 
 
+def test_cifar10_corrupt_bytes_give_data_errors_never_crashes(tmp_path):
+    """Random truncations and byte flips of a real-format batch: each loads or is a DataError.
+
+    (Handing such bytes to numpy's own unpickling can kill the interpreter; the parser must not.)
+    """
+    write_cifar(tmp_path, n=2)
+    good = (tmp_path / "test_batch").read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"ok": 0, "error": 0}
+    for trial in range(300):
+        data = bytearray(good[: rng.integers(1, len(good))] if trial % 2 else good)
+        for i in rng.integers(0, 400, size=0 if trial % 2 else rng.integers(1, 5)):
+            data[i] = rng.integers(0, 256)
+        (tmp_path / "test_batch").write_bytes(bytes(data))
+        try:
+            load("cifar10", root=tmp_path)
+            outcomes["ok"] += 1
+        except DataError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 100
+
+
 @pytest.mark.parametrize(
     ("batch", "message"),
     [
         ({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}, "uint8 array N×3072"),
+        ({b"data": np.zeros((2, 3072), np.int16), b"labels": [0, 1]}, "uint8 array N×3072"),
+        ({b"data": np.zeros((2, 3072), np.uint8, order="F"), b"labels": [0, 1]}, "uint8 array N×3072"),
+        ({b"data": b"\x00" * 3072, b"labels": [0]}, "uint8 array N×3072"),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "list of 2 ints"),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "labels must lie in 0..9"),
         ({b"labels": [0]}, "no 'data' entry"),

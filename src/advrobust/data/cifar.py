@@ -6,17 +6,18 @@ Layout (https://www.cs.toronto.edu/~kriz/cifar.html): a folder ``cifar-10-batche
 ``uint8`` array ``N×3072`` (the red, green then blue 32×32 planes of each image, row-major) and whose
 ``labels`` is a list of ``N`` ints; ``batches.meta`` holds the ``label_names``.
 
-**Safety.** A pickle can call any importable function while it loads, so these untrusted files go
-through :class:`SafeUnpickler`, whose ``find_class`` resolves only the four globals that the real files
-(and numpy arrays pickled by Python 2 or 3) need: numpy's ``_reconstruct`` (under ``numpy.core`` or
-``numpy._core``), ``numpy.ndarray``, ``numpy.dtype``, and ``_codecs.encode`` (which Python 3 uses to
-pickle ``bytes`` at protocol 2). Every other global is refused with a :class:`DataError` before
-anything is called. The loaded values are then checked for type, dtype and shape.
+**Safety.** A pickle can call any importable function while it loads, and even numpy's own array
+reconstruction crashes the interpreter on some malformed states, so these untrusted files are parsed
+without running anything of numpy's: :class:`SafeUnpickler` resolves only the globals the real files
+name (``numpy.core.multiarray._reconstruct`` / ``numpy._core...``, ``numpy.ndarray``, ``numpy.dtype``,
+and ``_codecs.encode`` restricted to latin-1, which Python 3 uses to pickle ``bytes`` at protocol 2),
+each to an inert stand-in that only records its arguments. Every other global is refused with a
+:class:`DataError`. The recorded array is then checked (``uint8``, C order, a shape of non-negative
+ints, exactly ``prod(shape)`` raw bytes) and only then turned into an array with ``np.frombuffer``.
 """
 
 from __future__ import annotations
 
-import codecs
 import io
 import math
 import pickle
@@ -33,18 +34,51 @@ FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_
 META = "batches.meta"
 IMAGE_SHAPE = (3, 32, 32)
 
-_RECONSTRUCT = np.ndarray(0).__reduce__()[0]
+
+class _PickledDType:
+    """What a pickled ``numpy.dtype(name, align, copy)`` says; numpy is never called."""
+
+    def __init__(self, name: object, align: object = False, copy: object = True) -> None:
+        self.name = name
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+class _NDArray:
+    """Stands for the class ``numpy.ndarray`` in a pickle."""
+
+
+class _PickledArray:
+    """What a pickled array says: ``_reconstruct(ndarray, shape, typecode)``, then its state
+    ``(version, shape, dtype, is_fortran, raw bytes)``; see :func:`to_uint8_array`."""
+
+    def __init__(self, cls: object, shape: object = None, typecode: object = None) -> None:
+        self.cls = cls
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only for latin-1 text")
+    return text.encode("latin-1")
+
+
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,
+    ("numpy.core.multiarray", "_reconstruct"): _PickledArray,
+    ("numpy._core.multiarray", "_reconstruct"): _PickledArray,
+    ("numpy", "ndarray"): _NDArray,
+    ("numpy", "dtype"): _PickledDType,
+    ("_codecs", "encode"): _latin1_encode,
 }
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that builds only builtin containers, numbers, strings and numpy arrays."""
+    """An unpickler that builds only builtin values and inert records of numpy arrays."""
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -53,15 +87,34 @@ class SafeUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}") from None
 
 
+def to_uint8_array(value: object) -> np.ndarray | None:
+    """The uint8 array a :class:`_PickledArray` records, or ``None`` if it records anything else."""
+    if not (isinstance(value, _PickledArray) and value.cls is _NDArray):
+        return None
+    state = value.state
+    if not (isinstance(state, tuple) and len(state) == 5):
+        return None
+    _version, shape, dtype, fortran, raw = state
+    if not (
+        isinstance(dtype, _PickledDType) and dtype.name in ("u1", b"u1")
+        and fortran in (False, 0) and isinstance(raw, bytes)
+        and isinstance(shape, tuple) and all(type(d) is int and d >= 0 for d in shape)
+        and len(raw) == math.prod(shape)
+    ):
+        return None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()
+
+
 def safe_unpickle(path: Path) -> Any:
     """The object pickled in ``path``, loaded with :class:`SafeUnpickler` (Python 2 strings as bytes)."""
     try:
         data = path.read_bytes()
-        return SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise DataError(f"{path}: not a valid CIFAR-10 batch ({exc}); delete it and download it again") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from exc
+    try:
+        return SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as exc:  # any failure to parse untrusted bytes (incl. Memory/OverflowError) = a bad file
+        raise DataError(f"{path}: not a valid CIFAR-10 batch ({exc!r}); delete it and download it again") from exc
 
 
 def _field(batch: Any, key: str, path: Path) -> Any:
@@ -95,11 +148,11 @@ def read_classes(folder: Path) -> list[str]:
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images (uint8 ``N×3×32×32``) and labels (int64 ``N``) of one batch file."""
     batch = safe_unpickle(path)
-    data = _field(batch, "data", path)
+    data = to_uint8_array(_field(batch, "data", path))
     labels = _field(batch, "labels", path)
     size = math.prod(IMAGE_SHAPE)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
-        shape = getattr(data, "shape", type(data).__name__)
+    if data is None or data.ndim != 2 or data.shape[1] != size:
+        shape = "another type" if data is None else data.shape
         raise DataError(f"{path}: 'data' must be a uint8 array N×{size}, got {shape}")
     if not isinstance(labels, list) or len(labels) != len(data) or not all(type(v) is int for v in labels):
         raise DataError(f"{path}: 'labels' must be a list of {len(data)} ints, one per image")

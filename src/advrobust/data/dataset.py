@@ -186,8 +186,7 @@ def images_to_tensor(images: np.ndarray, source: str) -> torch.Tensor:
     if images.dtype.kind in "ui":
         if images.dtype != np.uint8 and images.size and (images.min() < 0 or images.max() > 255):
             raise DataError(f"{source}: integer pixels must lie in 0..255")
-        scaled = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).float().div_(255.0)
-        return scaled
+        return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).float().div_(255.0)
     if images.dtype.kind == "f":
         if images.size and not (np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1):
             raise DataError(f"{source}: float pixels must be finite and lie in [0, 1] (divide 0..255 data by 255)")

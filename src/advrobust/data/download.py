@@ -1,11 +1,11 @@
 """Downloads of MNIST and CIFAR-10 from their canonical sources, verified and written atomically.
 
-Each file is fetched to a temporary file in the destination folder (:func:`advrobust.paths.atomic_path`),
-checked against its known size and SHA-256, ``fsync``-ed, and only then renamed over the final name
-with ``os.replace`` (atomic on POSIX and Windows), so a final name never holds a partial or unverified
-file; the temporary file is removed on any failure, interruption included. A file already present with the
-right digest is not downloaded again. Mirrors are tried in order; the digest, not the server, is
-what is trusted.
+Each file is fetched to a temporary file in the destination folder
+(:func:`advrobust.paths.atomic_path`), checked against its known size and SHA-256, ``fsync``-ed, and
+only then renamed over the final name with ``os.replace`` (atomic on POSIX and Windows), so a final
+name never holds a partial or unverified download; the temporary file is removed on any failure,
+interruption included. A file already present with the right digest is not downloaded again. Mirrors
+are tried in order; the digest, not the server, is what is trusted.
 
 Digests and sizes (SHA-256 of the ``.gz`` / ``.tar.gz`` files as served):
 
