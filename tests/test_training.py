@@ -188,6 +188,31 @@ def test_a_method_can_warn_and_stop(tiny):
     assert history.records[1].note == "collapse detected" == history.stop_reason
 
 
+class _SabotageThenStop(_Sabotage):
+    name = "sabotage-stop"
+
+    def on_epoch_end(self, history):
+        return Stop("collapse") if len(history) == 3 else None
+
+
+def test_a_stopping_method_gets_the_best_robust_weights(tiny):
+    """Stopped by the method while robust validation accuracy is monitored: the best robust epoch
+    (epoch 1, before the labels go wrong) is what the model holds, not the collapsed last one."""
+    pytest.importorskip("advrobust.attacks.gradient")
+    from advrobust.attacks import create as create_attack
+
+    train, val = tiny
+    model = _model()
+    attack = create_attack("fgsm", eps=0.01)
+    history = fit(model, train, val, method=_SabotageThenStop(), val_attack=attack, val_points=len(val),
+                  **{**FAST, "epochs": 5})
+    robust = history.column("val_robust_acc")
+    assert len(history) == 3 and history.stop_reason == "collapse"
+    assert history.best_epoch == history.final_epoch == 1 and robust[0] > robust[-1]
+    clean = model(val.x).argmax(1) == val.y
+    assert float((clean & ~attack(model, val.x, val.y).success).float().mean()) == pytest.approx(robust[0])
+
+
 def test_val_attack_measures_robust_accuracy(tiny):
     pytest.importorskip("advrobust.attacks.gradient")
     from advrobust.attacks import create as create_attack

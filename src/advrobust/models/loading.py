@@ -4,6 +4,7 @@
     load_model("mypkg.nets:resnet18", weights="w.safetensors") # import, call factory(), load weights
     load_model("nets.py:Net", weights="state_dict.pt")         # a factory in a file; torch.load(weights_only=True)
     load_model("model.ts")                                     # TorchScript (torch.jit.load)
+    load_model("model.onnx")                                   # ONNX, a score-only black box (onnxruntime)
 
 Every failure raises :class:`~advrobust.errors.ModelLoadError` with a one-line message that says
 what was wrong and what to do.
@@ -28,16 +29,18 @@ from safetensors.torch import load_file
 from torch import nn
 
 from advrobust.errors import ModelLoadError
+from advrobust.models.blackbox import ScoreModel
 from advrobust.models.checkpoint import load_checkpoint, load_state
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 def load_model(spec: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None,
-               device: str | torch.device = "cpu") -> nn.Module:
+               device: str | torch.device = "cpu") -> nn.Module | ScoreModel:
     """Load a model from ``spec`` (see the module docstring); returned in eval mode on ``device``.
 
-    ``spec`` is a ``.safetensors`` advrobust checkpoint, a TorchScript file, or
+    ``spec`` is a ``.safetensors`` advrobust checkpoint, a TorchScript file, an ``.onnx`` file
+    (:func:`advrobust.models.onnx.load_onnx`: scores only, no gradients), or
     ``package.module:factory`` / ``path/to/file.py:factory`` (``factory()`` returns an
     ``nn.Module``), optionally with ``weights``: a ``.safetensors`` file or a state dict
     (``.pt``/``.pth``/``.bin``/``.ckpt``) read with ``torch.load(weights_only=True)``.
@@ -57,6 +60,10 @@ def load_model(spec: str | os.PathLike[str], weights: str | os.PathLike[str] | N
         raise ModelLoadError(f"weights= goes with a 'package.module:factory' spec, not with the file {text}")
     if path.suffix == ".safetensors":
         return load_checkpoint(path, device)[0]
+    if path.suffix == ".onnx":
+        from advrobust.models.onnx import load_onnx  # needs the optional onnxruntime
+
+        return load_onnx(path)
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():  # torch deprecates TorchScript, but users still ship it

@@ -104,8 +104,10 @@ def fit(
     ``checkpoint_dir``: where the resumable state goes each epoch; with ``resume=True`` an existing
     state there (from the same configuration) is continued from its last complete epoch.
     ``log_path``: the history, rewritten each epoch as CSV (``.csv``) or JSON lines (otherwise).
-    After training the model holds the best weights when ``early_stopping`` is set or a method
-    stopped training, the last weights otherwise.
+    After training the model holds the best weights on the monitored metric when ``early_stopping``
+    is set, or when a method stopped training and robust validation accuracy is monitored; otherwise
+    the weights the last epoch (or the stopping method) left. Only robust accuracy can judge a stop
+    for catastrophic overfitting (Wong et al. 2020): clean or training accuracy peak at the collapse.
     """
     method = create_method(method) if isinstance(method, str) else method
     _check_args(train, val, epochs, batch_size, lr, optimizer, val_attack, early_stopping)
@@ -206,8 +208,11 @@ class _Run:
                     self._save(state_path, epoch + 1, scaler)
                 if log_path is not None:
                     self.history.write(log_path)
-        if self.best_state is not None and (early_stopping is not None or self.history.stop_reason):
+        stopped_with_robust_monitor = self.history.stop_reason and self.history.monitor == "val_robust_acc"
+        self.history.final_epoch = len(self.history.records)
+        if self.best_state is not None and (early_stopping is not None or stopped_with_robust_monitor):
             self.model.load_state_dict(self.best_state)
+            self.history.final_epoch = self.history.best_epoch
         return self.history
 
     def _train_epoch(

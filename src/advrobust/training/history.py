@@ -36,13 +36,15 @@ class EpochRecord:
 class TrainingHistory:
     """What :func:`advrobust.training.fit` returns. ``best_epoch``: the epoch whose weights were
     best on the tracked metric (``best_metric``, its name ``monitor``); ``stop_reason``: why training
-    ended before ``epochs`` (early stopping or a method's :class:`~advrobust.training.methods.Stop`)."""
+    ended before ``epochs`` (early stopping or a method's :class:`~advrobust.training.methods.Stop`);
+    ``final_epoch``: the epoch whose weights the model holds after training (best or last)."""
 
     records: list[EpochRecord] = field(default_factory=list)
     monitor: str = "val_acc"
     best_epoch: int | None = None
     best_metric: float | None = None
     stop_reason: str | None = None
+    final_epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,6 +63,7 @@ class TrainingHistory:
             "best_epoch": self.best_epoch,
             "best_metric": self.best_metric,
             "stop_reason": self.stop_reason,
+            "final_epoch": self.final_epoch,
         }
 
     @classmethod
@@ -71,6 +74,7 @@ class TrainingHistory:
             best_epoch=data["best_epoch"],
             best_metric=data["best_metric"],
             stop_reason=data["stop_reason"],
+            final_epoch=data["final_epoch"],
         )
 
     def write(self, path: str | os.PathLike[str]) -> None:
