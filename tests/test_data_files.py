@@ -13,6 +13,7 @@ import os
 import pickle
 import struct
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -222,26 +223,40 @@ def test_cifar10_refuses_a_pickle_that_calls_code(tmp_path):
     assert pickle.loads((tmp_path / "test_batch").read_bytes()) and marker.exists()  # the payload is live
 
 
-def test_cifar10_corrupt_bytes_give_data_errors_never_crashes(tmp_path):
-    """Random truncations and byte flips of a real-format batch: each loads or is a DataError.
+def mutations(good: bytes, count: int, seed: int = 0) -> Iterator[bytes]:
+    """``count`` corrupt copies of ``good``: every other one truncated, the rest with 1-4 bytes changed."""
+    rng = np.random.default_rng(seed)
+    for trial in range(count):
+        data = bytearray(good[: rng.integers(1, len(good))] if trial % 2 else good)
+        for i in rng.integers(0, min(len(data), 400), size=0 if trial % 2 else rng.integers(1, 5)):
+            data[i] = rng.integers(0, 256)
+        yield bytes(data)
 
-    (Handing such bytes to numpy's own unpickling can kill the interpreter; the parser must not.)
-    """
+
+def loads_or_data_error(path: Path, payloads: Iterator[bytes], name: str, root: Path) -> int:
+    """Write each payload to ``path`` and load; anything but success or DataError fails. The errors."""
+    errors = 0
+    for payload in payloads:
+        path.write_bytes(payload)
+        try:
+            load(name, root=root)
+        except DataError:
+            errors += 1
+    return errors
+
+
+def test_cifar10_corrupt_bytes_give_data_errors_never_crashes(tmp_path):
+    """(Handing such bytes to numpy's own unpickling can kill the interpreter; the parser must not.)"""
     write_cifar(tmp_path, n=2)
     good = (tmp_path / "test_batch").read_bytes()
-    rng = np.random.default_rng(0)
-    outcomes = {"ok": 0, "error": 0}
-    for trial in range(300):
-        data = bytearray(good[: rng.integers(1, len(good))] if trial % 2 else good)
-        for i in rng.integers(0, 400, size=0 if trial % 2 else rng.integers(1, 5)):
-            data[i] = rng.integers(0, 256)
-        (tmp_path / "test_batch").write_bytes(bytes(data))
-        try:
-            load("cifar10", root=tmp_path)
-            outcomes["ok"] += 1
-        except DataError:
-            outcomes["error"] += 1
-    assert outcomes["error"] > 100
+    assert loads_or_data_error(tmp_path / "test_batch", mutations(good, 300), "cifar10", tmp_path) > 100
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_corrupt_images_give_data_errors(tmp_path, ext):
+    write_images(tmp_path, {"a": [np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)]}, ext)
+    path = tmp_path / "a" / f"000{ext}"
+    assert loads_or_data_error(path, mutations(path.read_bytes(), 200), "folder", tmp_path) > 50
 
 
 @pytest.mark.parametrize(

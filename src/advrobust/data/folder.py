@@ -41,7 +41,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 def read_image(path: Path) -> np.ndarray:
     """One image as uint8 ``H×W`` (grayscale) or ``H×W×3`` (RGB)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -50,7 +50,7 @@ def read_image(path: Path) -> np.ndarray:
                 return np.asarray(image.convert("L"))
             if mode in COLOR_MODES and "transparency" not in image.info:
                 return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # Pillow's "broken file"
         raise DataError(f"{path}: not a readable PNG/JPEG image ({exc})") from exc
     raise DataError(f"{path}: unsupported image mode {mode!r}: save it as 8-bit grayscale or RGB without alpha")
 
