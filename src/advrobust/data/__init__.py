@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from advrobust.data.dataset import SPLITS, Dataset
 from advrobust.errors import DataError
 from advrobust.paths import cache_dir
 
-__all__ = ["DATASETS", "SPLITS", "DataSource", "Dataset", "default_root", "list_datasets", "load"]
+__all__ = [
+    "DATASETS", "SPLITS", "DataSource", "Dataset", "canonical_name", "default_root", "list_datasets", "load"
+]
 
 DEFAULT = "mnist-5k"
 
@@ -40,7 +43,8 @@ class DataSource:
     description: str
     kind: str
 
-    def resolve(self):  # noqa: ANN201 (a loader function; signatures differ by kind)
+    def resolve(self) -> Callable[..., Dataset]:
+        """The loader: ``f(split)`` for a built-in source, ``f(root, split)`` otherwise."""
         module, function = self.loader.split(":")
         return getattr(importlib.import_module(f"advrobust.data.{module}"), function)
 
