@@ -85,8 +85,7 @@ class OnePixel(FixedBudgetAttack):
         seed: int | None = 0,
     ) -> None:
         super().__init__(threat, seed=seed)
-        assert isinstance(threat, L0)
-        if threat.per_feature:
+        if getattr(threat, "per_feature", False):
             raise InputError("OnePixel changes whole pixels: use L0(pixels=k) without per_feature")
         if int(population) < 4:
             raise InputError(f"OnePixel needs a population of at least 4 (3 distinct parents + 1), got {population}")
@@ -152,7 +151,7 @@ class OnePixel(FixedBudgetAttack):
         lost = (~won).nonzero().squeeze(1)
         fittest = pop.fitness[lost].argmax(dim=1)
         pos[lost], vals[lost] = pop.pos[lost, fittest], pop.vals[lost, fittest]
-        x_adv[points] = _paint(ctx.flat, pos, vals).reshape(-1, c, h, w)
+        x_adv[points] = _paint(ctx.flat.clone(), pos, vals).reshape(-1, c, h, w)
         return x_adv
 
     def _initial(self, ctx: _Context, generator: torch.Generator) -> tuple[_Population, Tensor]:
@@ -235,7 +234,7 @@ class _Context:
         for start in range(0, rows.shape[0], self.max_batch):
             i, j = rows[start : start + self.max_batch].unbind(1)
             img = imgs[i]
-            painted = _paint(self.flat[img], pos[i, j], vals[i, j])
+            painted = _paint(self.flat[img], pos[i, j], vals[i, j])  # indexing copies: painted in place
             z = self.oracle.logits(painted.reshape(-1, *self.shape), index=self.points[img])
             logp = torch.log_softmax(z.float(), dim=1)
             if self.target is None:
@@ -248,9 +247,9 @@ class _Context:
 
 
 def _paint(flat: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-    """Copies of ``flat`` (``R×C×HW``) with pixels ``pos`` (``R×k``) set to ``vals`` (``R×k×C``)."""
+    """Set, in place, pixels ``pos`` (``R×k``) of ``flat`` (``R×C×HW``) to ``vals`` (``R×k×C``)."""
     r, c, _ = flat.shape
-    return flat.clone().scatter_(2, pos[:, None, :].expand(r, c, pos.shape[1]), vals.transpose(1, 2).to(flat.dtype))
+    return flat.scatter_(2, pos[:, None, :].expand(r, c, pos.shape[1]), vals.transpose(1, 2).to(flat.dtype))
 
 
 def _distinct_parents(b: int, p: int, generator: torch.Generator, device: torch.device) -> Tensor:
