@@ -257,6 +257,9 @@ def test_optional_sections_show_their_inputs(tmp_path, evaluation):
     names = {p.name for p in figures_dir(path).glob("*.png")}
     assert {"one_pixel_0.png", "fooling.png", "transfer.png", "training.png"} <= names
     assert len(page.srcs) == len(names)
+    write_report(path, evaluation)  # the same page without the optional sections
+    assert {p.name for p in figures_dir(path).glob("*.png")} == {
+        "examples.png", "robustness_curves.png", "min_norm.png"}
 
 
 @pytest.mark.chromium
@@ -300,6 +303,8 @@ def test_real_query_transfer_and_audit_sections(small_cnn, mnist_batch, evaluati
         rows = slice(9 * i, 9 * i + 9)
         expected = probs[rows].gather(1, result.targets[i].view(-1, 1)).squeeze(1)
         assert torch.allclose(panel["confidence"], expected, atol=1e-6)
+    with pytest.raises(InputError, match="one_pixel_inputs"):
+        write_report(tmp_path / "raw.html", one_pixel=result)
     aud = audit(small_cnn, x[::20], y[::20], Linf(eps=0.3), steps=10)
     linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     tr = transfer_matrix({"cnn": small_cnn}, {"cnn": small_cnn, "linear": linear}, x[::10], y[::10],

@@ -317,6 +317,9 @@ def one_pixel_view(op: Any) -> OnePixelView:
     """Read a One-Pixel all-targets result: the image ``x``, its ``label``, and per target class
     ``targets``, ``x_adv``, ``success`` and the target's ``confidence``."""
     kind = "One-Pixel result"
+    if _get(op, kind, "x", default=None) is None and _get(op, kind, "result", default=None) is not None:
+        raise InputError("a One-Pixel all-targets result holds no clean images or confidences: pass "
+                         "advrobust.report.inputs.one_pixel_inputs(model, x, y, result) instead")
     targets = _array(_get(op, kind, "targets"), np.int64).reshape(-1)
     x_adv = _get(op, kind, "x_adv")
     success = _array(_get(op, kind, "success"), bool).reshape(-1)
