@@ -51,6 +51,17 @@ def test_evolution_fooling_needs_scores_only(small_cnn, mnist_split):
         fooling_images(LabelModel(small_cnn), [0], input_shape=(1, 28, 28), budget=5)
 
 
+def test_cppn_fooling_reaches_confidence_with_regular_patterns(small_cnn, mnist_split):
+    res = fooling_images(small_cnn, input_shape=(1, 28, 28), encoding="cppn", budget=1000, seed=0)
+    assert res.method == "evolution-cppn"
+    assert int(res.reached.sum()) >= 8, res.confidence
+    prob = torch.softmax(small_cnn(res.images), dim=1)[torch.arange(10), res.classes]
+    torch.testing.assert_close(prob, res.confidence, atol=1e-4, rtol=1e-4)
+    _far_from_training(res, mnist_split)
+    # CPPN images are smooth patterns: neighbouring pixels differ far less than in uniform noise (1/3)
+    assert float((res.images[..., 1:] - res.images[..., :-1]).abs().mean()) < 0.2
+
+
 def test_evolution_is_deterministic_and_stops_at_confidence(linear_model):
     a = fooling_images(linear_model, input_shape=(1, 4, 4), confidence=0.9, budget=800, seed=3)
     b = fooling_images(linear_model, input_shape=(1, 4, 4), confidence=0.9, budget=800, seed=3)
