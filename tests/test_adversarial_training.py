@@ -49,7 +49,7 @@ def _batch(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
 
 METHOD_FACTORIES = {
     "pgd-at": lambda eps: PGDAT(eps, steps=3, warmup=0.4),
-    "fgsm-rs": lambda eps: FGSMRS(eps, guard=False, warmup=0.4),
+    "fgsm-rs": lambda eps: FGSMRS(eps, warmup=0.4, guard_every=10),
     "trades": lambda eps: TRADES(eps, steps=3, warmup=0.4),
 }
 
@@ -117,6 +117,19 @@ def test_named_attack_is_built_to_keep_maximizing():
         PGDAT(0.1, attack="fgsm", steps=4)
     with pytest.raises(InputError, match="configure the attack instance"):
         PGDAT(attack=ar.attacks.create("pgd", eps=0.1), steps=3)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "i-fgsm", "mi-fgsm", "apgd-ce", "apgd-dlr"])
+def test_any_fixed_budget_attack_can_be_the_inner_maximization(name, linear_model):
+    x, y = _batch()
+    method = PGDAT(0.1, attack=name)
+    x_adv = method.perturb(linear_model, x, y, progress=1.0)
+    assert bool(ar.Linf(eps=0.1).contains(x_adv, x).all()) and not torch.equal(x_adv, x)
+    with torch.no_grad():
+        clean, _ = Standard().loss(linear_model, x, y, 1.0)
+        adversarial, _ = method.loss(linear_model, x, y, 1.0)
+    assert float(adversarial) > float(clean)
+    assert method.describe()["attack"]["name"] == method.attack.name
 
 
 def test_minimum_norm_attack_is_refused():
@@ -258,6 +271,16 @@ def test_guard_checks_every_k_batches():
     assert guard.records[0].clean == 1.0
 
 
+def test_guard_waits_for_the_end_of_the_warmup():
+    x, y, model = _separable()
+    method = FGSMRS(0.05, warmup=0.5, guard_every=1, probe_size=8)
+    method.loss(model, x, y, progress=0.2)  # eps 0.02: not watched
+    assert method.guard.records == []
+    method.loss(model, x, y, progress=0.6)
+    assert [r.batches for r in method.guard.records] == [1]
+    assert torch.equal(method.guard._probe[0], x[:8])
+
+
 # --- registration ---------------------------------------------------------------------------------
 def test_methods_are_registered_and_describe_themselves():
     assert {"pgd-at", "fgsm-rs", "trades"} <= set(method_names())
@@ -269,20 +292,17 @@ def test_methods_are_registered_and_describe_themselves():
 
 
 # --- training works: robust accuracy rises --------------------------------------------------------
-def _train(method, x: torch.Tensor, y: torch.Tensor, epochs: int = 1, batch: int = 32) -> nn.Module:
+def _train(method, x: torch.Tensor, y: torch.Tensor, epochs: int = 1) -> nn.Module:
+    """Adam steps (batches of 32) of ``method`` on a small CNN."""
     torch.manual_seed(0)
     model = create_model("mnist-cnn", 10, (1, 28, 28), seed=0, width=8, hidden=64).train()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    total, step = epochs * ((len(x) + batch - 1) // batch), 0
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), batch):
-            b = perm[i : i + batch]
-            loss, _ = method.loss(model, x[b], y[b], step / total)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
+    order = torch.cat([torch.randperm(len(x)) for _ in range(epochs)]).split(32)
+    for step, b in enumerate(order):
+        loss, _ = method.loss(model, x[b], y[b], step / len(order))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     return model.eval()
 
 
@@ -306,6 +326,52 @@ def standard_robust(train_subset, mnist_batch) -> float:
 
 @pytest.mark.parametrize("name", sorted(METHOD_FACTORIES))
 def test_adversarial_training_beats_standard_under_pgd(name, train_subset, mnist_batch, standard_robust):
-    model = _train(METHOD_FACTORIES[name](EPS), *train_subset)
+    method = METHOD_FACTORIES[name](EPS)
+    model = _train(method, *train_subset)
     robust = _robust_accuracy(model, *mnist_batch)
     assert robust >= standard_robust + 0.2, (name, robust, standard_robust)
+    if name == "fgsm-rs":  # a healthy run: the guard watched (after the warm-up) and stayed quiet
+        assert len(method.guard.records) >= 3 and method.on_epoch_end(None) is None
+
+
+# --- through the engine -----------------------------------------------------------------------------
+class _KilledPGDAT(PGDAT):
+    """PGD-AT that 'kills' its process (KeyboardInterrupt) once, when the second half of training starts."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.armed = True
+
+    def loss(self, model, x, y, progress):
+        if self.armed and progress >= 0.5:
+            self.armed = False
+            raise KeyboardInterrupt
+        return super().loss(model, x, y, progress)
+
+
+def test_engine_resumes_adversarial_training_exactly(train_subset, tmp_path):
+    """Random starts come from the engine-seeded global RNG: a killed and resumed PGD-AT run ends
+    with the weights of the uninterrupted one; the checkpoint says how the model was trained."""
+    from advrobust.models import fingerprint
+    from advrobust.training import fit
+    from advrobust.training.engine import STATE_FILE, load_state
+
+    x, y = train_subset
+    train = type("Data", (), {"x": x[:320], "y": y[:320]})()
+    settings = {"epochs": 2, "batch_size": 32, "lr": 0.005, "optimizer": "adam", "seed": 0}
+
+    def model() -> nn.Module:
+        return create_model("mnist-cnn", 10, (1, 28, 28), seed=0, width=4, hidden=16)
+
+    whole = model()
+    expected = fit(whole, train, method=PGDAT(0.2, steps=2, warmup=0.5), **settings)
+    killed = model()
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, train, method=_KilledPGDAT(0.2, steps=2, warmup=0.5), checkpoint_dir=tmp_path, **settings)
+    state = load_state(tmp_path / STATE_FILE)
+    assert state["epoch"] == 1
+    assert state["config"]["method"]["method"] == "pgd-at" and state["config"]["method"]["eps"] == 0.2
+    resumed = model()
+    history = fit(resumed, train, method=PGDAT(0.2, steps=2, warmup=0.5), checkpoint_dir=tmp_path, **settings)
+    assert fingerprint(resumed) == fingerprint(whole)
+    assert [r.train_loss for r in history.records] == [r.train_loss for r in expected.records]

@@ -171,9 +171,12 @@ class KLAttack(FixedBudgetAttack):
 
 
 def _attack_description(attack: Attack) -> dict[str, Any]:
-    """The attack's name and its plain hyper-parameters, for checkpoint metadata."""
+    """The attack's name and its plain hyper-parameters, for checkpoint metadata (not its ``seed``:
+    :func:`maximize` draws the random numbers)."""
     plain = (bool, int, float, str, type(None))
-    options = {k: v for k, v in vars(attack).items() if not k.startswith("_") and isinstance(v, plain)}
+    options = {
+        k: v for k, v in vars(attack).items() if not k.startswith("_") and k != "seed" and isinstance(v, plain)
+    }
     return {"name": attack.name, **options}
 
 
@@ -311,7 +314,10 @@ class FGSMRS(PGDAT):
         :class:`~advrobust.training.overfitting.OverfittingGuard`. A collapse is recorded in the
         history; ``guard_action`` ``"restore"`` (default, Wong et al.'s early stopping) stops
         training with the weights of the best check, ``"stop"`` stops with the current weights,
-        ``"warn"`` only reports it.
+        ``"warn"`` only reports it. The guard starts once the warm-up is over (the probe is the
+        first batch at full eps): a model still trained at a smaller eps is not yet comparable.
+        On a stop the engine then loads *its* best weights (by its monitored metric): give it a
+        ``val_attack`` so that they are the best by robust accuracy, hence from before a collapse.
     probe_size, probe_steps:
         The probe batch (default 128 points of the first training batch) and its PGD steps
         (default 5, Wong et al.'s check).
@@ -344,7 +350,7 @@ class FGSMRS(PGDAT):
         self._reported = False
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> tuple[Tensor, Tensor]:
-        if self.guard is not None:
+        if self.guard is not None and self.eps_at(progress) == self.eps:
             self.guard.observe(_unwrap(model), x, y)
         return super().loss(model, x, y, progress)
 
