@@ -77,6 +77,15 @@ def test_inner_attack_leaves_grads_and_mode_alone(name):
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters())
 
 
+def test_wrapped_model_is_attacked_through_its_module():
+    inner = ModeRecorder().train()
+    x, y = _batch()
+    loss, _ = PGDAT(EPS, steps=2).loss(nn.DataParallel(inner), x, y, progress=1.0)
+    # steps + final evaluation on the inner module (eval mode), then the outer forward (train mode)
+    assert inner.modes == [False, False, False, True]
+    assert all(p.grad is None for p in inner.parameters()) and loss.requires_grad
+
+
 def test_maximize_attacks_misclassified_points_too(linear_model):
     x, y = _batch()
     wrong = linear_model(x).argmax(1) != y

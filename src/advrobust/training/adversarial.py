@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from advrobust.attacks.base import Attack, FixedBudgetAttack, Oracle, check_inputs, evaluation_mode
 from advrobust.attacks.gradient import PGD
@@ -86,8 +87,7 @@ def maximize(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel (or DataParallel) wrapper, else ``model``."""
-    inner = getattr(model, "module", None)
-    return inner if isinstance(inner, nn.Module) else model
+    return model.module if isinstance(model, (DistributedDataParallel, nn.DataParallel)) else model
 
 
 def _check_fraction(owner: str, name: str, value: float) -> float:
