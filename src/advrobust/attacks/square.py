@@ -4,7 +4,8 @@ scores only.
 
 Each iteration proposes, for every point not yet broken, a change of the current best perturbation
 ``δ`` inside one random square window of side ``s``, queries the model once and keeps the proposal if
-the loss improves (Alg. 1 of the paper):
+the loss improves (Alg. 1 of the paper; we also keep a proposal that is adversarial, which a
+loss other than the margin may rank lower):
 
 * l∞ (Alg. 2): start from vertical stripes ``δ = ε·ρ``, ``ρ ∈ {−1, 1}`` per channel and column; a
   proposal sets the window to ``±ε`` (one sign per channel), re-drawn if it would not change the image.
@@ -155,11 +156,11 @@ class Square(FixedBudgetAttack):
                     cand = self._step_l2(x0[a], best[a], eps, side, generator)
                 t = None if t0 is None else t0[a]
                 z = oracle.logits(cand, index=points[a])
-                new = objective(z, y0[a], t)
-                better = new > loss[a]
-                best[a] = torch.where(better[:, None, None, None], cand, best[a])
-                loss[a] = torch.where(better, new, loss[a])
-                broken[a] |= better & is_adversarial(z, y0[a], t)
+                new, hit = objective(z, y0[a], t), is_adversarial(z, y0[a], t)
+                accept = (new > loss[a]) | hit  # an adversarial proposal is kept even at a lower loss
+                best[a] = torch.where(accept[:, None, None, None], cand, best[a])
+                loss[a] = torch.where(accept, new, loss[a])
+                broken[a] |= hit
                 task.advance(1)
         x_adv[points] = best
         return x_adv
