@@ -145,3 +145,20 @@ def test_bad_configuration_fails_early():
     with pytest.raises(InputError):
         OnePixel(ar.L0(pixels=65))._run(oracle, _dark(1), torch.zeros(1, dtype=torch.long), None,
                                        torch.Generator(), torch.zeros(1, dtype=torch.bool))
+
+
+def test_two_pixel_lock_needs_two_pixels():
+    """Class 1 wins only when pixels (1, 1) and (6, 6) sum above 1.5: with clean pixels below 0.3,
+    k = 1 must fail on every point and k = 2 can succeed; a sweep over the budget reports exactly that."""
+
+    class TwoPixelLock(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            both = x[:, 0, 1, 1] + x[:, 0, 6, 6]
+            return torch.stack([torch.zeros_like(both), 10 * (both - 1.5)], dim=1)
+
+    model, x, y = TwoPixelLock(), _dark(4), torch.zeros(4, dtype=torch.long)
+    attack = OnePixel(ar.L0(pixels=1), population=60, generations=40)
+    sweep = attack.sweep(model, x, y, [1, 2])
+    assert not bool(sweep.success[0].any())
+    assert bool(sweep.success[1].any())  # DE searches coordinates coarsely: not every point in 60 × 40
+    assert bool((sweep.success[1] >= sweep.success[0]).all())
