@@ -35,6 +35,12 @@ class Quantized(nn.Module):
         return self.inner(torch.round(x * 4) / 4)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Run directories and the default store go to a temporary cache, never the user's."""
+    monkeypatch.setenv("ADVROBUST_HOME", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def cnn_file(small_cnn, tmp_path):
     return _script(small_cnn, tmp_path / "cnn.pt")
@@ -45,6 +51,7 @@ def test_evaluate_end_to_end_then_results(cnn_file, tmp_path, capsys):
     argv = ["evaluate", "--model", cnn_file, "--n", "30", "--eps", "0.1,0.3", "--attack", "fgsm",
             "--attack", "pgd", "--db", str(db), "--json", str(out), "--batch-size", "16"]
     assert _exit_code(argv) == 0
+    assert not any((tmp_path / "cache" / "runs").glob("*"))  # its own run folder is gone once done
     printed = capsys.readouterr().out
     assert "robust [95% CI]" in printed and "pgd" in printed and "clean accuracy" in printed
     result = EvaluationResult.load(out)

@@ -165,6 +165,7 @@ def command(
     accuracy (worst case per point, with 95% Wilson intervals) and record the result."""
     import advrobust as ar
     from advrobust.evaluation.distributed import init_from_env, rank_and_world
+    from advrobust.evaluation.rundir import RunDirMismatch
     from advrobust.evaluation.store import ResultStore
     from advrobust.paths import cache_dir
     from advrobust.threat import threat_from_name
@@ -180,13 +181,19 @@ def command(
     own_run_dir = run_dir is None
     if own_run_dir:
         key = _run_dir_key({"model": ar.models.fingerprint(model), "data": [data.name, root, split, n_points],
-                            "norm": norm, "eps": epsilons, "attacks": chosen, "seed": seed, "batch": batch_size})
+                            "norm": norm, "eps": epsilons, "attacks": chosen, "seed": seed, "batch": batch_size,
+                            "version": ar.__version__})
         run_dir = cache_dir() / "runs" / key
-    result = ar.evaluate(
-        model, data, threat=threat_from_name(norm), epsilons=epsilons, suite=chosen, batch_size=batch_size,
-        store=store, run_dir=run_dir, progress=progress, classes=classes, model_name=model_name,
-        data_name=data.name, seed=seed,
-    )
+    settings = {"threat": threat_from_name(norm), "epsilons": epsilons, "suite": chosen, "batch_size": batch_size,
+                "store": store, "progress": progress, "classes": classes, "model_name": model_name,
+                "data_name": data.name, "seed": seed}
+    try:
+        result = ar.evaluate(model, data, run_dir=run_dir, **settings)
+    except RunDirMismatch:
+        if not own_run_dir:
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)  # our own folder, from another version: start over
+        result = ar.evaluate(model, data, run_dir=run_dir, **settings)
     if rank != 0:
         return
     if own_run_dir:

@@ -71,6 +71,14 @@ def data_fingerprint(x: Tensor, y: Tensor) -> str:
     return digest.hexdigest()
 
 
+def _describe(attack: Attack) -> dict[str, Any]:
+    """An attack's class, threat and plain hyper-parameters: its identity for resuming (objects such
+    as a progress sink, whose repr changes from process to process, are left out)."""
+    plain = (int, float, str, bool, type(None))
+    params = {k: v for k, v in sorted(vars(attack).items()) if isinstance(v, plain) and not k.startswith("_")}
+    return {"class": type(attack).__name__, "threat": attack.threat.describe(), **params}
+
+
 def versions() -> dict[str, str]:
     from advrobust import __version__
 
@@ -302,7 +310,7 @@ def evaluate(
         "data": data_fingerprint(x, y),
         "threat": threat.name,
         "epsilons": eps_list,
-        "attacks": [repr(m.attack) if m.attack else m.name for m in members],
+        "attacks": [_describe(m.attack) if m.attack else m.name for m in members],
         "batch_size": int(batch_size),
         "seed": int(seed),
         "n_examples": int(n_examples),

@@ -24,6 +24,10 @@ from advrobust.errors import InputError
 from advrobust.paths import atomic_path
 
 
+class RunDirMismatch(InputError):
+    """The run directory holds another evaluation."""
+
+
 class RunDir:
     """Unit results on disk under ``root`` (``None``: keep nothing, resume nothing)."""
 
@@ -38,7 +42,7 @@ class RunDir:
             except json.JSONDecodeError:
                 stored = None
             if stored != identity:
-                raise InputError(
+                raise RunDirMismatch(
                     f"the run directory {self.root} holds another evaluation (other model, data, "
                     "attacks or settings): pick a new --run-dir or delete that one"
                 )

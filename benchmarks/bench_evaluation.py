@@ -1,0 +1,135 @@
+"""The ``standard`` suite (APGD-CE, APGD-T, FMN, Square) against AutoAttack's standard version.
+
+On the default MNIST CNN (or ``--model CHECKPOINT``), ``--n`` stratified test digits (default 500),
+l∞ eps = 0.3:
+
+* advrobust ``standard``: robust accuracy, wall time, and the ratio of the wall time to the floor
+  (the time of as many forward+backward passes of the model as the suite spent queries, in batches
+  of the evaluation's size: :func:`common.floor_seconds`);
+* advrobust ``quick`` (FGSM + PGD-40) on the same points, for reference;
+* AutoAttack (Croce & Hein 2020, ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square) on the same
+  points and model (as TorchScript), in its own process, if ``pyautoattack`` imports in the venv
+  named by ``--autoattack-python`` (default ``/tmp/aa_venv/bin/python``: a throwaway venv with
+  ``pip install --no-deps pyautoattack`` beside the same torch 2.13.0 CPU wheel).
+
+Target (issue 6): our robust accuracy no higher than AutoAttack's (within 0.2 points), in half its time.
+
+    .venv/bin/python benchmarks/bench_evaluation.py [--n 500] [--model PATH]
+
+Writes ``benchmarks/results/evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import floor_seconds, write_results  # noqa: E402
+
+import advrobust as ar  # noqa: E402
+
+EPS = 0.3
+
+AUTOATTACK_SCRIPT = """
+import json, sys, time
+import torch
+from pyautoattack import AutoAttack
+torch.set_num_threads(int(sys.argv[3]))
+model = torch.jit.load(sys.argv[1]).eval()
+data = torch.load(sys.argv[2])
+x, y = data["x"], data["y"]
+adversary = AutoAttack(model, norm="Linf", eps=float(sys.argv[4]), version="standard", device="cpu", verbose=False)
+start = time.perf_counter()
+x_adv = adversary.run_standard_evaluation(x, y, bs=len(y))
+seconds = time.perf_counter() - start
+with torch.no_grad():
+    robust = (model(x_adv).argmax(1) == y) & ((x_adv - x).abs().flatten(1).amax(1) <= float(sys.argv[4]) + 1e-6)
+print(json.dumps({"robust_accuracy": robust.float().mean().item(), "seconds": seconds}))
+"""
+
+
+def load(model_path: str | None, n: int) -> tuple[torch.nn.Module, str, torch.Tensor, torch.Tensor]:
+    data = ar.data.load("mnist-5k", split="test").subset(n, seed=0)
+    if model_path is None:
+        from advrobust.training.pretrained import default_model
+
+        return default_model()[0].eval(), "mnist-cnn (default)", data.x, data.y
+    return ar.models.load_model(model_path), Path(model_path).stem, data.x, data.y
+
+
+def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str) -> dict:
+    start = time.perf_counter()
+    result = ar.evaluate(model, x, y, threat=ar.Linf(eps=EPS), suite=suite, batch_size=len(y))
+    seconds = time.perf_counter() - start
+    queries = sum(r.mean_queries * r.attacked for r in result.per_attack)
+    passes = max(1, math.ceil(queries / len(y)))
+    floor = floor_seconds(model, x, y, passes, repeats=1)
+    return {
+        "robust_accuracy": result.robust_accuracy_at(EPS),
+        "robust_accuracy_ci": result.robust_accuracy_ci[EPS],
+        "clean_accuracy": result.clean_accuracy,
+        "seconds": seconds,
+        "queries_per_point": queries / len(y),
+        "floor_seconds": floor,
+        "ratio_to_floor": seconds / floor,
+        "per_attack": [
+            {"attack": r.attack, "robust_accuracy_after": r.robust_accuracy, "attacked": r.attacked,
+             "broken": r.broken, "seconds": r.seconds, "mean_queries": r.mean_queries}
+            for r in result.per_attack
+        ],
+    }
+
+
+def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    if not python.exists():
+        return {"skipped": f"{python} not found (make a venv with pyautoattack, --no-deps)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file, data_file, script = Path(tmp) / "m.pt", Path(tmp) / "d.pt", Path(tmp) / "aa.py"
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(model, x[:1]), str(model_file))
+        torch.save({"x": x, "y": y}, data_file)
+        script.write_text(AUTOATTACK_SCRIPT)
+        proc = subprocess.run(
+            [str(python), str(script), str(model_file), str(data_file), str(torch.get_num_threads()), str(EPS)],
+            capture_output=True, text=True, timeout=3600,
+        )
+    if proc.returncode != 0:
+        return {"skipped": f"autoattack failed: {proc.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--model", help="a checkpoint / TorchScript file [default: the default model]")
+    parser.add_argument("--autoattack-python", type=Path, default=Path("/tmp/aa_venv/bin/python"))
+    args = parser.parse_args()
+    model, name, x, y = load(args.model, args.n)
+    results = {"model": name, "n_points": len(y), "eps": EPS, "norm": "linf"}
+    results["standard"] = ours(model, x, y, "standard")
+    results["quick"] = ours(model, x, y, "quick")
+    results["autoattack_standard"] = autoattack(args.autoattack_python, model, x, y)
+    aa = results["autoattack_standard"]
+    if "robust_accuracy" in aa:
+        results["robust_accuracy_minus_autoattack"] = results["standard"]["robust_accuracy"] - aa["robust_accuracy"]
+        results["time_ratio_to_autoattack"] = results["standard"]["seconds"] / aa["seconds"]
+    path = write_results("evaluation", results)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("standard", "quick")}, indent=1, default=float))
+    for key in ("standard", "quick"):
+        r = results[key]
+        print(f"{key}: robust {100 * r['robust_accuracy']:.1f}% in {r['seconds']:.1f} s "
+              f"({r['ratio_to_floor']:.2f}x floor)")
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
