@@ -173,3 +173,13 @@ def test_bad_inputs_fail_with_one_line(linear_model):
         ar.evaluate(linear_model, x, y, threat=ar.Linf())
     with pytest.raises(InputError):
         ar.evaluate(linear_model, x, y, epsilons=[-0.1])
+
+
+def test_package_exports_resolve():
+    import advrobust.evaluation as ev
+    from advrobust.evaluation import curves, masking, store, transfer
+
+    assert ar.evaluate is ev.evaluate and ar.audit is masking.audit
+    assert ev.ResultStore is store.ResultStore and ev.transfer_matrix is transfer.transfer_matrix
+    assert ev.robustness_curve is curves.robustness_curve
+    assert ev.minimal_perturbations is curves.minimal_perturbations

@@ -26,7 +26,6 @@ randomness of one run on ``n`` points.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -237,9 +236,7 @@ def audit(
         result.checks.append(_beats("iterative>single-step", pgd_acc, {"fgsm": fgsm_acc}, tol,
                                     "an iterative attack must find at least what a single step finds"))
         task.advance()
-        black = {"noise": a.accuracy(_noise(a, eps, generator))}
-        with contextlib.suppress(ImportError):  # Square lives in an optional module
-            black["square"] = a.accuracy(a.attack("square", eps))
+        black = {"noise": a.accuracy(_noise(a, eps, generator)), "square": a.accuracy(a.attack("square", eps))}
         if surrogate is not None:
             crafted = registry.create("pgd", threat=threat, steps=steps)(surrogate, a.x, a.y).x_adv
             with torch.no_grad():
