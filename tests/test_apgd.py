@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,18 +17,7 @@ from advrobust.attacks.gradient import PGD
 from advrobust.attacks.iterative import Active
 from advrobust.errors import InputError
 from advrobust.threat import L1, L2, Linf
-
-
-def _robust(res, model, x, y) -> float:
-    with torch.no_grad():
-        correct = model(x).argmax(1) == y
-    return float((correct & ~res.success).float().mean())
-
-
-def _attacked(model, x, y):
-    with torch.no_grad():
-        keep = model(x).argmax(1) == y
-    return x[keep], y[keep]
+from test_attacks_gradient import _attacked, _robust
 
 
 # --- the schedule ------------------------------------------------------------------------------------
@@ -118,9 +109,9 @@ def test_apgd_stays_in_ball_and_box(norm, eps_frac, n, k, seed, targeted, cls):
 def test_apgd_reports_at_most_pgd_robust_accuracy(small_cnn, mnist_batch):
     x, y = mnist_batch[0][::4], mnist_batch[1][::4]
     threat = Linf(0.15)
-    pgd = _robust(PGD(threat, steps=40)(small_cnn, x, y), small_cnn, x, y)
-    apgd = _robust(APGD(threat)(small_cnn, x, y), small_cnn, x, y)
-    apgd_t = _robust(APGDT(threat, n_target_classes=3)(small_cnn, x, y), small_cnn, x, y)
+    pgd = _robust(PGD(threat, steps=40)(small_cnn, x, y), y, small_cnn, x)
+    apgd = _robust(APGD(threat)(small_cnn, x, y), y, small_cnn, x)
+    apgd_t = _robust(APGDT(threat, n_target_classes=3)(small_cnn, x, y), y, small_cnn, x)
     assert apgd <= pgd and apgd_t <= pgd
     assert 0 < pgd < 0.5  # a budget where the comparison means something
 
@@ -157,16 +148,16 @@ def test_queries_early_stop_and_target_rounds(small_cnn, mnist_batch):
 
 def test_apgd_model_mode_grad_and_determinism(small_cnn, mnist_batch):
     x, y = mnist_batch[0][:16], mnist_batch[1][:16]
-    small_cnn.train()
-    try:
-        a = APGD(Linf(0.1), steps=8, seed=1)(small_cnn, x, y)
-        assert small_cnn.training
-    finally:
-        small_cnn.eval()
-    b = APGDT(Linf(0.1), steps=8, n_target_classes=2, seed=1)(small_cnn, x, y)
-    assert all(p.grad is None for p in small_cnn.parameters())
-    assert torch.equal(a.x_adv, APGD(Linf(0.1), steps=8, seed=1)(small_cnn, x, y).x_adv)
-    assert torch.equal(b.x_adv, APGDT(Linf(0.1), steps=8, n_target_classes=2, seed=1)(small_cnn, x, y).x_adv)
+    model = copy.deepcopy(small_cnn).train()  # the shared fixture may carry .grad from its training
+    for p in model.parameters():
+        p.grad = None
+    a = APGD(Linf(0.1), steps=8, seed=1)(model, x, y)
+    b = APGDT(Linf(0.1), steps=8, n_target_classes=2, seed=1)(model, x, y)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+    assert torch.equal(a.x_adv, APGD(Linf(0.1), steps=8, seed=1)(model, x, y).x_adv)
+    assert torch.equal(b.x_adv, APGDT(Linf(0.1), steps=8, n_target_classes=2, seed=1)(model, x, y).x_adv)
 
 
 def test_apgd_bad_input(linear_model):
