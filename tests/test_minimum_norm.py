@@ -187,18 +187,18 @@ def test_cw_keeps_the_smallest_success_across_searches():
 
 def test_jsma_changes_at_most_its_budget_and_hits_the_target(small_cnn, mnist_batch):
     x, y = mnist_batch
-    x, y = x[::40][:5], y[::40][:5]
+    x, y = x[::25][:8], y[::25][:8]
     target = (y + 3) % 10
-    attack = JSMA(gamma=0.05)  # 39 features → 19 pairs → at most 38 pixels of MNIST
+    attack = JSMA()  # γ = 0.1: 78 features → 39 pairs → at most 78 pixels of MNIST
     res = attack(small_cnn, x, y, target=target)
     check_contract(small_cnn, x, y, res, attack.threat, target)
     changed = ((res.x_adv - x) != 0).flatten(1).sum(dim=1)
     assert bool((changed <= 2 * attack.max_pairs(784)).all())
-    assert bool((res.norm[res.success] <= 38).all())
+    assert bool((res.norm[res.success] <= 78).all())
     # θ = +1: pixels only increase, to 1
     assert bool((res.x_adv >= x).all())
     assert bool((res.x_adv[res.x_adv != x] == 1).all())
-    assert res.success.any()
+    assert res.success_rate >= 0.25  # targeted toward y + 3 within 78 pixels: 4 of these 8 at the time of writing
 
 
 def test_fmn_linf_is_no_larger_than_a_pgd_budget_that_succeeds():

@@ -15,11 +15,16 @@ Defaults (``CarliniWagner(L2())``) are those of the authors' code (nn_robust_att
 ``l2_attack.py``): 9 binary search steps, initial ``c = 1e-3``, Adam learning rate ``1e-2``,
 ``κ = 0``, abort early when the loss has not fallen by 0.01% over a tenth of the steps — except
 ``steps``: 1000 here against their 10000 (the stall test stops most points long before).
-:meth:`CarliniWagner.fast` is the preset of the benchmark: 100 steps, ``c₀ = 1``, rate ``0.05``.
+:meth:`CarliniWagner.fast` is the preset of the benchmark (not the paper's): 9 searches × 100 steps
+from ``c₀ = 1`` at rate ``0.05`` with cosine decay, no abort-early, and each search warm-started
+from the smallest adversarial found so far. Why: pixels at 0 or 1 sit at ``|w| ≈ 7`` where ``tanh``
+is flat, and Adam moves ``w`` by about ``lr`` a step, so a cold restart of 100 steps cannot reach
+them; on the MNIST CNN of the benchmark (30 points) the cold preset's median l2 was 2.14 against
+1.96 warm (DeepFool: 1.99), at the same 900 passes per point.
 
-Each search step restarts from ``w`` of the clean input (as in their code) and the smallest
-successful ``x + r`` of any step and search is kept per point, never the last iterate. Early stop is
-per point: a point whose loss stalls leaves the batch for the rest of the search step.
+By default each search step restarts from ``w`` of the clean input (as in their code). The
+smallest successful ``x + r`` of any step and search is kept per point, never the last iterate.
+Early stop is per point: a point whose loss stalls leaves the batch for the rest of the search step.
 """
 
 from __future__ import annotations
@@ -91,6 +96,10 @@ class CarliniWagner(MinimumNormAttack):
         Confidence ``κ``: a point counts as broken for the search only with margin ``≥ κ`` (0).
     abort_early:
         Stop a point when its loss fell by less than 0.01% over ``steps // 10`` steps (authors' code).
+    lr_decay:
+        Cosine decay of the rate within each search step (off; the fast preset's).
+    warm_start:
+        Start each search step from the smallest adversarial so far instead of ``x`` (off; the fast preset's).
     """
 
     name = "cw"
@@ -107,6 +116,7 @@ class CarliniWagner(MinimumNormAttack):
         kappa: float = 0.0,
         abort_early: bool = True,
         lr_decay: bool = False,
+        warm_start: bool = False,
         seed: int | None = 0,
     ) -> None:
         super().__init__(L2() if threat is None else threat, seed=seed)
@@ -121,11 +131,21 @@ class CarliniWagner(MinimumNormAttack):
         self.kappa = kappa
         self.abort_early = abort_early
         self.lr_decay = lr_decay
+        self.warm_start = warm_start
 
     @classmethod
-    def fast(cls, threat: Threat | None = None, **overrides: float) -> CarliniWagner:
-        """The benchmark preset: 100 steps × 9 searches from ``c₀ = 1`` with rate 0.05 (not the paper's)."""
-        kwargs = {"steps": 100, "search_steps": 9, "initial_const": 1.0, "lr": 0.05, "lr_decay": True, **overrides}
+    def fast(cls, threat: Threat | None = None, **overrides: float | bool) -> CarliniWagner:
+        """The benchmark preset (module docstring): 9 × 100 steps, ``c₀ = 1``, rate 0.05 decayed, warm starts."""
+        kwargs = {
+            "steps": 100,
+            "search_steps": 9,
+            "initial_const": 1.0,
+            "lr": 0.05,
+            "lr_decay": True,
+            "abort_early": False,
+            "warm_start": True,
+            **overrides,
+        }
         return cls(threat, **kwargs)
 
     def _run(
@@ -141,7 +161,8 @@ class CarliniWagner(MinimumNormAttack):
         for _ in range(self.search_steps):
             if todo.numel() == 0:
                 break
-            hit = self._search_step(oracle, x, y, target, todo, const[todo], w_clean[todo], best)
+            start = _to_tanh_space(best.x_best[todo]) if self.warm_start else w_clean[todo]
+            hit = self._search_step(oracle, x, y, target, todo, const[todo], start, best)
             c = const[todo]
             upper[todo] = torch.where(hit, torch.minimum(upper[todo], c), upper[todo])
             lower[todo] = torch.where(hit, lower[todo], torch.maximum(lower[todo], c))
