@@ -7,9 +7,12 @@ seeded random other class), queries per image, wall time, and the ratio to the f
 a query attack: its floor is the time of the same number of *forward* passes of the model (in
 batches of the attack's ``max_batch`` rows), measured as rows per second on this machine.
 
-Reference (issue 5, measured here earlier): ART's PixelAttack took 74.6 s for 100 images at
-400 × 10 iterations; ``speedup_vs_art`` is reported only when this run uses that budget
-(``--images 100 --generations 10``).
+Peer: if ``$ART_PYTHON`` (default ``/tmp/peers/bin/python``) is a Python with the same torch and
+IBM ART (``pip install adversarial-robustness-toolbox``), ART's PixelAttack (DE, its fixed
+population of 400, ``max_iter`` = our generations) runs in its own process on the first
+``--art-images`` images (default 10), right after ours on the same images: ``art_head_to_head``
+gives both wall times, successes and rows queried. The issue's reference (ART: 74.6 s for 100
+images at 400 × 10, measured earlier on this machine) is kept in ``art_reference``.
 
     .venv/bin/python benchmarks/bench_one_pixel.py           # 100 images, 400 × 10 (ART's budget)
     .venv/bin/python benchmarks/bench_one_pixel.py --paper   # 100 images, 400 × 100 (about 10× longer)
@@ -24,7 +27,11 @@ Writes ``benchmarks/results/one_pixel.json``.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,33 @@ from advrobust.attacks.one_pixel import OnePixel  # noqa: E402
 from advrobust.threat import L0  # noqa: E402
 
 ART_SECONDS, ART_IMAGES, ART_GENERATIONS = 74.6, 100, 10
+ART_PYTHON = os.environ.get("ART_PYTHON", "/tmp/peers/bin/python")
+# run by ART_PYTHON: argv = folder with model.ts and data.pt, generations, threads; prints one JSON line
+ART_SCRIPT = """
+import json, sys, time, torch
+from torch import nn
+from art.attacks.evasion import PixelAttack
+from art.estimators.classification import PyTorchClassifier
+folder, generations, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+model = torch.jit.load(folder + "/model.ts").eval()
+data = torch.load(folder + "/data.pt")
+x, y = data["x"].numpy(), data["y"].numpy()
+clf = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=x.shape[1:], nb_classes=10,
+                        clip_values=(0.0, 1.0))
+rows = [0]
+predict = clf.predict
+def counted(batch, *args, **kwargs):
+    rows[0] += len(batch)
+    return predict(batch, *args, **kwargs)
+clf.predict = counted
+attack = PixelAttack(clf, th=1, es=1, max_iter=generations, targeted=False, verbose=False)
+start = time.perf_counter()
+x_adv = attack.generate(x)
+wall = time.perf_counter() - start
+success = float((predict(x_adv).argmax(1) != y).mean())
+print(json.dumps({"wall_seconds": wall, "success_rate": success, "rows_per_image": rows[0] / len(x)}))
+"""
 
 
 def rows_per_second(model: nn.Module, shape: tuple[int, ...], rows: int, repeats: int = 3) -> float:
@@ -71,6 +105,31 @@ def run(attack: OnePixel, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ta
     }
 
 
+def art_head_to_head(attack: OnePixel, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     threads: int) -> dict[str, Any]:
+    """ART's PixelAttack and ours on the same images, one after the other, same threads."""
+    if not Path(ART_PYTHON).exists():
+        return {"skipped": f"no {ART_PYTHON}: set ART_PYTHON to a Python with ART and torch"}
+    with tempfile.TemporaryDirectory() as folder:
+        torch.jit.trace(model, x[:1]).save(f"{folder}/model.ts")
+        torch.save({"x": x, "y": y}, f"{folder}/data.pt")
+        proc = subprocess.run([ART_PYTHON, "-c", ART_SCRIPT, folder, str(attack.generations), str(threads)],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"skipped": (proc.stderr.strip().splitlines() or ["ART failed"])[-1]}
+    art = json.loads(proc.stdout.strip().splitlines()[-1])
+    start = time.perf_counter()
+    ours = attack(model, x, y)
+    wall = time.perf_counter() - start
+    return {
+        "images": len(x),
+        "art": art,
+        "ours": {"wall_seconds": wall, "success_rate": ours.success_rate,
+                 "rows_per_image": float(ours.queries.float().mean())},
+        "speedup": art["wall_seconds"] / wall,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 images, 5 generations")
@@ -79,6 +138,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=400)
     parser.add_argument("--generations", type=int, default=ART_GENERATIONS)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--art-images", type=int, default=10, help="images for the ART head-to-head (0: skip)")
     args = parser.parse_args()
     if args.paper:
         args.generations = 100
@@ -108,12 +168,19 @@ def main() -> None:
                           "generations": ART_GENERATIONS, "source": "issue 5, measured on this project's machine"},
     }
     if len(x) == ART_IMAGES and args.generations == ART_GENERATIONS and args.population == 400:
-        results["speedup_vs_art"] = ART_SECONDS / results["untargeted"]["wall_seconds"]
+        results["speedup_vs_art_reference"] = ART_SECONDS / results["untargeted"]["wall_seconds"]
+    if args.art_images > 0 and args.population == 400:
+        n = min(args.art_images, len(x))
+        results["art_head_to_head"] = art_head_to_head(attack, model, x[:n], y[:n], args.threads)
     path = write_results("one_pixel", results)
     for kind in ("untargeted", "targeted"):
         r = results[kind]
         print(f"{kind:>10}: success {r['success_rate']:.1%}, {r['queries_per_image']:.0f} queries/image, "
               f"{r['wall_seconds']:.1f} s (floor {r['floor_seconds']:.1f} s, ratio {r['ratio_to_floor']:.2f})")
+    duel = results.get("art_head_to_head", {})
+    if "speedup" in duel:
+        print(f"ART head-to-head on {duel['images']} images: ART {duel['art']['wall_seconds']:.1f} s, "
+              f"ours {duel['ours']['wall_seconds']:.1f} s ({duel['speedup']:.1f}x)")
     print(f"wrote {path}")
 
 
