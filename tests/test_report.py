@@ -327,3 +327,26 @@ def test_real_query_transfer_and_audit_sections(small_cnn, mnist_batch, evaluati
     assert ("passed" if aud.passed else "FAILED") in s["summary"]
     again = write_report(tmp_path / "again.html", **load_inputs(results_path(path)))
     assert parse(again.read_text().replace("again_figures/", "q_figures/")).sections == s
+
+
+def test_cli_reads_a_training_log_in_json_lines(evaluation, tmp_path, capsys):
+    from advrobust.training.history import EpochRecord, TrainingHistory
+
+    history = TrainingHistory(records=[
+        EpochRecord(epoch=1, train_loss=1.25, train_acc=0.5, val_acc=None, val_robust_acc=None,
+                    lr=0.1, seconds=2.0),
+        EpochRecord(epoch=2, train_loss=0.5, train_acc=0.875, val_acc=0.9, val_robust_acc=0.625,
+                    lr=0.05, seconds=2.0, note="robust accuracy collapsed"),
+    ])
+    log = tmp_path / "train.jsonl"
+    history.write(log)
+    saved = evaluation.save(tmp_path / "eval.json")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(saved), "--training", str(log), "--out", str(tmp_path / "r.html")])
+    assert exit_info.value.code == 0
+    training = parse((tmp_path / "r.html").read_text()).sections["training"]
+    # epoch, train_loss, train_acc, val_acc, val_robust_acc, lr, seconds, note
+    assert "11.2550.0%——0.12" in training  # not measured: a dash, not 0
+    assert "20.587.5%90.0%62.5%0.052robust accuracy collapsed" in training
+    assert (tmp_path / "r_figures" / "training.png").exists()
+    assert "r.html" in capsys.readouterr().out
