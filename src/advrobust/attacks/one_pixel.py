@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle
+from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle, check_inputs, evaluation_mode
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 from advrobust.threat import L0, Threat
@@ -286,10 +286,9 @@ def one_pixel_all_targets(
     model: Model, x: Tensor, y: Tensor, *, pixels: int = 1, num_classes: int | None = None, **kwargs
 ) -> AllTargetsResult:
     """Push every image of ``x`` towards every class other than its label, in one batched targeted
-    :class:`OnePixel` run (keyword arguments go to :class:`OnePixel`)."""
+    :class:`OnePixel` run (keyword arguments go to :class:`OnePixel`). ``num_classes``, when not
+    given, is read from one forward pass of one image (not counted in the queries)."""
     if num_classes is None:
-        from advrobust.attacks.base import check_inputs, evaluation_mode
-
         x, y, _ = check_inputs(model, x, y)
         with evaluation_mode(model), torch.no_grad():
             num_classes = int(model(x[:1]).shape[1])
