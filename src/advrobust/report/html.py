@@ -40,6 +40,7 @@ table { border-collapse: collapse; margin: 10px 0; font-size: 0.92em; }
 th, td { border: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td:first-child { white-space: nowrap; }
 figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 .badge { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-weight: 600;
