@@ -350,3 +350,20 @@ def test_cli_reads_a_training_log_in_json_lines(evaluation, tmp_path, capsys):
     assert "20.587.5%90.0%62.5%0.052robust accuracy collapsed" in training
     assert (tmp_path / "r_figures" / "training.png").exists()
     assert "r.html" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n", [60, 500])
+def test_curves_draw_accuracies_of_zero_and_one(n):
+    from advrobust.report.figures import robustness_curves
+    from advrobust.report.views import evaluation_view
+
+    robust = torch.zeros(3, n, dtype=torch.bool)
+    robust[0] = True  # 100% at the first eps, 0% after: Wilson bounds off by rounding at both ends
+    ev = evaluation_view({
+        "epsilons": [0.1, 0.2, 0.3], "labels": torch.zeros(n, dtype=torch.long),
+        "clean_correct": torch.ones(n, dtype=torch.bool), "robust": robust,
+    })
+    assert ev.robust_accuracy == (1.0, 0.0, 0.0)
+    fig = robustness_curves(ev)
+    overall = next(line for line in fig.axes[0].get_lines() if line.get_label().startswith("overall"))
+    assert list(overall.get_ydata()) == [1.0, 1.0, 0.0, 0.0]  # clean at ε = 0, then each eps

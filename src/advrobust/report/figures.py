@@ -135,8 +135,9 @@ def robustness_curves(ev: EvaluationView) -> Figure:
     lo, hi = (np.array(v) for v in zip(*(wilson_interval(k, ev.n) for k in ev.robust_counts()),
                                          strict=True))
     acc = np.array(ev.robust_accuracy)
-    ax.errorbar(ev.epsilons, acc, yerr=[acc - lo, hi - acc], fmt="none", ecolor="black", capsize=4,
-                lw=1)
+    # an interval bound can miss p̂ by a rounding error (1e-19) at 0 or 1: matplotlib wants yerr ≥ 0
+    yerr = np.clip([acc - lo, hi - acc], 0.0, None)
+    ax.errorbar(ev.epsilons, acc, yerr=yerr, fmt="none", ecolor="black", capsize=4, lw=1)
     ax.plot([0.0, *ev.epsilons], [ev.clean_accuracy, *acc], "ks-", lw=2.4, ms=5,
             label="overall (worst case, 95% interval)")
     ax.axhline(ev.clean_accuracy, color="grey", ls=":", lw=1.5,
