@@ -23,8 +23,9 @@ Decisions that hold for every method here:
   RNG: a seeded run repeats itself, and a resumed run repeats the uninterrupted one as long as the
   engine restores the global RNG state, with no extra state to checkpoint.
 * **Eps warm-up** (:func:`warmup_eps`): ``eps`` grows linearly from 0 over the first ``warmup``
-  fraction of training (``progress`` from the engine), then stays; default ``warmup=0`` (none), as
-  in the three papers. Step sizes given as ``None`` follow the current eps.
+  fraction of training (``progress`` from the engine), then stays; default ``warmup=0`` (none:
+  Madry et al. and Zhang et al. train at the full eps throughout). Step sizes given as ``None``
+  follow the current eps.
 * Under DistributedDataParallel the attack runs on the wrapped module (shared parameters), so DDP
   only sees the outer forward/backward.
 """
