@@ -1,7 +1,7 @@
 """Data-parallel training under ``torchrun``: process group, device, data shards, metric sums.
 
 ``torchrun --nproc_per_node N -m advrobust train ...`` sets ``WORLD_SIZE``, ``RANK`` and
-``LOCAL_RANK``; :func:`setup` then joins the process group (gloo on CPU, nccl on CUDA). Every rank
+``LOCAL_RANK``; :func:`setup` then joins the process group (gloo on CPU, nccl on CUDA) unless the caller did. Every rank
 draws the same permutation of the data, cuts it into the same global batches as one process would,
 and takes the rows ``rank, rank + N, ...`` of each: ``batch_size`` means the global batch at any N.
 """
@@ -17,13 +17,11 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Context:
-    """This process's place in the run: ``rank`` of ``world_size`` processes, its ``device``, and
-    whether :func:`setup` started the process group (and so must end it)."""
+    """This process's place in the run: ``rank`` of ``world_size`` processes and its ``device``."""
 
     rank: int
     world_size: int
     device: torch.device
-    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -63,14 +61,17 @@ def setup(device: str | torch.device | None) -> Context:
         torch.cuda.set_device(dev)
     if n <= 1:
         return Context(0, 1, dev)
-    owns = not dist.is_initialized()
-    if owns:
+    if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), dev, owns)
+    return Context(dist.get_rank(), dist.get_world_size(), dev)
 
 
-def teardown(ctx: Context) -> None:
-    """Leave the process group if :func:`setup` joined it."""
-    if ctx.owns_group and dist.is_initialized():
+def shutdown() -> None:
+    """Leave the process group, once every rank is done (the end of a program such as the CLI).
+
+    :func:`setup` leaves the group open so that later calls (another ``fit``, an evaluation) reuse
+    it: joining a group again after leaving it can hang on the rendezvous.
+    """
+    if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

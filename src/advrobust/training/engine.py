@@ -124,13 +124,10 @@ def fit(
         "train_size": len(train.y),
     }  # the settings that define a run: a checkpoint is resumed only under the same ones
     ctx = distributed.setup(device)
-    try:
-        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-            return _Run(model, train, val, method, ctx, config).train(
-                epochs, checkpoint_dir, resume, val_attack, val_points, early_stopping, progress, log_path, amp
-            )
-    finally:
-        distributed.teardown(ctx)
+    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+        return _Run(model, train, val, method, ctx, config).train(
+            epochs, checkpoint_dir, resume, val_attack, val_points, early_stopping, progress, log_path, amp
+        )
 
 
 def _check_args(
