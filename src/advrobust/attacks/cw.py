@@ -64,9 +64,9 @@ class SmallestAdversarial:
             self.norm[rows] = norm[better]
             self.x_best[rows] = x_cand[better].detach()
 
-    @property
-    def found(self) -> Tensor:
-        return torch.isfinite(self.norm)
+    def pending(self) -> Tensor:
+        """Indices of the points with no adversarial yet (at the start: those not in ``done``)."""
+        return torch.isinf(self.norm).nonzero().squeeze(1)
 
 
 def _to_tanh_space(x: Tensor) -> Tensor:
@@ -156,7 +156,7 @@ class CarliniWagner(MinimumNormAttack):
         const = torch.full((n,), self.initial_const, dtype=x.dtype, device=x.device)
         lower = torch.zeros_like(const)
         upper = torch.full_like(const, math.inf)
-        todo = (~done).nonzero().squeeze(1)
+        todo = best.pending()
         w_clean = _to_tanh_space(x)
         for _ in range(self.search_steps):
             if todo.numel() == 0:

@@ -87,7 +87,7 @@ class FMN(MinimumNormAttack):
         self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
     ) -> Tensor:
         best = SmallestAdversarial(x, self.threat, done)
-        index = (~done).nonzero().squeeze(1)
+        index = best.pending()
         if index.numel() == 0:
             return best.x_best
         x0, yy = x[index], y[index]

@@ -78,7 +78,7 @@ class JSMA(MinimumNormAttack):
         self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
     ) -> Tensor:
         best = SmallestAdversarial(x, self.threat, done)
-        index = (~done).nonzero().squeeze(1)
+        index = best.pending()
         if self.max_pairs(x[0].numel()) < 1:
             raise InputError(f"JSMA: gamma={self.gamma} allows no feature pair on inputs of {x[0].numel()} features")
         if index.numel() == 0:

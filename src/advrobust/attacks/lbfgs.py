@@ -85,7 +85,7 @@ class LBFGS(MinimumNormAttack):
         self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
     ) -> Tensor:
         best = SmallestAdversarial(x, self.threat, done)
-        index = (~done).nonzero().squeeze(1)
+        index = best.pending()
         if index.numel() == 0:
             return best.x_best
         tt = None if target is None else target[index]
