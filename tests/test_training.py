@@ -122,6 +122,9 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tiny, tmp_path):
     assert fingerprint(again) == fingerprint(whole)
     with pytest.raises(InputError, match="other settings.*lr"):
         fit(_model(), train, val, checkpoint_dir=tmp_path, **{**settings, "lr": 0.01})
+    other = Dataset("mnist-5k", "train", train.x.flip(0), train.y.flip(0), CLASSES)  # same size, other order
+    with pytest.raises(InputError, match="other settings.*train_data"):
+        fit(_model(), other, val, checkpoint_dir=tmp_path, **settings)
     # resume=False starts over (and overwrites the state)
     fresh = _model()
     fit(fresh, train, val, checkpoint_dir=tmp_path, resume=False, **settings)
