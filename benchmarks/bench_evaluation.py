@@ -1,7 +1,7 @@
 """The ``standard`` suite (APGD-CE, APGD-T, FMN, Square) against AutoAttack's standard version.
 
 On the default MNIST CNN (or ``--model CHECKPOINT``), ``--n`` stratified test digits (default 500),
-l∞ eps = 0.3:
+l∞ ``--eps`` (default 0.3, the MNIST budget of Madry et al. 2018):
 
 * advrobust ``standard``: robust accuracy, wall time, and the ratio of the wall time to the floor
   (the time of as many forward+backward passes of the model as the suite spent queries, in batches
@@ -37,8 +37,6 @@ from common import floor_seconds, write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
 
-EPS = 0.3
-
 AUTOATTACK_SCRIPT = """
 import json, sys, time
 import torch
@@ -47,9 +45,9 @@ torch.set_num_threads(int(sys.argv[3]))
 model = torch.jit.load(sys.argv[1]).eval()
 data = torch.load(sys.argv[2])
 x, y = data["x"], data["y"]
-adversary = AutoAttack(model, norm="Linf", eps=float(sys.argv[4]), version="standard", device="cpu", verbose=False)
+adversary = AutoAttack(model, norm="Linf", eps=float(sys.argv[4]), version="standard", device="cpu", seed=0)
 start = time.perf_counter()
-x_adv = adversary.run_standard_evaluation(x, y, bs=len(y))
+x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(y))  # pyautoattack returns (x_adv, y_adv)
 seconds = time.perf_counter() - start
 with torch.no_grad():
     robust = (model(x_adv).argmax(1) == y) & ((x_adv - x).abs().flatten(1).amax(1) <= float(sys.argv[4]) + 1e-6)
@@ -66,16 +64,16 @@ def load(model_path: str | None, n: int) -> tuple[torch.nn.Module, str, torch.Te
     return ar.models.load_model(model_path), Path(model_path).stem, data.x, data.y
 
 
-def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str) -> dict:
+def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str, eps: float) -> dict:
     start = time.perf_counter()
-    result = ar.evaluate(model, x, y, threat=ar.Linf(eps=EPS), suite=suite, batch_size=len(y))
+    result = ar.evaluate(model, x, y, threat=ar.Linf(eps=eps), suite=suite, batch_size=len(y))
     seconds = time.perf_counter() - start
     queries = sum(r.mean_queries * r.attacked for r in result.per_attack)
     passes = max(1, math.ceil(queries / len(y)))
     floor = floor_seconds(model, x, y, passes, repeats=1)
     return {
-        "robust_accuracy": result.robust_accuracy_at(EPS),
-        "robust_accuracy_ci": result.robust_accuracy_ci[EPS],
+        "robust_accuracy": result.robust_accuracy_at(eps),
+        "robust_accuracy_ci": result.robust_accuracy_ci[eps],
         "clean_accuracy": result.clean_accuracy,
         "seconds": seconds,
         "queries_per_point": queries / len(y),
@@ -89,7 +87,7 @@ def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str) -
     }
 
 
-def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict:
     if not python.exists():
         return {"skipped": f"{python} not found (make a venv with pyautoattack, --no-deps)"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +97,7 @@ def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.T
         torch.save({"x": x, "y": y}, data_file)
         script.write_text(AUTOATTACK_SCRIPT)
         proc = subprocess.run(
-            [str(python), str(script), str(model_file), str(data_file), str(torch.get_num_threads()), str(EPS)],
+            [str(python), str(script), str(model_file), str(data_file), str(torch.get_num_threads()), str(eps)],
             capture_output=True, text=True, timeout=3600,
         )
     if proc.returncode != 0:
@@ -110,14 +108,15 @@ def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.T
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--eps", type=float, default=0.3, help="l∞ budget [default: 0.3]")
     parser.add_argument("--model", help="a checkpoint / TorchScript file [default: the default model]")
     parser.add_argument("--autoattack-python", type=Path, default=Path("/tmp/aa_venv/bin/python"))
     args = parser.parse_args()
     model, name, x, y = load(args.model, args.n)
-    results = {"model": name, "n_points": len(y), "eps": EPS, "norm": "linf"}
-    results["standard"] = ours(model, x, y, "standard")
-    results["quick"] = ours(model, x, y, "quick")
-    results["autoattack_standard"] = autoattack(args.autoattack_python, model, x, y)
+    results = {"model": name, "n_points": len(y), "eps": args.eps, "norm": "linf"}
+    results["standard"] = ours(model, x, y, "standard", args.eps)
+    results["quick"] = ours(model, x, y, "quick", args.eps)
+    results["autoattack_standard"] = autoattack(args.autoattack_python, model, x, y, args.eps)
     aa = results["autoattack_standard"]
     if "robust_accuracy" in aa:
         results["robust_accuracy_minus_autoattack"] = results["standard"]["robust_accuracy"] - aa["robust_accuracy"]
