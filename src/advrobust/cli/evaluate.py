@@ -2,7 +2,7 @@
 
     advrobust evaluate                                  # default model, mnist-5k, l∞ 0.05..0.3, quick
     advrobust evaluate --model net.safetensors --suite standard --eps 0.3 --n 500
-    torchrun --nproc_per_node 2 -m advrobust evaluate   # points sharded across 2 processes
+    torchrun --nproc_per_node 2 -m advrobust evaluate --points 500   # sharded across 2 processes
 
 Interrupted (Ctrl-C, kill -9), the same command resumes from its run directory (in the cache,
 or ``--run-dir``). The model/data helpers here are shared by ``audit`` and ``transfer``.
@@ -91,7 +91,9 @@ def model_options(many: bool = False) -> Any:
         click.option("--data", "data_name", default="mnist-5k", show_default=True, help="Data set name."),
         click.option("--root", metavar="PATH", help="Folder or file of the data set (not for mnist-5k)."),
         click.option("--split", default="test", show_default=True, help="Split to evaluate on."),
-        click.option("--n", "n_points", type=int, metavar="N", help="Use a stratified subset of N points."),
+        click.option("--n", "--points", "n_points", type=int, metavar="N",
+                     help="Use a stratified subset of N points (--points under torchrun, whose own "
+                          "options take --n)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and the attacks."),
     ]
 
