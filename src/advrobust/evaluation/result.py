@@ -35,6 +35,8 @@ class AttackRecord:
     ``success_rate``: fraction of the points this attack was run on that it broke; ``median_norm``:
     median ``‖r‖_p`` of its successes (``nan`` if none); ``mean_queries``: per attacked point;
     ``attacked``: how many points it was run on; ``skipped_reason``: why it did not run, if so.
+    A minimum-norm attack runs once for all eps: its ``seconds`` and ``mean_queries`` are those of
+    that one run, repeated in its record at every eps.
     """
 
     attack: str
