@@ -59,7 +59,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one line and exit 1, usage errors exit 2 (click)."""
     try:
-        cli.main(args=argv, prog_name="advrobust", standalone_mode=False)
+        # with standalone_mode=False click returns the code of ctx.exit(n) instead of exiting
+        code = cli.main(args=argv, prog_name="advrobust", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -74,4 +75,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted: finished work is saved; run the same command again to resume.", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
