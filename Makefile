@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: the local CPU wheel; nothing else may pull another torch or CUDA
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]" "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev,onnx]" "torch==2.13.0"
 	touch $@
 
 setup: $(VENV)/.installed
