@@ -25,7 +25,7 @@ from advrobust.training.methods import method_names, method_options
 METHOD_OPTIONS = {"eps": "eps", "norm": "norm", "steps": "steps", "step_size": "step_size",
                   "beta": "beta", "warmup": "warmup", "inner_attack": "attack"}
 # Hyper-parameter defaults of the CLI: the default model's recipe (advrobust.training.pretrained)
-DEFAULTS = {"epochs": 8, "batch_size": 64, "lr": 0.05}
+DEFAULTS = {"epochs": 10, "batch_size": 64, "lr": 0.05}
 
 
 @click.command(name="train")

@@ -93,11 +93,11 @@ def fit(
 ) -> TrainingHistory:
     """Train ``model`` in place on ``train``; return the per-epoch :class:`TrainingHistory`.
 
-    Defaults: SGD with momentum 0.9, weight decay 5e-4 and a cosine schedule, the usual recipe of
-    the adversarial-training literature (Madry et al. 2018; Rice et al. 2020); ``lr = 0.05`` and
-    ``batch_size = 128`` reach ≥ 96 % on mnist-5k with ``mnist-cnn`` in a few epochs (measured,
-    ``benchmarks/bench_training.py``). ``optimizer="adam"`` uses Adam (Kingma & Ba 2015) with its
-    paper's betas; ``momentum`` is then ignored.
+    Defaults: SGD with momentum 0.9, weight decay 5e-4, batch 128 and a cosine schedule, the usual
+    recipe of the adversarial-training literature (Rice et al. 2020); ``lr = 0.05`` is ours: with
+    batch 64 and 10 epochs it takes ``mnist-cnn`` (width 16) to 96.9 % test accuracy on mnist-5k
+    (the default model's recipe, measured). ``optimizer="adam"`` uses Adam (Kingma & Ba 2015) with
+    its paper's betas; ``momentum`` is then ignored.
 
     ``method``: a registered name (:func:`~advrobust.training.methods.method_names`) or a
     :class:`~advrobust.training.methods.TrainingMethod`. ``val_attack``: an attack whose robust
