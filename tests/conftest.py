@@ -87,6 +87,7 @@ def small_cnn(mnist_split, pytestconfig) -> SmallCNN:
             opt.zero_grad()
             nn.functional.cross_entropy(model(x_train[b]), y_train[b]).backward()
             opt.step()
+    model.zero_grad(set_to_none=True)  # attack tests check that parameters end with grad None
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, path)
