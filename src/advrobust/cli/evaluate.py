@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from advrobust.cli.console import RichProgress, console, err_console
 from advrobust.errors import InputError
@@ -114,12 +116,18 @@ def pct_ci(value: float, ci: tuple[float, float]) -> str:
 
 
 # --- the command ---------------------------------------------------------------------------------
-def results_table(result: Any) -> Table:
-    """Robust accuracy per eps: after each attack (cumulative), and of the ensemble with its CI."""
-    title = (f"{result.model_name} on {result.data_name} ({result.n_points} points), {result.threat}, "
-             f"{result.suite}\nclean accuracy {pct_ci(result.clean_accuracy, result.clean_accuracy_ci)}; "
-             "robust accuracy after each attack, and of the ensemble:")
-    table = Table(title=title, title_justify="left")
+def results_table(result: Any) -> Group:
+    """Robust accuracy per eps: after each attack (cumulative), and of the ensemble with its CI.
+
+    The heading is printed as its own lines, not as the table's title, which rich would wrap to
+    the width of the (narrow) table.
+    """
+    heading = Text(
+        f"{result.model_name} on {result.data_name} ({result.n_points} points), {result.threat}, {result.suite}\n"
+        f"clean accuracy {pct_ci(result.clean_accuracy, result.clean_accuracy_ci)}; "
+        "robust accuracy after each attack, and of the ensemble:"
+    )
+    table = Table()
     table.add_column("eps", justify="right", no_wrap=True)
     for name in result.attacks:
         table.add_column(name, justify="right", no_wrap=True)
@@ -132,7 +140,7 @@ def results_table(result: Any) -> Table:
             for name in result.attacks
         ]
         table.add_row(f"{eps:g}", *cells, pct_ci(acc, ci[eps]))
-    return table
+    return Group(heading, table)
 
 
 def _run_dir_key(parts: dict[str, Any]) -> str:
