@@ -183,3 +183,13 @@ def test_registry_creates_and_lists():
     assert spec.cls == "BIM"
     with pytest.raises(InputError, match="unknown attack"):
         ar.attacks.create("nonexistent")
+
+
+def test_pixel_attacks_refuse_inputs_that_are_not_images(linear_model):
+    class PixelOnly(RandomInBall):
+        needs_images = True
+
+    flat = torch.rand(2, 16)
+    with pytest.raises(InputError, match=r"images of shape \(N, C, H, W\), got \(2, 16\)"):
+        PixelOnly(ar.Linf(eps=0.1))(linear_model, flat, torch.tensor([0, 1]))
+    assert len(RandomInBall(ar.Linf(eps=0.1))(linear_model, flat, torch.tensor([0, 1]))) == 2

@@ -268,6 +268,8 @@ class Attack(ABC):
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1", "l0")
     #: what the attack needs of the model
     needs: ClassVar[Access] = "gradients"
+    #: whether the attack works on pixels and so needs inputs of shape (N, C, H, W)
+    needs_images: ClassVar[bool] = False
 
     def __init__(self, threat: Threat, *, seed: int | None = 0) -> None:
         if not isinstance(threat, Threat):
@@ -295,6 +297,8 @@ class Attack(ABC):
         generator: torch.Generator | None = None,
     ) -> AttackResult:
         x, y, target = check_inputs(model, x, y, target)
+        if self.needs_images and x.dim() != 4:
+            raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
         self._check_access(model)
         n = x.shape[0]
         with evaluation_mode(model):

@@ -35,38 +35,12 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
 from advrobust.threat import L2, Threat
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015), as in C&W's code
-
-
-class SmallestAdversarial:
-    """Per point, the smallest successful ``x_adv`` offered so far (``norm = inf`` while none).
-
-    Minimum-norm attacks keep this across all their steps and restarts, never the last iterate.
-    Points in ``done`` (adversarial at ``r = 0``) start with ``norm = 0``.
-    """
-
-    def __init__(self, x: Tensor, threat: Threat, done: Tensor) -> None:
-        self.x = x
-        self.threat = threat
-        self.x_best = x.clone()
-        self.norm = torch.where(done, 0.0, math.inf).to(x.dtype)
-
-    def offer(self, index: Tensor, x_cand: Tensor, success: Tensor) -> None:
-        """Candidates ``x_cand`` for the points ``index``; ``success`` marks those that are adversarial."""
-        norm = self.threat.norm(x_cand - self.x[index])
-        better = success & (norm < self.norm[index])
-        if bool(better.any()):
-            rows = index[better]
-            self.norm[rows] = norm[better]
-            self.x_best[rows] = x_cand[better].detach()
-
-    def pending(self) -> Tensor:
-        """Indices of the points with no adversarial yet (at the start: those not in ``done``)."""
-        return torch.isinf(self.norm).nonzero().squeeze(1)
 
 
 def _to_tanh_space(x: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.base import MinimumNormAttack, Oracle
-from advrobust.attacks.cw import SmallestAdversarial
+from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
 from advrobust.threat import L2, Threat

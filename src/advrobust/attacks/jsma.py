@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.base import MinimumNormAttack, Oracle
-from advrobust.attacks.cw import SmallestAdversarial
+from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
 from advrobust.threat import L0, Threat

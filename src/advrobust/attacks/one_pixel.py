@@ -72,6 +72,7 @@ class OnePixel(FixedBudgetAttack):
     name = "one-pixel"
     norms = ("l0",)
     needs = "scores"
+    needs_images = True
 
     def __init__(
         self,
@@ -116,8 +117,6 @@ class OnePixel(FixedBudgetAttack):
         generator: torch.Generator,
         done: Tensor,
     ) -> Tensor:
-        if x.dim() != 4:
-            raise InputError(f"OnePixel attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
         n, c, h, w = x.shape
         k = int(self.threat.eps)
         if k > h * w:

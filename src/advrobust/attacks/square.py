@@ -87,6 +87,7 @@ class Square(FixedBudgetAttack):
     name = "square"
     norms = ("linf", "l2")
     needs = "scores"
+    needs_images = True
 
     def __init__(
         self,
@@ -124,8 +125,6 @@ class Square(FixedBudgetAttack):
         generator: torch.Generator,
         done: Tensor,
     ) -> Tensor:
-        if x.dim() != 4:
-            raise InputError(f"Square attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
         linf = self.threat.name == "linf"
         p_init = self.p_init if self.p_init is not None else (0.8 if linf else 0.1)
         objective = get_loss(self.loss if self.loss is not None else ("margin" if target is None else "ce"))
