@@ -25,6 +25,10 @@ class AttackInfo:
     defaults: str
 
 
+# arguments that are plumbing, not hyper-parameters of the method
+_NOT_HYPERPARAMETERS = {"threat", "progress"}
+
+
 def describe(name: str) -> AttackInfo:
     """What the listing shows for one registry name; the class is imported to read its defaults
     (its ``__init__`` keyword defaults, overridden by the registry preset)."""
@@ -37,7 +41,7 @@ def describe(name: str) -> AttackInfo:
     params = {
         p.name: p.default
         for p in inspect.signature(cls.__init__).parameters.values()
-        if p.default is not inspect.Parameter.empty
+        if p.default is not inspect.Parameter.empty and p.name not in _NOT_HYPERPARAMETERS
     }
     params.update(spec.preset)
     defaults = ", ".join(f"{k}={v!r}" for k, v in params.items())
