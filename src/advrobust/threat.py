@@ -35,17 +35,10 @@ import torch
 from torch import Tensor
 
 from advrobust.errors import InputError
+from advrobust.tensors import flat as _flat
+from advrobust.tensors import per_point as _per_point
 
 _TINY = 1e-12
-
-
-def _flat(t: Tensor) -> Tensor:
-    return t.flatten(1) if t.dim() > 1 else t.reshape(t.shape[0], -1)
-
-
-def _per_point(values: Tensor, like: Tensor) -> Tensor:
-    """Reshape a per-point vector ``N`` to broadcast against ``like`` (``N×…``)."""
-    return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def _check_eps(name: str, eps: float | None) -> float | None:

@@ -37,11 +37,11 @@ from advrobust.attacks.iterative import (
     IterativeAttack,
     StepRule,
     check_positive_int,
-    per_point,
     steepest_step,
 )
 from advrobust.errors import InputError
 from advrobust.losses import Objective
+from advrobust.tensors import per_point
 from advrobust.threat import Threat
 
 #: momentum weight α of Croce & Hein (2020), §3.2

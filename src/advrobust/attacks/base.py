@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from advrobust.errors import InputError, ModelAccessError
 from advrobust.losses import is_adversarial
+from advrobust.tensors import per_point
 from advrobust.threat import Threat
 
 Model = Callable[[Tensor], Tensor]
@@ -387,7 +388,7 @@ class Attack(ABC):
         if self.kind == "minimum-norm":
             if self.threat.bounded:
                 success &= norm <= self.threat.eps * (1 + 1e-6) + 1e-9
-            x_adv = torch.where(success.view(-1, *[1] * (x.dim() - 1)), x_adv, x)
+            x_adv = torch.where(per_point(success, x), x_adv, x)
             norm = torch.where(success, norm, torch.full_like(norm, math.inf))
         return AttackResult(x_adv=x_adv, success=success, norm=norm, queries=oracle.queries, target=target)
 

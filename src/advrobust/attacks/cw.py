@@ -38,6 +38,7 @@ from advrobust.attacks.base import MinimumNormAttack, Oracle
 from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
+from advrobust.tensors import per_point
 from advrobust.threat import L2, Threat
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015), as in C&W's code
@@ -172,7 +173,7 @@ class CarliniWagner(MinimumNormAttack):
             success = is_adversarial(z, yy, tt) & (f_neg >= self.kappa)
             best.offer(pts, xa, success)
             hit[rows] |= success
-            c = const[rows].view(-1, *[1] * (x.dim() - 1))
+            c = per_point(const[rows], x)
             dist = (xa - x0).flatten(1).square().sum(1)
             loss = dist - const[rows] * f_neg
             grad_x = 2 * (xa - x0) - c * grad_f

@@ -34,12 +34,8 @@ from torch import Tensor
 from advrobust.attacks.base import FixedBudgetAttack, Oracle
 from advrobust.errors import InputError
 from advrobust.losses import Objective, get_loss, is_adversarial
+from advrobust.tensors import per_point
 from advrobust.threat import Threat
-
-
-def per_point(values: Tensor, like: Tensor) -> Tensor:
-    """Reshape a per-point vector ``N`` so it broadcasts against a batch ``N×…``."""
-    return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 @dataclass
