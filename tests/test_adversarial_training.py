@@ -221,6 +221,7 @@ def test_detector_is_quiet_on_a_healthy_history():
         ([0.2, 0.45, 0.5, 0.1], [0.3, 0.5, 0.6, 0.9], 3, "fell from 50.0% to 10.0%"),  # Wong et al.'s drop
         ([0.3, 0.6, 0.5, 0.45, 0.38], [0.4, 0.7, 0.6, 0.6, 0.6], 4, "fell from 60.0%"),  # a slide from the best
         ([0.02, 0.01], [0.3, 0.7], 1, "gradient masking"),  # near 0 while FGSM stays high
+        ([0.2, 0.34], [0.3, 0.94], 1, "gradient masking"),  # a real FGSM-RS run; APGD then left 5%
     ],
 )
 def test_detector_fires_on_constructed_collapses(pgd, fgsm, index, words):
