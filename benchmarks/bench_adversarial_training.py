@@ -28,6 +28,7 @@ import argparse
 import math
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ from torch import nn
 
 import advrobust as ar
 from advrobust.data import load
-from advrobust.models import create
+from advrobust.models import create, save_checkpoint
 from advrobust.training import create_method, fit
 
 EPS = 0.3
@@ -121,6 +122,10 @@ def budget_run(name: str, train: Any, test: Any, epoch_seconds: float, args: arg
     acc = robust_accuracy(model, test.x[idx], test.y[idx])
     print(f"{name:9s} {epochs} epochs in {seconds:.0f} s: clean {acc['clean']:.3f}  PGD-40 {acc['pgd40']:.3f}  "
           f"worst case (+APGD-CE, APGD-T) {acc['worst_case']:.3f}", flush=True)
+    if args.save_dir is not None:
+        meta = {"arch": "mnist-cnn", "arch_kwargs": {}, "num_classes": 10, "input_shape": [1, 28, 28],
+                "data": "mnist-5k", "training": method.describe(), "clean_accuracy": acc["clean"]}
+        save_checkpoint(args.save_dir / f"mnist-cnn-{name}.safetensors", model, meta)
     guard = getattr(method, "guard", None)
     return {
         "epochs": epochs, "train_seconds": seconds, "method": method.describe(),
@@ -138,6 +143,8 @@ def main() -> None:
     parser.add_argument("--eval-points", type=int, default=200, help="test points attacked (default 200)")
     parser.add_argument("--lr", type=float, default=5e-3, help="peak learning rate of Adam (default 5e-3)")
     parser.add_argument("--warmup", type=float, default=0.3, help="eps warm-up fraction (default 0.3)")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help="also save each trained model here as a checkpoint (for bench_evaluation --model)")
     args = parser.parse_args()
     train, test = load("mnist-5k", split="train"), load("mnist-5k", split="test")
     timing = cost(train, args.timing_batches)
