@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import pytest
@@ -71,13 +72,26 @@ def mnist_batch(mnist_split) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def small_cnn(mnist_split, pytestconfig) -> SmallCNN:
-    """A CNN at ~95% test accuracy on mnist-5k, trained once and cached in pytest's cache dir."""
+    """A CNN at ~96% test accuracy on mnist-5k, trained once and cached in pytest's cache dir.
+
+    A file lock makes the first xdist worker train it and the others wait and load the same weights:
+    two workers training their own copies got slightly different models (float order), and tests
+    near a threshold then depended on which worker ran them.
+    """
     path = pytestconfig.cache.mkdir("advrobust") / "small_cnn_v2.pt"
     model = SmallCNN()
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-    x_train, y_train, _, _ = mnist_split
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            _train(model, *mnist_split[:2])
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(model.state_dict(), tmp)
+            os.replace(tmp, path)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+def _train(model: SmallCNN, x_train: torch.Tensor, y_train: torch.Tensor) -> None:
     torch.manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(4):
@@ -88,7 +102,3 @@ def small_cnn(mnist_split, pytestconfig) -> SmallCNN:
             nn.functional.cross_entropy(model(x_train[b]), y_train[b]).backward()
             opt.step()
     model.zero_grad(set_to_none=True)  # attack tests check that parameters end with grad None
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model.eval()
