@@ -52,7 +52,9 @@ def test_evolution_fooling_needs_scores_only(small_cnn, mnist_split):
 
 
 def test_cppn_fooling_reaches_confidence_with_regular_patterns(small_cnn, mnist_split):
-    res = fooling_images(small_cnn, input_shape=(1, 28, 28), encoding="cppn", budget=1000, seed=0)
+    # 4000 queries: on three small CNNs (ADVROBUST_TEST_MODEL_SEED 0-2) 9-10 of 10 classes reached
+    # 99.6%; at 1000, one model got only 7 (its hardest class needed 2256 queries)
+    res = fooling_images(small_cnn, input_shape=(1, 28, 28), encoding="cppn", budget=4000, seed=0)
     assert res.method == "evolution-cppn"
     assert int(res.reached.sum()) >= 8, res.confidence
     prob = torch.softmax(small_cnn(res.images), dim=1)[torch.arange(10), res.classes]

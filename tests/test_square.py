@@ -87,9 +87,11 @@ def test_targeted_on_linear_model(linear_model):
 
 @pytest.mark.parametrize(
     ("norm", "eps", "step", "slack"),
-    # l2 Square needs thousands of queries on MNIST (a sparse image: the box clips half of each
-    # proposal); with 300 it is only asked to break a third of what PGD breaks, plus a margin.
-    [("linf", 0.15, 5, 0.25), ("l2", 3.0, 10, 0.6)],
+    # Measured on three small CNNs (ADVROBUST_TEST_MODEL_SEED 0-2) at 1000 queries: Square's robust
+    # accuracy was 0.03-0.08 above PGD-20's at linf 0.15, and 0.06-0.11 at l2 3.0 (l2 Square is
+    # slower on MNIST: the box clips half of each proposal on a sparse image). At 300 queries the
+    # gap reached 0.26 on one model, so that budget tested the model, not the attack.
+    [("linf", 0.15, 5, 0.15), ("l2", 3.0, 10, 0.3)],
 )
 def test_within_reach_of_pgd_on_small_cnn(small_cnn, mnist_batch, norm, eps, step, slack):
     x, y = mnist_batch[0][::step], mnist_batch[1][::step]
@@ -97,15 +99,14 @@ def test_within_reach_of_pgd_on_small_cnn(small_cnn, mnist_batch, norm, eps, ste
     x, y = x[keep], y[keep]
     threat = ar.Linf(eps=eps) if norm == "linf" else ar.L2(eps=eps)
     pgd = PGD(threat, steps=20)(small_cnn, x, y)
-    sq = Square(threat, queries=300)(ScoreModel(small_cnn), x, y)
+    sq = Square(threat, queries=1000)(ScoreModel(small_cnn), x, y)
     pgd_robust, sq_robust = 1 - pgd.success_rate, 1 - sq.success_rate
-    assert sq.success_rate > pgd.success_rate / 3
     assert sq_robust <= pgd_robust + slack, (sq_robust, pgd_robust)
     # early stop: broken points stop costing queries
-    assert float(sq.queries[sq.success].float().mean()) < 300
+    assert float(sq.queries[sq.success].float().mean()) < 1000
     assert bool(threat.contains(sq.x_adv, x).all())
     # success rises with eps
-    wider = Square(threat.with_eps(2 * eps), queries=300)(small_cnn, x, y)
+    wider = Square(threat.with_eps(2 * eps), queries=1000)(small_cnn, x, y)
     assert wider.success_rate >= sq.success_rate
 
 
