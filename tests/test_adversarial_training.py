@@ -345,23 +345,35 @@ def test_adversarial_training_beats_standard_under_pgd(name, train_subset, mnist
 
 
 # --- through the engine -----------------------------------------------------------------------------
-class _KilledPGDAT(PGDAT):
-    """PGD-AT that 'kills' its process (KeyboardInterrupt) once, when the second half of training starts."""
+def _killed(method: type) -> type:
+    """``method`` that 'kills' its process (KeyboardInterrupt) once, when the second half of training starts."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.armed = True
+    class Killed(method):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.armed = True
 
-    def loss(self, model, x, y, progress):
-        if self.armed and progress >= 0.5:
-            self.armed = False
-            raise KeyboardInterrupt
-        return super().loss(model, x, y, progress)
+        def loss(self, model, x, y, progress):
+            if self.armed and progress >= 0.5:
+                self.armed = False
+                raise KeyboardInterrupt
+            return super().loss(model, x, y, progress)
+
+    return Killed
 
 
-def test_engine_resumes_adversarial_training_exactly(train_subset, tmp_path):
-    """Random starts come from the engine-seeded global RNG: a killed and resumed PGD-AT run ends
-    with the weights of the uninterrupted one; the checkpoint says how the model was trained."""
+RESUMABLE = {
+    "pgd-at": (PGDAT, {"steps": 2, "warmup": 0.5}),
+    # the guard checks every 4 batches from the first: its records span the kill
+    "fgsm-rs": (FGSMRS, {"guard_every": 4, "guard_action": "warn", "probe_size": 16}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESUMABLE))
+def test_engine_resumes_adversarial_training_exactly(name, train_subset, tmp_path):
+    """Random starts come from the engine-seeded global RNG: a killed and resumed run ends with the
+    weights of the uninterrupted one; FGSM-RS's guard goes on with its probe and checks as if never
+    stopped; the checkpoint says how the model was trained."""
     from advrobust.models import fingerprint
     from advrobust.training import fit
     from advrobust.training.engine import STATE_FILE, load_state
@@ -369,19 +381,24 @@ def test_engine_resumes_adversarial_training_exactly(train_subset, tmp_path):
     x, y = train_subset
     train = type("Data", (), {"x": x[:320], "y": y[:320]})()
     settings = {"epochs": 2, "batch_size": 32, "lr": 0.005, "optimizer": "adam", "seed": 0}
+    method, kwargs = RESUMABLE[name]
 
     def model() -> nn.Module:
         return create_model("mnist-cnn", 10, (1, 28, 28), seed=0, width=4, hidden=16)
 
-    whole = model()
-    expected = fit(whole, train, method=PGDAT(0.2, steps=2, warmup=0.5), **settings)
+    whole, whole_method = model(), method(0.2, **kwargs)
+    expected = fit(whole, train, method=whole_method, **settings)
     killed = model()
     with pytest.raises(KeyboardInterrupt):
-        fit(killed, train, method=_KilledPGDAT(0.2, steps=2, warmup=0.5), checkpoint_dir=tmp_path, **settings)
+        fit(killed, train, method=_killed(method)(0.2, **kwargs), checkpoint_dir=tmp_path, **settings)
     state = load_state(tmp_path / STATE_FILE)
     assert state["epoch"] == 1
-    assert state["config"]["method"]["method"] == "pgd-at" and state["config"]["method"]["eps"] == 0.2
-    resumed = model()
-    history = fit(resumed, train, method=PGDAT(0.2, steps=2, warmup=0.5), checkpoint_dir=tmp_path, **settings)
+    assert state["config"]["method"]["method"] == name and state["config"]["method"]["eps"] == 0.2
+    resumed, resumed_method = model(), method(0.2, **kwargs)
+    history = fit(resumed, train, method=resumed_method, checkpoint_dir=tmp_path, **settings)
     assert fingerprint(resumed) == fingerprint(whole)
     assert [r.train_loss for r in history.records] == [r.train_loss for r in expected.records]
+    if name == "fgsm-rs":
+        assert len(whole_method.guard.records) >= 5
+        assert resumed_method.guard.records == whole_method.guard.records
+        assert torch.equal(resumed_method.guard._probe[0], whole_method.guard._probe[0])

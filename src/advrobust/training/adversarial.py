@@ -373,6 +373,15 @@ class FGSMRS(PGDAT):
         guard = None if self.guard is None else self.guard.describe()
         return {**super().describe(), "guard": guard}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's watch so far, saved in the training checkpoint (see ``fit``'s resume)."""
+        return {"reported": self._reported, "guard": None if self.guard is None else self.guard.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._reported = bool(state["reported"])
+        if self.guard is not None and state["guard"] is not None:
+            self.guard.load_state_dict(state["guard"])
+
 
 class TRADES(_AdversarialMethod):
     """TRADES (Zhang et al. 2019, "Theoretically principled trade-off between robustness and

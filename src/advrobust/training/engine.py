@@ -313,6 +313,7 @@ class _Run:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "history": self.history.to_dict(),
             "best_model": self.best_state,
+            "method": self.method.state_dict() if hasattr(self.method, "state_dict") else None,
         }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -335,6 +336,8 @@ class _Run:
             scaler.load_state_dict(state["scaler"])
         self.history = TrainingHistory.from_dict(state["history"])
         self.best_state = state["best_model"]
+        if state.get("method") is not None and hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(state["method"])
         return int(state["epoch"])
 
 

@@ -48,6 +48,12 @@ class TrainingMethod(Protocol):
         ...
 
 
+# Optional, as on ``nn.Module``: a method with state that must survive a resume (FGSM-RS's
+# overfitting guard) also defines ``state_dict() -> dict`` and ``load_state_dict(dict)``; the engine
+# saves it in the training checkpoint every epoch and gives it back on resume. Tensors, numbers,
+# strings, lists and dicts only: the checkpoint is read with ``torch.load(weights_only=True)``.
+
+
 class Standard:
     """Standard training: the mean cross-entropy of the clean batch, ``L(θ, x, y)`` (FORMULAS.md)."""
 

@@ -200,6 +200,28 @@ class OverfittingGuard:
             self._best_state = None  # restored once
         return collapse
 
+    def state_dict(self) -> dict[str, object]:
+        """What a resumed run needs to go on watching as if never stopped: the probe, the checks so
+        far, the batch count, and the best check's weights (so ``"restore"`` still works)."""
+        return {
+            "probe": None if self._probe is None else list(self._probe),
+            "records": [[r.batches, r.clean, r.fgsm, r.pgd] for r in self.records],
+            "batches": self._batches,
+            "best_pgd": self._best_pgd,
+            "best_state": self._best_state,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Take back :meth:`state_dict`; the collapse, if any, is found again from the records."""
+        probe = state["probe"]
+        self._probe = None if probe is None else (probe[0], probe[1])  # type: ignore[index]
+        self.records = [ProbeRecord(int(b), float(c), float(f), float(p))
+                        for b, c, f, p in state["records"]]  # type: ignore[union-attr]
+        self.collapse = detect_collapse(self.records, drop=self.drop, gap=self.gap)
+        self._batches = int(state["batches"])  # type: ignore[arg-type]
+        self._best_pgd = float(state["best_pgd"])  # type: ignore[arg-type]
+        self._best_state = state["best_state"]  # type: ignore[assignment]
+
     @property
     def stops(self) -> bool:
         """Whether a collapse ends training (``action`` is ``"stop"`` or ``"restore"``)."""
