@@ -14,9 +14,9 @@ l∞ ``--eps`` (default 0.3, the MNIST budget of Madry et al. 2018):
 
 Target (issue 6): our robust accuracy no higher than AutoAttack's (within 0.2 points), in half its time.
 
-    .venv/bin/python benchmarks/bench_evaluation.py [--n 500] [--model PATH]
+    .venv/bin/python benchmarks/bench_evaluation.py [--n 500] [--model PATH] [--results NAME]
 
-Writes ``benchmarks/results/evaluation.json``.
+Writes ``benchmarks/results/evaluation.json`` (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3, help="l∞ budget [default: 0.3]")
     parser.add_argument("--model", help="a checkpoint / TorchScript file [default: the default model]")
     parser.add_argument("--autoattack-python", type=Path, default=Path("/tmp/aa_venv/bin/python"))
+    parser.add_argument("--results", default="evaluation",
+                        help="name of the results file in benchmarks/results/ [default: evaluation]")
     args = parser.parse_args()
     model, name, x, y = load(args.model, args.n)
     results = {"model": name, "n_points": len(y), "eps": args.eps, "norm": "linf"}
@@ -121,7 +123,7 @@ def main() -> None:
     if "robust_accuracy" in aa:
         results["robust_accuracy_minus_autoattack"] = results["standard"]["robust_accuracy"] - aa["robust_accuracy"]
         results["time_ratio_to_autoattack"] = results["standard"]["seconds"] / aa["seconds"]
-    path = write_results("evaluation", results)
+    path = write_results(args.results, results)
     print(json.dumps({k: v for k, v in results.items() if k not in ("standard", "quick")}, indent=1, default=float))
     for key in ("standard", "quick"):
         r = results[key]
