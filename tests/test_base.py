@@ -193,3 +193,25 @@ def test_pixel_attacks_refuse_inputs_that_are_not_images(linear_model):
     with pytest.raises(InputError, match=r"images of shape \(N, C, H, W\), got \(2, 16\)"):
         PixelOnly(ar.Linf(eps=0.1))(linear_model, flat, torch.tensor([0, 1]))
     assert len(RandomInBall(ar.Linf(eps=0.1))(linear_model, flat, torch.tensor([0, 1]))) == 2
+
+
+def test_perturb_attacks_every_point_in_the_ball_and_restores_modes(linear_model, batch):
+    """``perturb`` (training's inner maximization): no point is skipped, the result is projected,
+    a targeted call pushes towards the target, the model's modes survive, and the same generator
+    seed gives the same images."""
+    x, y = batch
+    wrong = linear_model(x).argmax(1) != y
+    assert bool(wrong.any())
+    attack = ar.attacks.create("pgd", eps=0.3, steps=10, early_stop=False)
+    assert torch.equal(attack(linear_model, x, y).x_adv[wrong], x[wrong])  # measuring skips them
+    moved = attack.perturb(linear_model, x, y)
+    assert bool((moved != x).flatten(1).any(1).all()) and bool(ar.Linf(eps=0.3).contains(moved, x).all())
+    target = (y + 1) % 3
+    toward = attack.perturb(linear_model, x, y, target)
+    margin = lambda inp: linear_model(inp).gather(1, target[:, None]).squeeze(1)  # noqa: E731
+    assert bool((margin(toward) > margin(x)).all())
+    same = [attack.perturb(linear_model, x, y, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert torch.equal(same[0], same[1])
+    model = Mixed().train()
+    attack.perturb(model, x, y)
+    assert model.training and all(p.grad is None for p in model.parameters())

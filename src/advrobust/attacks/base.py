@@ -312,6 +312,32 @@ class Attack(ABC):
             x_adv = self._run(oracle, x, y, target, generator, is_adversarial(clean, y, target))
             return self._finalize(oracle, x, y, target, x_adv)
 
+    def perturb(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``x_adv`` for **every** point, the ones already misclassified included: the inner
+        maximization of adversarial training (Madry et al. 2018, eq. 2.1), where each point's loss is
+        maximized whatever its clean prediction. Checked like ``__call__`` (box, labels; the model
+        runs in eval mode and is left as found) and projected onto the ball and the box, but with no
+        bookkeeping: no clean pass, no query counts, no confirmation pass. Use ``__call__`` to
+        *measure* robustness."""
+        x, y, target = check_inputs(model, x, y, target)
+        if self.needs_images and x.dim() != 4:
+            raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
+        self._check_access(model)
+        generator = generator if generator is not None else self.make_generator(x.device)
+        with evaluation_mode(model):
+            oracle = Oracle(model, x.shape[0], x.device)
+            nothing_done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+            x_adv = self._run(oracle, x, y, target, generator, nothing_done)
+        return self.threat.project(x_adv.detach(), x)
+
     @abstractmethod
     def _run(
         self,

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from advrobust.attacks.base import Attack, FixedBudgetAttack, Oracle, check_inputs, evaluation_mode
+from advrobust.attacks.base import Attack, FixedBudgetAttack, Oracle
 from advrobust.attacks.gradient import PGD
 from advrobust.attacks.iterative import steepest_step
 from advrobust.attacks.registry import get as get_attack
@@ -68,22 +68,12 @@ def warmup_eps(eps: float, progress: float, warmup: float) -> float:
 
 
 def maximize(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """The inner maximization for training: ``attack``'s ``x_adv`` for **every** point of the batch.
-
-    Unlike ``attack(model, x, y)``, points already misclassified are attacked too (the attack's
-    ``done`` is all false): training maximizes the loss everywhere. The inputs are checked like any
-    attack's (``[0, 1]`` box, labels), the model runs in eval mode and is left as found, and the
-    result lies in the ball and the box. No success confirmation pass: training does not need it.
-    """
-    x, y, _ = check_inputs(model, x, y)
-    n = x.shape[0]
+    """The inner maximization for training: :meth:`Attack.perturb` (every point attacked, no
+    bookkeeping), its random start seeded from the global generator, which the engine seeds per
+    epoch, so that a resumed run draws what the uninterrupted one drew."""
     seed = int(torch.randint(0, 2**62, (1,)))
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    with evaluation_mode(model):
-        oracle = Oracle(model, n, x.device)
-        nothing_done = torch.zeros(n, dtype=torch.bool, device=x.device)
-        x_adv = attack._run(oracle, x, y, None, generator, nothing_done)
-    return attack.threat.project(x_adv.detach(), x)
+    device = torch.as_tensor(x).device
+    return attack.perturb(model, x, y, generator=torch.Generator(device=device).manual_seed(seed))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
