@@ -367,3 +367,22 @@ def test_curves_draw_accuracies_of_zero_and_one(n):
     fig = robustness_curves(ev)
     overall = next(line for line in fig.axes[0].get_lines() if line.get_label().startswith("overall"))
     assert list(overall.get_ydata()) == [1.0, 1.0, 0.0, 0.0]  # clean at ε = 0, then each eps
+
+
+def test_examples_shown_span_labels_and_budgets():
+    """The seed figure's rows: distinct points, a new label before a repeated one, every eps."""
+    from advrobust.evaluation.result import Example
+    from advrobust.report.sections import pick_examples
+
+    blank = torch.zeros(1, 2, 2)
+
+    def ex(index: int, label: int, eps: float) -> Example:
+        return Example(index, blank, blank, label, label, 0.9, (label + 1) % 10, 0.8, eps, eps, "pgd")
+
+    # a test set sorted by class: points 0-9 are zeros, 10-19 ones, ...; broken at both budgets
+    examples = [ex(i, i // 10, eps) for eps in (0.1, 0.3) for i in range(40)]
+    picked = pick_examples(examples, k=6)
+    assert len(picked) == 6 and len({p.index for p in picked}) == 6
+    assert sorted({p.label for p in picked}) == [0, 1, 2, 3]  # all four labels before any repeat
+    assert {p.eps for p in picked} == {0.1, 0.3}
+    assert [p.eps for p in picked] == sorted(p.eps for p in picked)

@@ -43,20 +43,25 @@ class Figures:
 
 def pick_examples(examples: Sequence[Example], k: int = MAX_EXAMPLES) -> list[Example]:
     """Up to ``k`` examples of distinct points, taken in turn from each eps (smallest first), so the
-    figure shows how the perturbation grows with the budget; a point already shown is skipped."""
+    figure shows how the perturbation grows with the budget; a point already shown is skipped, and a
+    label not shown yet goes first (test sets often come sorted by class: the first broken points
+    would all be zeros)."""
     by_eps: dict[float, list[Example]] = {}
     for ex in examples:
         by_eps.setdefault(ex.eps, []).append(ex)
     queues = [by_eps[e] for e in sorted(by_eps, key=lambda e: (math.isnan(e), e))]
     picked: list[Example] = []
     shown: set[int] = set()
+    labels: set[int] = set()
     while len(picked) < k and any(queues):
         for q in queues:
-            while q and q[0].index in shown:
-                q.pop(0)
+            q[:] = [ex for ex in q if ex.index not in shown]
             if q and len(picked) < k:
-                picked.append(q.pop(0))
-                shown.add(picked[-1].index)
+                ex = next((ex for ex in q if ex.label not in labels), q[0])
+                q.remove(ex)
+                picked.append(ex)
+                shown.add(ex.index)
+                labels.add(ex.label)
     return sorted(picked, key=lambda ex: (math.isnan(ex.eps), ex.eps))
 
 
