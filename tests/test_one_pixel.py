@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import advrobust as ar
+from advrobust.attacks import one_pixel
 from advrobust.attacks.base import Oracle
 from advrobust.attacks.one_pixel import OnePixel, _distinct_parents, one_pixel_all_targets
 from advrobust.errors import InputError, ModelAccessError
@@ -162,3 +163,125 @@ def test_two_pixel_lock_needs_two_pixels():
     assert not bool(sweep.success[0].any())
     assert bool(sweep.success[1].any())  # DE searches coordinates coarsely: not every point in 60 × 40
     assert bool((sweep.success[1] >= sweep.success[0]).all())
+
+
+# --- repeated candidates: one query per distinct image (the model is deterministic) ----------------
+class Weighted(nn.Module):
+    """``z = (0, w·x + bias)``, a sum per row of a few products: exact whatever the batch, so a
+    result reused from another forward pass equals the model's own. ``bias = -10``: class 0 always
+    wins (``|w·x| < 5``), every run spends all its generations."""
+
+    def __init__(self, channels: int = 1, bias: float = -10.0, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.w = nn.Parameter(torch.randn(channels, 3, 3, generator=gen) / 3)
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (x * self.w).sum(dim=(1, 2, 3)) + self.bias
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+
+def _binary(channels: int = 1) -> torch.Tensor:
+    """Four 3×3 images of 0s and 1s, any two at least 3 pixels apart: painted values clip to 0 or 1
+    and often equal the pixel's own, so many candidates repeat an image or leave it unchanged."""
+    rows = [[0] * 9, [1] * 9, [1, 1, 1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1, 1, 1]]
+    return torch.tensor(rows, dtype=torch.float32).view(4, 1, 3, 3).expand(4, channels, 3, 3).clone()
+
+
+class RowCounter(nn.Module):
+    """The model, recording the rows it is sent per clean image (the nearest one: one changed pixel
+    never takes an image of :func:`_binary` nearer to another)."""
+
+    def __init__(self, net: nn.Module, clean: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.clean = net, clean
+        self.seen: list[list[tuple[float, ...]]] = [[] for _ in clean]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        far = (x.flatten(1)[:, None] != self.clean.flatten(1)[None]).sum(dim=2)
+        for row, i in zip(x.flatten(1).tolist(), far.argmin(dim=1).tolist(), strict=True):
+            self.seen[i].append(tuple(row))
+        return self.net(x)
+
+    def rows(self) -> list[int]:
+        return [len(rows) for rows in self.seen]
+
+    def repeats(self) -> list[int]:
+        """Per clean image: rows that were an image already sent."""
+        return [len(rows) - len(set(rows)) for rows in self.seen]
+
+    def unchanged(self) -> list[int]:
+        """Per clean image: rows equal to it."""
+        return [rows.count(tuple(c.flatten().tolist())) for rows, c in zip(self.seen, self.clean, strict=True)]
+
+
+def _model_scores(ctx, imgs, pos, vals):
+    """Every candidate's ``(fitness, success)`` from the model itself, painted one by one (no reuse,
+    no query counted): the reference for ``_Context.score``."""
+    c, h, w = ctx.shape
+    painted = []
+    for i, img in enumerate(imgs.tolist()):
+        for j in range(pos.shape[1]):
+            x = ctx.flat[img].clone()
+            for q, v in zip(pos[i, j].tolist(), vals[i, j], strict=True):
+                x[:, q] = v
+            painted.append(x.view(c, h, w))
+    z = ctx.oracle.model(torch.stack(painted))
+    label = (ctx.y if ctx.target is None else ctx.target)[imgs].repeat_interleave(pos.shape[1])
+    logp = z.float().log_softmax(dim=1).gather(1, label[:, None]).squeeze(1)
+    hit = z.argmax(dim=1) == label
+    fitness, success = (-logp, ~hit) if ctx.target is None else (logp, hit)
+    return fitness.view(pos.shape[:2]), success.view(pos.shape[:2])
+
+
+@pytest.mark.parametrize(("k", "channels"), [(1, 1), (2, 1), (2, 3)])
+def test_every_reused_result_is_the_models_own(monkeypatch, k, channels):
+    score, calls = one_pixel._Context.score, []
+
+    def checked(ctx, imgs, pos, vals):
+        fitness, success = score(ctx, imgs, pos, vals)
+        ref_fitness, ref_success = _model_scores(ctx, imgs, pos, vals)
+        assert torch.equal(fitness, ref_fitness) and torch.equal(success, ref_success)
+        calls.append(len(imgs))
+        return fitness, success
+
+    monkeypatch.setattr(one_pixel._Context, "score", checked)
+    x, y = _binary(channels), torch.zeros(4, dtype=torch.long)
+    res = OnePixel(ar.L0(pixels=k), population=8, generations=20)(Weighted(channels), x, y)
+    assert calls == [4] * 21
+    assert int(res.queries.sum()) < 4 * (1 + 8 * 21)  # some results were reused, and checked above
+
+
+@pytest.mark.parametrize("bias", [-10.0, -0.2])
+def test_queries_are_the_rows_sent_and_no_image_is_sent_twice(bias):
+    """bias -10: no image is broken; -0.2: image 2 is adversarial at r = 0 (never attacked), image 0
+    is broken early (its results are then forgotten), images 1 and 3 run to the end."""
+    x, y = _binary(), torch.zeros(4, dtype=torch.long)
+    model = RowCounter(Weighted(bias=bias, seed=1), x)
+    res = OnePixel(ar.L0(pixels=1), population=10, generations=20)(model, x, y)
+    assert res.success.tolist() == ([False] * 4 if bias < -1 else [True, False, True, False])
+    # per image: the clean query and every candidate query the model saw, plus the uncounted confirmation
+    assert model.rows() == (res.queries + 1).tolist()
+    # no image is sent twice, but the clean image (its query, then the first candidate that leaves
+    # it unchanged) and x_adv (a candidate, then the confirmation)
+    attacked = res.queries > 1
+    assert bool((torch.tensor(model.repeats()) <= torch.where(attacked, 2, 1)).all())
+    assert max(model.unchanged()) == 2 and sum(model.unchanged()) > 4  # unchanged candidates occurred
+    # 9 pixels, values clipped to 0 or 1: many repeats (budget: 1 + 10 × 21 per image)
+    assert bool((res.queries < 1 + 10 * 21).all())
+    if bias < -1:
+        assert int(res.queries.sum()) < 0.75 * 4 * (1 + 10 * 21)
+
+
+@pytest.mark.parametrize("bias", [-10.0, -0.2])
+def test_same_result_as_when_every_candidate_is_scored(monkeypatch, bias):
+    """Reusing results changes no selection of DE: the run equals one in which the model scores every
+    candidate itself (bias -0.2: one image broken at r = 0, one by the search, two never; -10: none)."""
+    x, y = _binary(), torch.zeros(4, dtype=torch.long)
+    attack = OnePixel(ar.L0(pixels=1), population=10, generations=20, seed=3)
+    ours = attack(Weighted(bias=bias, seed=1), x, y)
+    monkeypatch.setattr(one_pixel._Context, "score", _model_scores)
+    reference = attack(Weighted(bias=bias, seed=1), x, y)
+    assert torch.equal(ours.x_adv, reference.x_adv) and torch.equal(ours.success, reference.success)
+    assert int(ours.success.sum()) == (0 if bias < -1 else 2)

@@ -20,9 +20,18 @@ preset (population 100, 30 generations), ours, for quick audits.
 
 Speed: the candidates of every still-running image are painted into copies of their images by one
 ``scatter`` and evaluated in batches of up to ``max_batch`` rows, many images' populations per
-forward pass. A child that decodes to the same pixels and values as its parent is not re-queried.
-Exactly ``k`` distinct pixels are written (a candidate whose pixels collide is repaired by moving
-the later pixel to the next free position); nothing else changes.
+forward pass. Exactly ``k`` distinct pixels are written (a candidate whose pixels collide is
+repaired by moving the later pixel to the next free position); nothing else changes.
+
+One query per distinct image: the model is deterministic, so a candidate that paints an image
+already scored for the same point in this run (a child equal to its parent, to another candidate of
+its generation or of an earlier one) reuses that fitness without a query, and every candidate that
+leaves the image unchanged (each pixel painted with the value it has: on MNIST, values clip to 0 or
+1 and most pixels are 0 or 1) shares one query of the clean image. Candidates are compared by the
+image they paint: the changed pixels as a set, sorted by position (see ``_Context.keys``), found by
+a 64-bit hash, confirmed on the whole key. DE selects exactly as if every candidate were queried.
+The results are kept while their image runs: ``8·(2 + k·(1+C)) + 5`` bytes per distinct candidate,
+about 1.5 MB per image at the paper's budget (k = 1, grayscale).
 """
 
 from __future__ import annotations
@@ -162,8 +171,7 @@ class OnePixel(FixedBudgetAttack):
         values = (0.5 + 0.5 * torch.randn(b, p, k, c, generator=generator, device=dev, dtype=dtype)).clamp(0, 1)
         genes = torch.cat([coords, values], dim=3).reshape(b, p, -1)
         genes, pos, vals = ctx.decode(genes)
-        everyone = torch.ones(b, p, dtype=torch.bool, device=dev)
-        fitness, success = ctx.evaluate(torch.arange(b, device=dev), everyone, pos, vals)
+        fitness, success = ctx.score(torch.arange(b, device=dev), pos, vals)
         return _Population(genes, pos, vals, fitness), success
 
     def _generation(
@@ -178,8 +186,7 @@ class OnePixel(FixedBudgetAttack):
         child = torch.minimum(child.clamp_min(0), ctx.upper)
         child, pos, vals = ctx.decode(child)
         old_pos, old_vals, old_fit = pop.pos[a], pop.vals[a], pop.fitness[a]
-        changed = (pos != old_pos).any(dim=2) | (vals != old_vals).flatten(2).any(dim=2)
-        fitness, success = ctx.evaluate(a, changed, pos, vals, previous=old_fit)
+        fitness, success = ctx.score(a, pos, vals)
         better = fitness > old_fit
         pop.genes[a] = torch.where(better[..., None], child, genes)
         pop.pos[a] = torch.where(better[..., None], pos, old_pos)
@@ -189,7 +196,8 @@ class OnePixel(FixedBudgetAttack):
 
 
 class _Context:
-    """The images under attack and the oracle: decodes genes, paints and scores candidates."""
+    """The images under attack and the oracle: decodes genes, paints and scores candidates,
+    remembering every result of the run (:class:`_Memo`)."""
 
     def __init__(self, oracle: Oracle, flat: Tensor, y: Tensor, target: Tensor | None, points: Tensor,
                  shape: tuple[int, int, int], k: int, max_batch: int) -> None:
@@ -199,6 +207,7 @@ class _Context:
         bounds = torch.tensor([h, w] + [1.0] * c, dtype=flat.dtype, device=flat.device)
         # coordinates live in [0, H) × [0, W): the upper bound is clipped just below H and W
         self.upper = (bounds - torch.tensor([1e-3, 1e-3] + [0.0] * c, dtype=flat.dtype, device=flat.device)).repeat(k)
+        self.memo = _Memo(1 + k * (1 + c), flat.device)
 
     def decode(self, genes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Genes -> (genes with collisions repaired, flat positions ``(B,P,k)``, values ``(B,P,k,C)``)."""
@@ -222,27 +231,139 @@ class _Context:
             genes = g.reshape(genes.shape)
         return genes, pos, g[..., 2:].clone()
 
-    def evaluate(self, imgs: Tensor, mask: Tensor, pos: Tensor, vals: Tensor,
-                 previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(fitness, success)`` of the candidates ``mask`` (``B×P``) of images ``imgs``, one query
-        each; elsewhere the fitness is ``previous`` and the success false (an unchanged child)."""
-        b, p = mask.shape
-        fitness = previous.clone() if previous is not None else torch.full(mask.shape, -torch.inf, device=mask.device)
-        success = torch.zeros(b, p, dtype=torch.bool, device=mask.device)
-        rows = mask.nonzero()
-        for start in range(0, rows.shape[0], self.max_batch):
-            i, j = rows[start : start + self.max_batch].unbind(1)
-            img = imgs[i]
-            painted = _paint(self.flat[img], pos[i, j], vals[i, j])  # indexing copies: painted in place
-            z = self.oracle.logits(painted.reshape(-1, *self.shape), index=self.points[img])
+    def score(self, imgs: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, Tensor]:
+        """``(fitness, success)``, each ``B×P``, of the candidates ``(pos, vals)`` of images ``imgs``
+        (the images still running). One query per image not seen before in this run: a candidate
+        that paints the same image as an earlier one, in this call or a previous one, reuses its
+        result (the model is deterministic).
+
+        Rows are picked with ``index_select``/``index_copy_``, not ``t[index]``: on a busy CPU
+        torch's advanced indexing costs milliseconds per call even on a few thousand rows."""
+        b, p = pos.shape[:2]
+        keys = self.keys(imgs, pos, vals)
+        hashes = _hash(keys)
+        first = _first_alike(keys, hashes)
+        rep = (first == torch.arange(b * p, device=first.device)).nonzero().squeeze(1)
+        known, fitness, success = self.memo.lookup(keys.index_select(0, rep), hashes.index_select(0, rep))
+        unknown = (~known).nonzero().squeeze(1)
+        new = rep.index_select(0, unknown)
+        rows = imgs.repeat_interleave(p).index_select(0, new)
+        new_fitness, new_success = self.query(rows, pos.flatten(0, 1).index_select(0, new),
+                                              vals.flatten(0, 1).index_select(0, new))
+        fitness.index_copy_(0, unknown, new_fitness)
+        success.index_copy_(0, unknown, new_success)
+        running = torch.zeros(len(self.flat), dtype=torch.bool, device=imgs.device).index_fill_(0, imgs, True)
+        self.memo.add(keys.index_select(0, new), hashes.index_select(0, new), new_fitness, new_success, running)
+        return _spread(fitness, rep, first).view(b, p), _spread(success, rep, first).view(b, p)
+
+    def keys(self, imgs: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+        """``(B·P, 1 + k·(1+C))`` int64: for each candidate, exactly the image it paints.
+
+        The image's index, then the pixels the candidate changes, sorted by position (distinct
+        positions paint the same image in any order), each as its position and the bits of its
+        values. A pixel painted with the value it already has changes nothing: it becomes
+        position −1, values 0, so every candidate that leaves the image as it is has one key, the
+        clean image's (on MNIST, values clip to 0 or 1 and most pixels are 0 or 1).
+        """
+        b, p, k = pos.shape
+        c = self.shape[0]
+        vals = vals.to(self.flat.dtype) + 0.0  # -0.0 -> 0.0: both paint the same pixel
+        clean = self.flat.index_select(0, imgs).gather(2, pos.view(b, 1, p * k).expand(b, c, p * k))
+        same = (vals == clean.view(b, c, p, k).permute(0, 2, 3, 1)).all(dim=3)  # (B, P, k)
+        pos, order = torch.where(same, -1, pos).sort(dim=2)
+        vals = torch.where(same[..., None], 0.0, vals).gather(2, order[..., None].expand_as(vals))
+        bits = vals.view(_BITS[vals.element_size()]).long()
+        img = imgs.view(b, 1, 1).expand(b, p, 1)
+        return torch.cat([img, pos, bits.flatten(2)], dim=2).flatten(0, 1)
+
+    def query(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, Tensor]:
+        """``(fitness, success)`` of ``R`` candidates: images ``img`` (``R``), positions ``pos``
+        (``R×k``), values ``vals`` (``R×k×C``); one query each, at most ``max_batch`` per forward pass."""
+        fitness = torch.empty(len(img), device=img.device)
+        success = torch.empty(len(img), dtype=torch.bool, device=img.device)
+        for start in range(0, len(img), self.max_batch):
+            rows = slice(start, start + self.max_batch)
+            i = img[rows]
+            painted = _paint(self.flat[i], pos[rows], vals[rows])  # indexing copies: painted in place
+            z = self.oracle.logits(painted.reshape(-1, *self.shape), index=self.points[i])
             logp = torch.log_softmax(z.float(), dim=1)
             if self.target is None:
-                fitness[i, j] = -logp.gather(1, self.y[img, None]).squeeze(1)
-                success[i, j] = z.argmax(dim=1) != self.y[img]
+                fitness[rows] = -logp.gather(1, self.y[i, None]).squeeze(1)
+                success[rows] = z.argmax(dim=1) != self.y[i]
             else:
-                fitness[i, j] = logp.gather(1, self.target[img, None]).squeeze(1)
-                success[i, j] = z.argmax(dim=1) == self.target[img]
+                fitness[rows] = logp.gather(1, self.target[i, None]).squeeze(1)
+                success[rows] = z.argmax(dim=1) == self.target[i]
         return fitness, success
+
+
+class _Memo:
+    """Every candidate evaluated in this run, by its exact key (:meth:`_Context.keys`), with its
+    fitness and success: the rows sorted by a 64-bit hash of the key, so a lookup is one
+    ``searchsorted``. A hit is confirmed on the whole key: a hash collision costs a query, never a
+    wrong fitness. The rows of an image that stopped running are dropped."""
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        self.hashes = torch.empty(0, dtype=torch.long, device=device)
+        self.keys = torch.empty(0, width, dtype=torch.long, device=device)
+        self.fitness = torch.empty(0, device=device)
+        self.success = torch.empty(0, dtype=torch.bool, device=device)
+        self.running: Tensor | None = None  # the images whose rows are kept
+
+    def lookup(self, keys: Tensor, hashes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(known, fitness, success)`` of each key; ``fitness`` and ``success`` hold meaning where ``known``."""
+        if not len(self.hashes):
+            return (torch.zeros(len(keys), dtype=torch.bool, device=keys.device),
+                    torch.empty(len(keys), device=keys.device),
+                    torch.zeros(len(keys), dtype=torch.bool, device=keys.device))
+        at = torch.searchsorted(self.hashes, hashes).clamp_(max=len(self.hashes) - 1)
+        known = (self.hashes.index_select(0, at) == hashes) & (self.keys.index_select(0, at) == keys).all(dim=1)
+        return known, self.fitness.index_select(0, at), self.success.index_select(0, at)
+
+    def add(self, keys: Tensor, hashes: Tensor, fitness: Tensor, success: Tensor, running: Tensor) -> None:
+        """Remember new keys; forget those of images not ``running`` (a mask over the run's images)."""
+        old = (self.hashes, self.keys, self.fitness, self.success)
+        if self.running is not None and not torch.equal(running, self.running):
+            kept = running.index_select(0, self.keys[:, 0]).nonzero().squeeze(1)
+            old = tuple(t.index_select(0, kept) for t in old)
+        self.running = running
+        order = hashes.argsort()
+        new = tuple(t.index_select(0, order) for t in (hashes, keys, fitness, success))
+        self.hashes, self.keys, self.fitness, self.success = _merge_sorted(old, new)
+
+
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # a float's bits, by its size in bytes
+_FNV_PRIME = 0x100000001B3
+
+
+def _hash(keys: Tensor) -> Tensor:
+    """A 64-bit FNV-1a-style hash of each row of ``keys`` (wrapping int64 arithmetic)."""
+    h = torch.zeros(len(keys), dtype=torch.long, device=keys.device)
+    for column in keys.unbind(1):
+        h = (h ^ column) * _FNV_PRIME
+    return h
+
+
+def _first_alike(keys: Tensor, hashes: Tensor) -> Tensor:
+    """For each row, the first row with the same key (itself if none before it). Rows are grouped
+    by hash and checked on the whole key: a row that collides with its group's first is its own."""
+    _, group = torch.unique(hashes, return_inverse=True)
+    index = torch.arange(len(keys), device=keys.device)
+    first = torch.full_like(index, len(keys)).scatter_reduce_(0, group, index, reduce="amin").index_select(0, group)
+    return torch.where((keys.index_select(0, first) == keys).all(dim=1), first, index)
+
+
+def _spread(values: Tensor, rep: Tensor, first: Tensor) -> Tensor:
+    """The values of rows ``rep`` given to every row, through each row's ``first`` alike."""
+    return values.new_empty(len(first)).index_copy_(0, rep, values).index_select(0, first)
+
+
+def _merge_sorted(old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Merge two tables, each sorted by its first column, into one sorted table, without re-sorting."""
+    n = len(old[0]) + len(new[0])
+    at = torch.searchsorted(old[0], new[0]) + torch.arange(len(new[0]), device=new[0].device)
+    stays = torch.ones(n, dtype=torch.bool, device=at.device).index_fill_(0, at, False).nonzero().squeeze(1)
+    return tuple(o.new_empty(n, *o.shape[1:]).index_copy_(0, at, m).index_copy_(0, stays, o)
+                 for o, m in zip(old, new, strict=True))
 
 
 def _paint(flat: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
