@@ -140,6 +140,9 @@ def test_bookkeeping_invariants(small_cnn, mnist_batch):
         assert ex.adv_pred != ex.label and ex.clean_pred == ex.label
         assert float((ex.x_adv - ex.x).abs().max()) <= ex.eps + 1e-6
     assert {ex.eps for ex in res.examples} == set(eps_list)
+    # the points come sorted by class, 16 per chunk: the kept examples still span classes
+    labels = [ex.label for ex in res.examples if ex.eps == 0.3]
+    assert len(labels) == 4 and len(set(labels)) == 4, labels
 
 
 def test_fixed_budget_attack_without_the_norm_is_skipped_with_reason(linear_model):

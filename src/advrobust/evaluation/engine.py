@@ -168,7 +168,7 @@ class _Evaluation:
         if eps is not None:  # defense in depth: a fixed-budget success must lie inside the ball
             success &= _within(norm, eps)
         norm = torch.where(success, norm, torch.full_like(norm, math.inf))
-        keep = success.nonzero().squeeze(1)[: self.n_examples]
+        keep = _varied(success.nonzero().squeeze(1), self.y[index], self.n_examples)
         return {
             "index": index.cpu(),
             "success": success.cpu(),
@@ -219,9 +219,35 @@ class _Evaluation:
             for pos, x_adv in zip(unit["keep"].tolist(), unit["x_adv"], strict=True):
                 i, n = int(index[pos]), float(norm[pos])
                 for e in eps_hits:
-                    room = len(state.examples[e]) < self.n_examples
-                    if e >= e_min and room and i not in state.examples[e] and _within(n, self.epsilons[e]):
-                        state.examples[e][i] = (x_adv, n, name)
+                    if e >= e_min and i not in state.examples[e] and _within(n, self.epsilons[e]):
+                        self._offer_example(state.examples[e], i, (x_adv, n, name))
+
+    def _offer_example(self, kept: dict[int, tuple[Tensor, float, str]], i: int,
+                       item: tuple[Tensor, float, str]) -> None:
+        """Keep point ``i``'s example while there is room, or in place of the latest example of a
+        label kept twice when ``i``'s label is not kept yet (so the report shows many classes)."""
+        if len(kept) < self.n_examples:
+            kept[i] = item
+            return
+        labels = [int(self.y[j]) for j in kept]
+        if int(self.y[i]) in labels:
+            return
+        repeated = [j for j, label in zip(kept, labels, strict=True) if labels.count(label) > 1]
+        if repeated:
+            del kept[repeated[-1]]
+            kept[i] = item
+
+
+def _varied(broken: Tensor, labels: Tensor, k: int) -> Tensor:
+    """Up to ``k`` of the positions ``broken``, one per label before a second of any label (the
+    report shows them: a batch's first successes may well share a class), in order otherwise."""
+    seen: dict[int, int] = {}
+    rank = []
+    for label in labels[broken].tolist():
+        rank.append(seen.get(label, 0))
+        seen[label] = rank[-1] + 1
+    order = sorted(range(len(rank)), key=lambda j: (rank[j], j))[:k]
+    return broken[torch.tensor(sorted(order), dtype=torch.long, device=broken.device)]
 
 
 def _record(
