@@ -4,8 +4,8 @@ On the default MNIST CNN (or ``--model CHECKPOINT``), ``--n`` stratified test di
 l∞ ``--eps`` (default 0.3, the MNIST budget of Madry et al. 2018):
 
 * advrobust ``standard``: robust accuracy, wall time, and the ratio of the wall time to the floor
-  (the time of as many forward+backward passes of the model as the suite spent queries, in batches
-  of the evaluation's size: :func:`common.floor_seconds`);
+  (the time of the suite's queries alone: forward+backward passes for the gradient attacks, forward
+  passes for Square, timed per row on the evaluation's batch: :func:`suite_floor`);
 * advrobust ``quick`` (FGSM + PGD-40) on the same points, for reference;
 * AutoAttack (Croce & Hein 2020, ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square) on the same
   points and model (as TorchScript), in its own process, if ``pyautoattack`` imports in the venv
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import floor_seconds, write_results  # noqa: E402
+from common import floor_seconds, rows_per_second, write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
+from advrobust.attacks.registry import get as get_attack  # noqa: E402
 
 AUTOATTACK_SCRIPT = """
 import json, sys, time
@@ -64,13 +64,24 @@ def load(model_path: str | None, n: int) -> tuple[torch.nn.Module, str, torch.Te
     return ar.models.load_model(model_path), Path(model_path).stem, data.x, data.y
 
 
+def suite_floor(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, per_attack: list) -> float:
+    """The time of the suite's queries alone: a gradient attack's query costs a forward+backward
+    pass, a score-based one's (Square) a forward pass, each timed per row on the evaluation's batch
+    and multiplied out (running all of them would take as long as the suite)."""
+    backward_row = floor_seconds(model, x, y, passes=3) / 3 / len(y)
+    forward_row = 1 / rows_per_second(model, tuple(x.shape[1:]), len(y))
+    return sum(
+        r.mean_queries * r.attacked * (backward_row if get_attack(r.attack).needs == "gradients" else forward_row)
+        for r in per_attack
+    )
+
+
 def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str, eps: float) -> dict:
     start = time.perf_counter()
     result = ar.evaluate(model, x, y, threat=ar.Linf(eps=eps), suite=suite, batch_size=len(y))
     seconds = time.perf_counter() - start
     queries = sum(r.mean_queries * r.attacked for r in result.per_attack)
-    passes = max(1, math.ceil(queries / len(y)))
-    floor = floor_seconds(model, x, y, passes, repeats=1)
+    floor = suite_floor(model, x, y, result.per_attack)
     return {
         "robust_accuracy": result.robust_accuracy_at(eps),
         "robust_accuracy_ci": result.robust_accuracy_ci[eps],

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_model, write_results  # noqa: E402
+from common import bench_model, rows_per_second, write_results  # noqa: E402
 
 from advrobust.attacks.one_pixel import OnePixel  # noqa: E402
 from advrobust.threat import L0  # noqa: E402
@@ -73,19 +73,6 @@ wall = time.perf_counter() - start
 success = float((predict(x_adv).argmax(1) != y).mean())
 print(json.dumps({"wall_seconds": wall, "success_rate": success, "rows_per_image": rows[0] / len(x)}))
 """
-
-
-def rows_per_second(model: nn.Module, shape: tuple[int, ...], rows: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` forward throughput of ``model`` on batches of ``rows`` inputs."""
-    x = torch.rand(rows, *shape)
-    best = float("inf")
-    with torch.no_grad():
-        model(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            best = min(best, time.perf_counter() - start)
-    return rows / best
 
 
 def run(attack: OnePixel, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,

@@ -4,7 +4,7 @@ The floor of a gradient attack is the time of the same number of forward+backwar
 the input) of the same model on the same batch: an attack cannot be cheaper than its own gradient
 evaluations, so ``wall time / floor`` measures everything the attack adds (DESIGN.md, "Conventions").
 
-    from common import bench_model, floor_seconds, timed, write_results
+    from common import bench_model, floor_seconds, rows_per_second, timed, write_results
 """
 
 from __future__ import annotations
@@ -43,6 +43,19 @@ def floor_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: in
             torch.autograd.grad(loss, xv)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def rows_per_second(model: nn.Module, shape: tuple[int, ...], rows: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` forward throughput of ``model`` on batches of ``rows`` inputs."""
+    x = torch.rand(rows, *shape)
+    best = float("inf")
+    with torch.no_grad():
+        model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            best = min(best, time.perf_counter() - start)
+    return rows / best
 
 
 def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
