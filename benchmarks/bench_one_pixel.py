@@ -141,7 +141,7 @@ def main() -> None:
     target = (y + torch.randint(1, 10, y.shape, generator=gen)) % 10
 
     attack = OnePixel(L0(pixels=1), population=args.population, generations=args.generations)
-    throughput = rows_per_second(model, tuple(x.shape[1:]), attack.max_batch)
+    throughput = rows_per_second(model, tuple(x.shape[1:]), attack.batch_rows(x.device))
     results: dict[str, Any] = {
         "model": "default mnist-cnn on mnist-5k",
         "images": len(x),
