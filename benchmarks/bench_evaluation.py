@@ -5,7 +5,7 @@ l∞ ``--eps`` (default 0.3, the MNIST budget of Madry et al. 2018):
 
 * advrobust ``standard``: robust accuracy, wall time, and the ratio of the wall time to the floor
   (the time of the suite's queries alone: forward+backward passes for the gradient attacks, forward
-  passes for Square, timed per row on the evaluation's batch: :func:`suite_floor`);
+  passes for Square, timed per row on batches of ``--batch-size``: :func:`suite_floor`);
 * advrobust ``quick`` (FGSM + PGD-40) on the same points, for reference;
 * AutoAttack (Croce & Hein 2020, ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square) on the same
   points and model (as TorchScript), in its own process, if ``pyautoattack`` imports in the venv
@@ -47,7 +47,7 @@ data = torch.load(sys.argv[2])
 x, y = data["x"], data["y"]
 adversary = AutoAttack(model, norm="Linf", eps=float(sys.argv[4]), version="standard", device="cpu", seed=0)
 start = time.perf_counter()
-x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(y))  # pyautoattack returns (x_adv, y_adv)
+x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=int(sys.argv[5]))  # returns (x_adv, y_adv)
 seconds = time.perf_counter() - start
 with torch.no_grad():
     robust = (model(x_adv).argmax(1) == y) & ((x_adv - x).abs().flatten(1).amax(1) <= float(sys.argv[4]) + 1e-6)
@@ -64,24 +64,25 @@ def load(model_path: str | None, n: int) -> tuple[torch.nn.Module, str, torch.Te
     return ar.models.load_model(model_path), Path(model_path).stem, data.x, data.y
 
 
-def suite_floor(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, per_attack: list) -> float:
+def suite_floor(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, per_attack: list, batch_size: int) -> float:
     """The time of the suite's queries alone: a gradient attack's query costs a forward+backward
     pass, a score-based one's (Square) a forward pass, each timed per row on the evaluation's batch
     and multiplied out (running all of them would take as long as the suite)."""
-    backward_row = floor_seconds(model, x, y, passes=3) / 3 / len(y)
-    forward_row = 1 / rows_per_second(model, tuple(x.shape[1:]), len(y))
+    rows = min(batch_size, len(y))
+    backward_row = floor_seconds(model, x[:rows], y[:rows], passes=3) / 3 / rows
+    forward_row = 1 / rows_per_second(model, tuple(x.shape[1:]), rows)
     return sum(
         r.mean_queries * r.attacked * (backward_row if get_attack(r.attack).needs == "gradients" else forward_row)
         for r in per_attack
     )
 
 
-def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str, eps: float) -> dict:
+def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str, eps: float, batch_size: int) -> dict:
     start = time.perf_counter()
-    result = ar.evaluate(model, x, y, threat=ar.Linf(eps=eps), suite=suite, batch_size=len(y))
+    result = ar.evaluate(model, x, y, threat=ar.Linf(eps=eps), suite=suite, batch_size=batch_size)
     seconds = time.perf_counter() - start
     queries = sum(r.mean_queries * r.attacked for r in result.per_attack)
-    floor = suite_floor(model, x, y, result.per_attack)
+    floor = suite_floor(model, x, y, result.per_attack, batch_size)
     return {
         "robust_accuracy": result.robust_accuracy_at(eps),
         "robust_accuracy_ci": result.robust_accuracy_ci[eps],
@@ -98,7 +99,8 @@ def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, suite: str, e
     }
 
 
-def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> dict:
+def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+               batch_size: int) -> dict:
     if not python.exists():
         return {"skipped": f"{python} not found (make a venv with pyautoattack, --no-deps)"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +110,8 @@ def autoattack(python: Path, model: torch.nn.Module, x: torch.Tensor, y: torch.T
         torch.save({"x": x, "y": y}, data_file)
         script.write_text(AUTOATTACK_SCRIPT)
         proc = subprocess.run(
-            [str(python), str(script), str(model_file), str(data_file), str(torch.get_num_threads()), str(eps)],
+            [str(python), str(script), str(model_file), str(data_file), str(torch.get_num_threads()), str(eps),
+             str(batch_size)],
             capture_output=True, text=True, timeout=3600,
         )
     if proc.returncode != 0:
@@ -122,14 +125,17 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3, help="l∞ budget [default: 0.3]")
     parser.add_argument("--model", help="a checkpoint / TorchScript file [default: the default model]")
     parser.add_argument("--autoattack-python", type=Path, default=Path("/tmp/aa_venv/bin/python"))
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="points per batch, ours and AutoAttack's [default: 256, advrobust evaluate's]")
     parser.add_argument("--results", default="evaluation",
                         help="name of the results file in benchmarks/results/ [default: evaluation]")
     args = parser.parse_args()
     model, name, x, y = load(args.model, args.n)
     results = {"model": name, "n_points": len(y), "eps": args.eps, "norm": "linf"}
-    results["standard"] = ours(model, x, y, "standard", args.eps)
-    results["quick"] = ours(model, x, y, "quick", args.eps)
-    results["autoattack_standard"] = autoattack(args.autoattack_python, model, x, y, args.eps)
+    results["batch_size"] = args.batch_size
+    results["standard"] = ours(model, x, y, "standard", args.eps, args.batch_size)
+    results["quick"] = ours(model, x, y, "quick", args.eps, args.batch_size)
+    results["autoattack_standard"] = autoattack(args.autoattack_python, model, x, y, args.eps, args.batch_size)
     aa = results["autoattack_standard"]
     if "robust_accuracy" in aa:
         results["robust_accuracy_minus_autoattack"] = results["standard"]["robust_accuracy"] - aa["robust_accuracy"]
