@@ -140,27 +140,35 @@ class Square(FixedBudgetAttack):
         z = oracle.logits(best, index=points)
         loss, broken = objective(z, y0, t0), is_adversarial(z, y0, t0)
         h, w = x.shape[2:]
+        # the unbroken points' state, kept compact (shrunk when points break, not gathered every
+        # query: on a busy CPU each advanced-indexing call costs milliseconds)
+        a = (~broken).nonzero().squeeze(1)
+        xa, ya, best_a, loss_a = x0[a], y0[a], best[a], loss[a]
+        ta = None if t0 is None else t0[a]
         with self.progress.task(f"square {self.threat}", total=self.queries - 1) as task:
             for it in range(1, self.queries):
-                a = (~broken).nonzero().squeeze(1)
                 if a.numel() == 0:
                     break
                 p = square_fraction(p_init, it, self.queries)
                 side = round(math.sqrt(p * h * w))
                 if linf:
                     side = min(max(side, 1), min(h, w) - 1)
-                    cand = self._step_linf(x0[a], best[a], eps, side, generator)
+                    cand = self._step_linf(xa, best_a, eps, side, generator)
                 else:
                     side = min(max(side, 3) | 1, min(h, w) - 1)
-                    cand = self._step_l2(x0[a], best[a], eps, side, generator)
-                t = None if t0 is None else t0[a]
+                    cand = self._step_l2(xa, best_a, eps, side, generator)
                 z = oracle.logits(cand, index=points[a])
-                new, hit = objective(z, y0[a], t), is_adversarial(z, y0[a], t)
-                accept = (new > loss[a]) | hit  # an adversarial proposal is kept even at a lower loss
-                best[a] = torch.where(accept[:, None, None, None], cand, best[a])
-                loss[a] = torch.where(accept, new, loss[a])
-                broken[a] |= hit
+                new, hit = objective(z, ya, ta), is_adversarial(z, ya, ta)
+                accept = (new > loss_a) | hit  # an adversarial proposal is kept even at a lower loss
+                best_a = torch.where(accept[:, None, None, None], cand, best_a)
+                loss_a = torch.where(accept, new, loss_a)
+                if bool(hit.any()):
+                    best[a] = best_a
+                    keep = ~hit
+                    a, xa, ya, best_a, loss_a = a[keep], xa[keep], ya[keep], best_a[keep], loss_a[keep]
+                    ta = None if ta is None else ta[keep]
                 task.advance(1)
+        best[a] = best_a
         x_adv[points] = best
         return x_adv
 
