@@ -297,10 +297,7 @@ class Attack(ABC):
         *,
         generator: torch.Generator | None = None,
     ) -> AttackResult:
-        x, y, target = check_inputs(model, x, y, target)
-        if self.needs_images and x.dim() != 4:
-            raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
-        self._check_access(model)
+        x, y, target = self._checked(model, x, y, target)
         n = x.shape[0]
         with evaluation_mode(model):
             oracle = Oracle(model, n, x.device)
@@ -327,16 +324,23 @@ class Attack(ABC):
         runs in eval mode and is left as found) and projected onto the ball and the box, but with no
         bookkeeping: no clean pass, no query counts, no confirmation pass. Use ``__call__`` to
         *measure* robustness."""
-        x, y, target = check_inputs(model, x, y, target)
-        if self.needs_images and x.dim() != 4:
-            raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
-        self._check_access(model)
+        x, y, target = self._checked(model, x, y, target)
         generator = generator if generator is not None else self.make_generator(x.device)
         with evaluation_mode(model):
             oracle = Oracle(model, x.shape[0], x.device)
             nothing_done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             x_adv = self._run(oracle, x, y, target, generator, nothing_done)
         return self.threat.project(x_adv.detach(), x)
+
+    def _checked(
+        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The inputs of ``__call__`` and ``perturb``, checked (box, labels, image shape, model access)."""
+        x, y, target = check_inputs(model, x, y, target)
+        if self.needs_images and x.dim() != 4:
+            raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
+        self._check_access(model)
+        return x, y, target
 
     @abstractmethod
     def _run(
