@@ -8,6 +8,7 @@ the same as in a single process, so the merged result equals the single-process 
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -25,13 +26,22 @@ def rank_and_world() -> tuple[int, int]:
 def init_from_env() -> bool:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1); gloo on CPU, nccl on GPU.
 
-    Returns whether a group is in use.
+    Returns whether a group is in use. A group joined here is left when the process exits: a gloo
+    group still open at interpreter shutdown aborts the process ("terminate called without an active
+    exception", exit status -6) once its peer has gone.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
         return False
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_leave)
     return True
+
+
+def _leave() -> None:
+    """Leave the process group (at exit; every collective of the evaluation has completed by then)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def gather(obj: Any) -> list[Any]:
