@@ -1,0 +1,92 @@
+"""What the fast path (:mod:`advrobust.models.fast_forward`) buys: rows per second of the plain model
+and of the fast path (channels-last weights, chunks of ``CPU_ROWS``), forward only (a query attack's
+pass) and forward+backward w.r.t. the input (a gradient attack's), at several batch sizes.
+
+Timings on a shared CPU drift by tens of percent within a minute, so each configuration is timed in
+short interleaved rounds (plain, fast, plain, fast, ...) and the median of the rounds is reported.
+
+    .venv/bin/python benchmarks/bench_fast_forward.py                       # the default model
+    .venv/bin/python benchmarks/bench_fast_forward.py --model ckpt.safetensors
+
+Writes ``benchmarks/results/fast_forward.json`` (``--results NAME`` for another name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import bench_model, write_results  # noqa: E402
+
+import advrobust as ar  # noqa: E402
+from advrobust.models.fast_forward import CPU_ROWS, FastForward  # noqa: E402
+
+
+def rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                    backward: bool, seconds: float) -> float:
+    """Rows per second of ``fn`` on ``x`` over about ``seconds`` (after one warm-up pass)."""
+
+    def once() -> None:
+        if backward:
+            xv = x.detach().requires_grad_(True)
+            torch.autograd.grad(nn.functional.cross_entropy(fn(xv), y, reduction="sum"), xv)
+        else:
+            with torch.no_grad():
+                fn(x)
+
+    once()
+    start, calls = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        once()
+        calls += 1
+    return len(x) * calls / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="a checkpoint (default: the default model)")
+    parser.add_argument("--rows", default="64,128,256,512", help="batch sizes, comma-separated")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.4, help="length of one timed round")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results", default="fast_forward")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, x_all, _ = bench_model()
+    name = "mnist-cnn (default)"
+    if args.model:
+        model, name = ar.models.load_model(args.model).eval(), Path(args.model).stem
+    rows_list = [int(r) for r in args.rows.split(",")]
+    x_big = x_all[: max(rows_list)]
+    y_big = model(x_big).argmax(1).detach()
+    fast = FastForward(model)
+    fast(x_big[:8])  # the first-call check
+    print(f"{name}: fast path layout {fast.layout}, chunks of {CPU_ROWS} rows")
+    table = []
+    for backward in (False, True):
+        for rows in rows_list:
+            x, y = x_big[:rows], y_big[:rows]
+            plain_runs, fast_runs = [], []
+            for _ in range(args.rounds):
+                plain_runs.append(rows_per_second(model, x, y, backward, args.seconds))
+                fast_runs.append(rows_per_second(fast, x, y, backward, args.seconds))
+            plain, quick = statistics.median(plain_runs), statistics.median(fast_runs)
+            table.append({"pass": "forward+backward" if backward else "forward", "rows": rows,
+                          "plain_rows_per_s": plain, "fast_rows_per_s": quick, "speedup": quick / plain})
+            print(f"{table[-1]['pass']:>16} {rows:4d} rows: plain {plain:8.0f}/s  fast {quick:8.0f}/s  "
+                  f"x{quick / plain:.2f}", flush=True)
+    path = write_results(args.results, {"model": name, "layout": fast.layout, "chunk_rows": CPU_ROWS,
+                                        "rounds": args.rounds, "table": table})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

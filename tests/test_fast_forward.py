@@ -1,0 +1,163 @@
+"""The fast path (channels-last weights, cache-sized chunks) computes the model's own function, never
+changes the user's module, falls back when a model cannot take the layout, and never decides a
+reported success."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import advrobust as ar
+from advrobust.attacks.base import Oracle
+from advrobust.models.fast_forward import CPU_ROWS, FastForward
+
+
+def _cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 7 * 7, 10),
+    ).eval()
+
+
+class _ViewNet(nn.Module):
+    """A ``forward`` that calls ``.view`` on a convolution's output: fails on channels-last strides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+class _LayoutSensitive(nn.Module):
+    """Returns different scores when its convolution output is channels-last (no real model does
+    this; it stands for a fast path that would compute another function)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _cnn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.inner(x)
+        h = self.inner[0](x)
+        if not h.is_contiguous():  # channels-last activation
+            z = z.roll(1, dims=1)
+        return z
+
+
+class _RowCounter(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.rows = inner, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.shape[0])
+        return self.inner(x)
+
+
+def _x(n: int = 300) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+
+
+def test_fast_path_computes_the_same_scores_and_gradients():
+    model, x = _cnn(), _x()
+    fast = FastForward(model)
+    with torch.no_grad():
+        z_fast, z_plain = fast(x), model(x)
+    assert fast.layout == "channels_last"
+    torch.testing.assert_close(z_fast, z_plain, rtol=1e-4, atol=1e-5)
+    y = z_plain.argmax(1)
+    grads = []
+    for f in (fast, model):
+        xv = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(f(xv), y, reduction="sum"), xv)
+        grads.append(g)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_the_users_module_is_left_untouched():
+    model = _cnn()
+    before = {n: (p.data_ptr(), p.stride(), p.detach().clone()) for n, p in model.named_parameters()}
+    ar.attacks.PGD(ar.Linf(eps=0.1), steps=3)(model, _x(20), torch.zeros(20, dtype=torch.long))
+    for n, p in model.named_parameters():
+        ptr, stride, value = before[n]
+        assert (p.data_ptr(), p.stride()) == (ptr, stride), n
+        assert torch.equal(p.detach(), value), n
+        assert p.grad is None
+
+
+def test_large_batches_are_split_into_cache_sized_chunks_in_order():
+    counter = _RowCounter(_cnn())
+    x = _x(2 * CPU_ROWS + 7)
+    with torch.no_grad():
+        out = FastForward(counter)(x)
+        expected = counter.inner(x)
+    assert max(counter.rows) <= CPU_ROWS and sum(counter.rows) >= len(x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_that_cannot_take_the_layout_falls_back_to_the_plain_model():
+    model, x = _ViewNet().eval(), _x(16)
+    fast = FastForward(model)
+    with torch.no_grad():
+        out = fast(x)
+        assert fast.layout == "default"
+        torch.testing.assert_close(out, model(x))
+
+
+def test_a_fast_path_that_changes_the_function_is_not_used():
+    model, x = _LayoutSensitive().eval(), _x(16)
+    fast = FastForward(model)
+    with torch.no_grad():
+        out = fast(x)
+        assert fast.layout == "default"
+        torch.testing.assert_close(out, model(x))
+
+
+def test_reported_successes_are_decided_by_the_plain_model(monkeypatch):
+    """Even a fast path that slipped through the first-call check (here: the check is skipped, and
+    the layout-sensitive model scores differently in it) cannot make the attack report a success the
+    plain model does not show."""
+    monkeypatch.setattr(FastForward, "_check", lambda self, x: setattr(self, "_checked", True))
+    model, x = _LayoutSensitive().eval(), _x(40)
+    y = model(x).argmax(1)
+    res = ar.attacks.FGSM(ar.Linf(eps=0.05))(model, x, y)
+    with torch.no_grad():
+        plain_wrong = model(res.x_adv).argmax(1) != y
+    assert torch.equal(res.success, plain_wrong)
+
+
+def test_the_environment_switch_turns_the_fast_path_off(monkeypatch):
+    monkeypatch.setenv("ADVROBUST_FAST_FORWARD", "0")
+    fast = FastForward(_cnn())
+    assert fast.layout == "default" and fast.rows is None
+
+
+def test_callables_and_black_boxes_are_called_as_they_are():
+    calls = []
+
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return x.flatten(1)[:, :10]
+
+    oracle = Oracle(scores, 300, torch.device("cpu"))
+    oracle.logits(_x(300))
+    assert calls == [300] and oracle.run.layout == "default"
+
+
+@pytest.mark.parametrize("arch", ["mnist-cnn", "small-resnet"])
+def test_registered_architectures_take_the_fast_path(arch):
+    model = ar.models.create(arch, num_classes=10, input_shape=(1, 28, 28), seed=0).eval()
+    fast = FastForward(model)
+    x = _x(8)
+    with torch.no_grad():
+        out = fast(x)
+        torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-5)
+    assert fast.layout == "channels_last"
