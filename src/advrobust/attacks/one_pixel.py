@@ -21,8 +21,9 @@ preset (population 100, 30 generations), ours, for quick audits.
 Speed: the candidates of every still-running image are painted into copies of their images by one
 ``scatter`` and evaluated in batches of up to ``max_batch`` rows, many images' populations per
 forward pass (which the :class:`~advrobust.attacks.base.Oracle` runs in cache-sized chunks and the
-channels-last layout on a CPU: :mod:`advrobust.models.fast_forward`). Exactly ``k`` distinct pixels are written (a candidate whose pixels collide is
-repaired by moving the later pixel to the next free position); nothing else changes.
+channels-last layout on a CPU: :mod:`advrobust.models.fast_forward`). Exactly ``k`` distinct
+pixels are written (a candidate whose pixels collide is repaired by moving the later pixel to the
+next free position); nothing else changes.
 
 One query per distinct image: the model is deterministic, so a candidate that paints an image
 already scored for the same point in this run (a child equal to its parent, to another candidate of
@@ -47,7 +48,6 @@ from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracl
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 from advrobust.threat import L0, Threat
-
 
 
 @dataclass
