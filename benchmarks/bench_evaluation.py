@@ -6,7 +6,8 @@ l∞ ``--eps`` (default 0.3, the MNIST budget of Madry et al. 2018):
 * advrobust ``standard``: robust accuracy, wall time, and the ratio of the wall time to the floor
   (the time of the suite's queries alone: forward+backward passes for the gradient attacks, forward
   passes for Square, timed per row on batches of ``--batch-size``: :func:`suite_floor`);
-* advrobust ``quick`` (FGSM + PGD-40) on the same points, for reference;
+* the other suites of ``--suites`` (default ``standard,quick``; ``plus`` adds restarts) on the same
+  points: ``quick`` (FGSM + PGD-40) shows what a single PGD run overstates;
 * AutoAttack (Croce & Hein 2020, ``version="standard"``: APGD-CE, APGD-T, FAB-T, Square) on the same
   points and model (as TorchScript), in its own process, if ``pyautoattack`` imports in the venv
   named by ``--autoattack-python`` (default ``/tmp/aa_venv/bin/python``: a throwaway venv with
@@ -15,6 +16,7 @@ l∞ ``--eps`` (default 0.3, the MNIST budget of Madry et al. 2018):
 Target (issue 6): our robust accuracy no higher than AutoAttack's (within 0.2 points), in half its time.
 
     .venv/bin/python benchmarks/bench_evaluation.py [--n 500] [--model PATH] [--results NAME]
+        [--suites standard,plus,quick]
 
 Writes ``benchmarks/results/evaluation.json`` (or ``NAME.json``).
 """
@@ -127,22 +129,28 @@ def main() -> None:
     parser.add_argument("--autoattack-python", type=Path, default=Path("/tmp/aa_venv/bin/python"))
     parser.add_argument("--batch-size", type=int, default=256,
                         help="points per batch, ours and AutoAttack's [default: 256, advrobust evaluate's]")
+    parser.add_argument("--suites", default="standard,quick",
+                        help="our suites to run, comma-separated [default: standard,quick]")
     parser.add_argument("--results", default="evaluation",
                         help="name of the results file in benchmarks/results/ [default: evaluation]")
     args = parser.parse_args()
     model, name, x, y = load(args.model, args.n)
     results = {"model": name, "n_points": len(y), "eps": args.eps, "norm": "linf"}
     results["batch_size"] = args.batch_size
-    results["standard"] = ours(model, x, y, "standard", args.eps, args.batch_size)
-    results["quick"] = ours(model, x, y, "quick", args.eps, args.batch_size)
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    for suite in suites:
+        results[suite] = ours(model, x, y, suite, args.eps, args.batch_size)
     results["autoattack_standard"] = autoattack(args.autoattack_python, model, x, y, args.eps, args.batch_size)
     aa = results["autoattack_standard"]
     if "robust_accuracy" in aa:
-        results["robust_accuracy_minus_autoattack"] = results["standard"]["robust_accuracy"] - aa["robust_accuracy"]
-        results["time_ratio_to_autoattack"] = results["standard"]["seconds"] / aa["seconds"]
+        results["versus_autoattack"] = {
+            suite: {"robust_accuracy_minus_autoattack": results[suite]["robust_accuracy"] - aa["robust_accuracy"],
+                    "time_ratio_to_autoattack": results[suite]["seconds"] / aa["seconds"]}
+            for suite in suites
+        }
     path = write_results(args.results, results)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("standard", "quick")}, indent=1, default=float))
-    for key in ("standard", "quick"):
+    print(json.dumps({k: v for k, v in results.items() if k not in suites}, indent=1, default=float))
+    for key in suites:
         r = results[key]
         print(f"{key}: robust {100 * r['robust_accuracy']:.1f}% in {r['seconds']:.1f} s "
               f"({r['ratio_to_floor']:.2f}x floor)")

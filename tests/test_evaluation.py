@@ -186,3 +186,30 @@ def test_package_exports_resolve():
     assert ev.ResultStore is store.ResultStore and ev.transfer_matrix is transfer.transfer_matrix
     assert ev.robustness_curve is curves.robustness_curve
     assert ev.minimal_perturbations is curves.minimal_perturbations
+
+
+def test_suite_entries_may_carry_options(linear_model):
+    from advrobust.evaluation.suites import build_suite
+
+    _, members = build_suite([("pgd", {"steps": 3}), "pgd"], ar.Linf(eps=0.1))
+    assert [m.name for m in members] == ["pgd", "pgd#2"]
+    assert members[0].attack.steps == 3 and members[1].attack.steps != 3
+    _, plus = build_suite("plus", ar.Linf(eps=0.3))
+    restarts = {m.name: getattr(m.attack, "restarts", None) for m in plus}
+    assert restarts["apgd-ce"] == 5 and restarts["apgd-dlr"] == 5
+    with pytest.raises(InputError, match="does not take the options"):
+        build_suite([("pgd", {"stepz": 3})], ar.Linf(eps=0.1))
+    with pytest.raises(InputError, match="name, a \\(name, options\\) pair"):
+        build_suite([("pgd", 3)], ar.Linf(eps=0.1))
+
+
+def test_plus_is_no_weaker_than_standard(small_cnn, mnist_batch):
+    """``plus`` runs ``standard``'s attacks with restarts (restart 0 is the single run: never a point
+    less) and APGD-DLR besides: it never reports a higher robust accuracy on the same points."""
+    x, y = mnist_batch[0][::8], mnist_batch[1][::8]
+    threat = ar.Linf(eps=0.15)
+    standard = ar.evaluate(small_cnn, x, y, threat=threat, suite="standard", batch_size=64)
+    plus = ar.evaluate(small_cnn, x, y, threat=threat, suite="plus", batch_size=64)
+    assert plus.attacks == ["apgd-ce", "apgd-dlr", "apgd-t", "fmn", "square"]
+    assert plus.robust_accuracy[0.15] <= standard.robust_accuracy[0.15] < plus.clean_accuracy
+    assert bool((plus.robust <= plus.clean_correct[None]).all())

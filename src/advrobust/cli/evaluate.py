@@ -152,7 +152,7 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
 @click.option("--norm", default="linf", show_default=True, type=click.Choice(["linf", "l2", "l1", "l0"]))
 @click.option("--eps", "eps_values", multiple=True, metavar="EPS[,EPS...]",
               help="Budgets (repeat or comma-separate) [default for linf: 0.05,0.1,0.2,0.3].")
-@click.option("--suite", default="quick", show_default=True, help="quick, standard or seed.")
+@click.option("--suite", default="quick", show_default=True, help="quick, standard, plus or seed.")
 @click.option("--attack", "attack_names", multiple=True, metavar="NAME",
               help="Run these attacks instead of a suite (repeatable; see `advrobust attacks`).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
