@@ -204,8 +204,8 @@ def test_suite_entries_may_carry_options(linear_model):
 
 
 def test_plus_is_no_weaker_than_standard(small_cnn, mnist_batch):
-    """``plus`` runs ``standard``'s attacks with restarts (restart 0 is the single run: never a point
-    less) and APGD-DLR besides: it never reports a higher robust accuracy on the same points."""
+    """``plus`` runs ``standard``'s attacks and APGD-DLR with restarts besides: it never reports a
+    higher robust accuracy on the same points."""
     x, y = mnist_batch[0][::8], mnist_batch[1][::8]
     threat = ar.Linf(eps=0.15)
     standard = ar.evaluate(small_cnn, x, y, threat=threat, suite="standard", batch_size=64)

@@ -184,13 +184,14 @@ class Square(FixedBudgetAttack):
         n, c = x.shape[:2]
         window = _windows(x, side, generator)
         signs = _signs((n, c, 1, 1), generator, x)
-        cand = torch.where(window, x + eps * signs, best).clamp(0, 1)
+        cand = torch.where(window, (x + eps * signs).clamp(0, 1), best)  # best is in the box already
         for _ in range(10):  # re-draw the signs of a proposal that would not change the image
-            same = ((cand - best).abs() < 1e-7).flatten(1).all(dim=1)
+            # exact comparison: inside the window both are clamp(x ± eps), computed the same way
+            same = ~(cand != best).flatten(1).any(dim=1)
             if not bool(same.any()):
                 break
             signs = torch.where(same.view(n, 1, 1, 1), _signs((n, c, 1, 1), generator, x), signs)
-            cand = torch.where(window, x + eps * signs, best).clamp(0, 1)
+            cand = torch.where(window, (x + eps * signs).clamp(0, 1), best)
         return cand
 
     # --- l2 ------------------------------------------------------------------------------------
