@@ -7,13 +7,13 @@ things matter on a CPU, both measured in ``benchmarks/bench_fast_forward.py``:
 * **Channels-last weights.** PyTorch's default (NCHW) convolution on a CPU is several times slower
   for small images than the oneDNN channels-last kernels, which it picks when a convolution's weight
   is stored channels-last (``N×H×W×C`` strides; Intel's and PyTorch's "channels last" tutorial). On
-  the MNIST CNNs here this makes a forward pass 2–3× faster and a forward+backward pass about 1.5×.
+  the MNIST CNNs here this makes a forward pass 2–4× faster and a forward+backward pass 1.3–1.9×.
   The user's module is never changed: its 4-D parameters are copied once per attack call into the
   channels-last layout and swapped in with :func:`torch.func.functional_call`.
 * **Cache-sized batches.** A batch of a few hundred MNIST rows spills the activations out of the
   CPU's caches; 128 rows per pass ran fastest (:data:`CPU_ROWS`). Larger batches are split and the
-  outputs concatenated. Every model here treats rows independently in eval mode, so the result is
-  the same function of each row.
+  outputs concatenated. A classifier in eval mode treats rows independently (batch norm uses its
+  running statistics), so each row's output is the same whatever batch it came in.
 
 The fast path is only a faster way of computing the same function: on its first call it is checked
 against the model's own forward pass on a few rows, and a model whose output differs (beyond float
