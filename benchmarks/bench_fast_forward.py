@@ -3,7 +3,8 @@ and of the fast path (channels-last weights, chunks of ``CPU_ROWS``), forward on
 pass) and forward+backward w.r.t. the input (a gradient attack's), at several batch sizes.
 
 Timings on a shared CPU drift by tens of percent within a minute, so each configuration is timed in
-short interleaved rounds (plain, fast, plain, fast, ...) and the median of the rounds is reported.
+short interleaved rounds (plain, fast, plain, fast, ...) and the median of the rounds is reported;
+a round is :func:`common.rows_per_second` (forward) or :func:`common.floor_seconds` (forward+backward).
 
     .venv/bin/python benchmarks/bench_fast_forward.py                       # the default model
     .venv/bin/python benchmarks/bench_fast_forward.py --model ckpt.safetensors
@@ -16,38 +17,23 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_model, write_results  # noqa: E402
+from common import bench_model, floor_seconds, rows_per_second, write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
 from advrobust.models.fast_forward import CPU_ROWS, FastForward  # noqa: E402
 
 
-def rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                    backward: bool, seconds: float) -> float:
-    """Rows per second of ``fn`` on ``x`` over about ``seconds`` (after one warm-up pass)."""
-
-    def once() -> None:
-        if backward:
-            xv = x.detach().requires_grad_(True)
-            torch.autograd.grad(nn.functional.cross_entropy(fn(xv), y, reduction="sum"), xv)
-        else:
-            with torch.no_grad():
-                fn(x)
-
-    once()
-    start, calls = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
-        once()
-        calls += 1
-    return len(x) * calls / (time.perf_counter() - start)
+def backward_rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                              passes: int) -> float:
+    """Rows per second of ``passes`` forward+backward passes of ``fn`` w.r.t. the input on ``x``."""
+    fn(x[:1])  # warm-up
+    return len(x) * passes / floor_seconds(fn, x, y, passes=passes, repeats=1)
 
 
 def main() -> None:
@@ -55,7 +41,7 @@ def main() -> None:
     parser.add_argument("--model", help="a checkpoint (default: the default model)")
     parser.add_argument("--rows", default="64,128,256,512", help="batch sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=0.4, help="length of one timed round")
+    parser.add_argument("--passes", type=int, default=20, help="passes timed in one forward+backward round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default="fast_forward")
     args = parser.parse_args()
@@ -76,8 +62,9 @@ def main() -> None:
             x, y = x_big[:rows], y_big[:rows]
             plain_runs, fast_runs = [], []
             for _ in range(args.rounds):
-                plain_runs.append(rows_per_second(model, x, y, backward, args.seconds))
-                fast_runs.append(rows_per_second(fast, x, y, backward, args.seconds))
+                for fn, runs in ((model, plain_runs), (fast, fast_runs)):
+                    runs.append(backward_rows_per_second(fn, x, y, args.passes) if backward
+                                else rows_per_second(fn, tuple(x.shape[1:]), rows))
             plain, quick = statistics.median(plain_runs), statistics.median(fast_runs)
             table.append({"pass": "forward+backward" if backward else "forward", "rows": rows,
                           "plain_rows_per_s": plain, "fast_rows_per_s": quick, "speedup": quick / plain})

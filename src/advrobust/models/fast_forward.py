@@ -7,7 +7,7 @@ things matter on a CPU, both measured in ``benchmarks/bench_fast_forward.py``:
 * **Channels-last weights.** PyTorch's default (NCHW) convolution on a CPU is several times slower
   for small images than the oneDNN channels-last kernels, which it picks when a convolution's weight
   is stored channels-last (``N×H×W×C`` strides; Intel's and PyTorch's "channels last" tutorial). On
-  the MNIST CNNs here this makes a forward pass 2–4× faster and a forward+backward pass 1.3–1.9×.
+  the MNIST CNNs here this makes a forward pass 2–4× faster and a forward+backward pass 1.3–2.1×.
   The user's module is never changed: its 4-D parameters are copied once per attack call into the
   channels-last layout and swapped in with :func:`torch.func.functional_call`.
 * **Cache-sized batches.** A batch of a few hundred MNIST rows spills the activations out of the
