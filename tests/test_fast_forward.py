@@ -4,13 +4,16 @@ reported success."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
 
 import advrobust as ar
 from advrobust.attacks.base import Oracle
-from advrobust.models.fast_forward import CPU_ROWS, FastForward
+from advrobust.models.fast_forward import CPU_ROWS, FROZEN_AFTER_ROWS, FastForward
+from advrobust.models.frozen import ROW_CHOICES, TUNING_PASS_SECONDS, fastest_rows
 
 
 def _cnn(seed: int = 0) -> nn.Module:
@@ -60,6 +63,12 @@ class _RowCounter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.rows.append(x.shape[0])
         return self.inner(x)
+
+
+@pytest.fixture
+def build_at_once(monkeypatch):
+    """Build the frozen copy on the first pass without gradients (the default waits for 16k rows)."""
+    monkeypatch.setattr("advrobust.models.fast_forward.FROZEN_AFTER_ROWS", 1)
 
 
 def _x(n: int = 300) -> torch.Tensor:
@@ -126,10 +135,12 @@ def test_reported_successes_are_decided_by_the_plain_model(monkeypatch):
     assert torch.equal(res.success, plain_wrong)
 
 
-def test_the_environment_switch_turns_the_fast_path_off(monkeypatch):
+def test_the_environment_switch_turns_the_fast_path_off(monkeypatch, build_at_once):
     monkeypatch.setenv("ADVROBUST_FAST_FORWARD", "0")
     fast = FastForward(_cnn())
-    assert fast.layout == "default" and fast.rows is None
+    with torch.no_grad():
+        fast(_x(16))
+    assert fast.layout == "default" and fast.rows is None and not fast.frozen
 
 
 def test_callables_and_black_boxes_are_called_as_they_are():
@@ -153,3 +164,111 @@ def test_registered_architectures_take_the_fast_path(arch):
         out = fast(x)
         torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-5)
     assert fast.layout == "channels_last"
+
+
+# --- the frozen copy for passes without gradients (advrobust.models.frozen) ---------------------
+
+
+class _Branchy(nn.Module):
+    """Data-dependent control flow: a trace records only the branch its example took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = _cnn(0), _cnn(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) if bool(x.mean() > 0.5) else self.b(x)
+
+
+class _Noisy(nn.Module):
+    """A randomized forward pass (as in randomized-smoothing defenses): no two passes agree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _cnn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + 0.1 * torch.randn_like(x))
+
+
+@pytest.mark.parametrize("arch", ["mnist-cnn", "small-resnet"])
+def test_passes_without_gradients_run_on_a_frozen_copy_with_the_same_scores(arch, build_at_once):
+    model = ar.models.create(arch, num_classes=10, input_shape=(1, 28, 28), seed=0).eval()
+    fast, x = FastForward(model), _x(2 * CPU_ROWS + 5)
+    with torch.no_grad():
+        out = fast(x)
+        assert fast.frozen
+        torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-5)
+    xv = x[:4].clone().requires_grad_(True)
+    assert fast(xv).requires_grad  # passes with gradients keep the module's own graph
+
+
+def test_the_frozen_copy_waits_until_enough_rows_ran_without_gradients():
+    fast = FastForward(_cnn())
+    with torch.no_grad():
+        fast(_x(CPU_ROWS))
+        assert not fast.frozen
+        fast(_x(FROZEN_AFTER_ROWS))
+    assert fast.frozen
+
+
+def test_a_traced_branch_is_never_used_for_inputs_that_take_the_other_one(build_at_once):
+    model, dark = _Branchy().eval(), _x(16) * 0.2  # mean < 0.5: branch b
+    fast = FastForward(model)
+    with torch.no_grad():
+        fast(dark)
+        assert not fast.frozen
+        bright = 1 - dark  # mean > 0.5: branch a
+        torch.testing.assert_close(fast(bright), model(bright))
+
+
+def test_a_copy_that_computes_other_scores_is_rejected(build_at_once):
+    fast = FastForward(_Noisy().eval())
+    with torch.no_grad():
+        fast(_x(16))
+    assert not fast.frozen
+
+
+def test_a_copy_is_rebuilt_when_the_weights_change(build_at_once):
+    model, x = _cnn(), _x(32)
+    with torch.no_grad():
+        FastForward(model)(x)
+        model[0].weight.mul_(-1)  # in place, as an optimizer step does
+        fast = FastForward(model)
+        out = fast(x)
+        assert fast.frozen
+        torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_copy_is_not_used_once_a_module_is_put_in_training_mode(build_at_once):
+    """Batch norm in training mode normalizes with each batch's own statistics: the copy built in eval
+    mode is another function then, and no copy of the training-mode model passes the check."""
+    model = ar.models.create("small-resnet", num_classes=10, input_shape=(1, 28, 28), seed=0).eval()
+    with torch.no_grad():
+        FastForward(model)(_x(16))
+        model.stem[1].train()
+        fast = FastForward(model)
+        fast(_x(16))
+    assert not fast.frozen and model.stem[1].training
+
+
+def _timed_forward(per_pass: float, per_row: float, cliff_rows: int | None = None):
+    """A stand-in forward pass that takes ``per_pass + rows·per_row`` seconds (4× per row from
+    ``cliff_rows`` on: the activations spilled out of the cache)."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        spill = 4 if cliff_rows is not None and len(x) >= cliff_rows else 1
+        time.sleep(per_pass + per_row * spill * len(x))
+        return x
+
+    return forward
+
+
+@pytest.mark.parametrize(
+    ("per_pass", "cliff_rows", "expected"),
+    [(0.002, None, 512), (0.002, 512, 256), (0.015, None, 128)],
+    ids=["overhead-bound: largest", "cache cliff: the size before it", "slow model: not tuned"],
+)
+def test_a_frozen_copy_runs_in_the_pass_size_that_is_fastest(per_pass, cliff_rows, expected):
+    assert ROW_CHOICES == (128, 256, 512) and TUNING_PASS_SECONDS < 0.015
+    assert fastest_rows(_timed_forward(per_pass, 5e-6, cliff_rows), _x(8)) == expected

@@ -1,0 +1,152 @@
+"""A frozen, fused copy of a CPU model for the passes that need no gradient (query attacks).
+
+One-Pixel, Square and the fooling images' evolution only read the model's scores, millions of rows
+of them. For such passes a graph with the weights frozen in as constants runs much faster on a CPU
+than the module itself: PyTorch's ``optimize_for_inference`` folds batch norm into the preceding
+convolution, fuses convolution and ReLU, prepacks the weights once into oneDNN's blocked layout and
+keeps the activations in it between layers (PyTorch docs, ``torch.jit.optimize_for_inference``).
+Measured in ``benchmarks/bench_fast_forward.py``: 1.7× (default MNIST CNN) to 2.8× (its width-32
+version) more rows per second than the channels-last path of :mod:`advrobust.models.fast_forward`,
+2.2× on the small ResNet.
+
+The copy is built by tracing (``torch.jit.trace`` → ``freeze`` → ``optimize_for_inference``).
+TorchScript is deprecated in favour of ``torch.compile``; its inductor backend with freezing reaches
+a similar speed here but compiles for 4–6 s per model, longer than a typical One-Pixel run, while a
+trace takes a few hundredths of a second. Where the TorchScript API is gone or fails,
+:func:`build_copy` returns no copy and the caller keeps its own path.
+
+A trace records one path through ``forward``, so a copy is used only if it is the same function:
+
+* tracing must raise no ``TracerWarning`` (data-dependent control flow, a tensor turned into a
+  Python number) and no error;
+* on rows of the first input, at a batch size other than the trace's, its scores must match the
+  plain model's (:func:`same_scores`); a model in training mode fails this check (dropout is random,
+  batch norm uses each batch's own statistics);
+* the weights are frozen in: a copy is kept per model with every module's mode and the identity
+  and version counter of every parameter and buffer, so a change of mode or any in-place change of
+  a weight (an optimizer step, ``load_state_dict``) makes it stale and a new one is built.
+
+A frozen copy runs none of the module's Python side effects (hooks, counters); callers that confirm
+results do so with the plain model. ``ADVROBUST_FAST_FORWARD=0`` turns it off with the rest of the
+fast path.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+#: rows of the first input compared between a frozen copy and the plain model
+CHECK_ROWS = 8
+#: rows per pass tried for a frozen copy, smallest first (the first is ``fast_forward.CPU_ROWS``)
+ROW_CHOICES = (128, 256, 512)
+#: a pass slower than this ends the tuning: the per-pass overhead that larger passes save is noise then
+TUNING_PASS_SECONDS = 0.01
+
+Forward = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """The outcome of one build for one state of a model: ``forward`` is ``None`` when rejected."""
+
+    key: tuple
+    forward: Forward | None
+    rows: int = ROW_CHOICES[0]  # rows per pass, tuned when the copy is built
+
+    def fits(self, x: Tensor) -> bool:
+        """Whether ``x`` has the row shape and dtype this copy was built for."""
+        return self.key[:2] == (tuple(x.shape[1:]), x.dtype)
+
+
+_built: weakref.WeakKeyDictionary[nn.Module, Frozen] = weakref.WeakKeyDictionary()
+
+
+def same_scores(fast: object, plain: object) -> bool:
+    """Whether two outputs are the same scores up to float rounding (relative to their scale)."""
+    if not isinstance(plain, Tensor) or not isinstance(fast, Tensor) or fast.shape != plain.shape:
+        return False
+    scale = float(plain.abs().max()) if plain.numel() else 0.0
+    return bool(torch.allclose(fast, plain, rtol=1e-4, atol=1e-4 * max(scale, 1.0)))
+
+
+def state_key(model: nn.Module, x: Tensor) -> tuple:
+    """What a frozen copy depends on: the input's row shape and dtype, every module's mode, and the
+    identity and version of every parameter and buffer."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return (
+        tuple(x.shape[1:]),
+        x.dtype,
+        tuple(m.training for m in model.modules()),
+        tuple((t.data_ptr(), t._version) for t in tensors),
+    )
+
+
+def cached_copy(model: nn.Module, x: Tensor) -> Frozen | None:
+    """The copy built for the model's current state and this input's row shape, if any."""
+    entry = _built.get(model)
+    return entry if entry is not None and entry.key == state_key(model, x) else None
+
+
+def build_copy(model: nn.Module, x: Tensor) -> Frozen:
+    """Trace, freeze and optimize ``model`` on rows of ``x``; keep the copy if it is the same function."""
+    key = state_key(model, x)
+    probe = x[:CHECK_ROWS].detach()
+    forward = _traced(model, probe) if len(probe) else None
+    with torch.no_grad():
+        entry = Frozen(key, forward, fastest_rows(forward, probe)) if forward is not None else Frozen(key, None)
+    _built[model] = entry
+    return entry
+
+
+def fastest_rows(forward: Forward, probe: Tensor) -> int:
+    """The rows per pass, among :data:`ROW_CHOICES`, at which ``forward`` runs fastest here.
+
+    Larger passes cost less per-pass overhead and split better across threads, until their
+    activations spill out of the CPU's caches: the frozen default MNIST CNN runs 7% faster in
+    passes of 256 rows than of 128, its width-32 version half as fast in passes of 512 as of 256
+    (``benchmarks/bench_fast_forward.py``). Each size is timed on copies of the probe rows, best of
+    two passes after two warm-up passes (TorchScript profiles a new input shape on its first
+    runs); tuning stops at the first size that is slower than the one before, or whose pass takes
+    longer than :data:`TUNING_PASS_SECONDS`.
+    """
+    best, best_speed = ROW_CHOICES[0], 0.0
+    for rows in ROW_CHOICES:
+        batch = probe.repeat(-(-rows // len(probe)), *([1] * (probe.dim() - 1)))[:rows]
+        for _ in range(2):
+            forward(batch)
+        seconds = min(_seconds(forward, batch) for _ in range(2))
+        if rows / seconds <= best_speed:
+            break
+        best, best_speed = rows, rows / seconds
+        if seconds > TUNING_PASS_SECONDS:
+            break
+    return best
+
+
+def _seconds(forward: Forward, batch: Tensor) -> float:
+    start = time.perf_counter()
+    forward(batch)
+    return time.perf_counter() - start
+
+
+def _traced(model: nn.Module, probe: Tensor) -> Forward | None:
+    example = torch.cat([probe, probe])  # traced at 2p rows, checked at p: no batch size baked in
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            traced = torch.jit.trace(model, example, check_trace=False)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            fast, plain = frozen(probe), model(probe)
+            unsound = any(issubclass(w.category, torch.jit.TracerWarning) for w in caught)
+        except Exception:  # noqa: BLE001 - any failure to trace or run means: no frozen copy
+            return None
+    if unsound:
+        return None
+    return frozen if same_scores(fast, plain) else None
