@@ -289,8 +289,8 @@ class _Context:
         for start in range(0, len(img), self.max_batch):
             rows = slice(start, start + self.max_batch)
             i = img[rows]
-            painted = _paint(self.flat[i], pos[rows], vals[rows])  # indexing copies: painted in place
-            z = self.oracle.logits(painted.reshape(-1, *self.shape), index=self.points[i])
+            painted = _paint(self.flat.index_select(0, i), pos[rows], vals[rows])  # a copy: painted in place
+            z = self.oracle.logits(painted.reshape(-1, *self.shape), index=self.points.index_select(0, i))
             logp = torch.log_softmax(z.float(), dim=1)
             if self.target is None:
                 fitness[rows] = -logp.gather(1, self.y[i, None]).squeeze(1)
