@@ -1,9 +1,10 @@
 """What the fast path (:mod:`advrobust.models.fast_forward`) buys: rows per second of the plain model
 and of the fast path (channels-last weights, chunks of ``CPU_ROWS``), forward only (a query attack's
-pass) and forward+backward w.r.t. the input (a gradient attack's), at several batch sizes.
+pass) and forward+backward w.r.t. the input (a gradient attack's), at several batch sizes; for the
+forward pass also of the frozen copy (:mod:`advrobust.models.frozen`) that query attacks run on.
 
 Timings on a shared CPU drift by tens of percent within a minute, so each configuration is timed in
-short interleaved rounds (plain, fast, plain, fast, ...) and the median of the rounds is reported;
+short interleaved rounds (plain, fast, frozen, plain, ...) and the median of the rounds is reported;
 a round is :func:`common.rows_per_second` (forward) or :func:`common.floor_seconds` (forward+backward).
 
     .venv/bin/python benchmarks/bench_fast_forward.py                       # the default model
@@ -27,6 +28,7 @@ from common import bench_model, floor_seconds, rows_per_second, write_results  #
 
 import advrobust as ar  # noqa: E402
 from advrobust.models.fast_forward import CPU_ROWS, FastForward  # noqa: E402
+from advrobust.models.frozen import build_copy  # noqa: E402
 
 
 def backward_rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -53,24 +55,34 @@ def main() -> None:
     rows_list = [int(r) for r in args.rows.split(",")]
     x_big = x_all[: max(rows_list)]
     y_big = model(x_big).argmax(1).detach()
-    fast = FastForward(model)
+    fast = FastForward(model, freeze=False)  # the channels-last path alone
     fast(x_big[:8])  # the first-call check
-    print(f"{name}: fast path layout {fast.layout}, chunks of {CPU_ROWS} rows")
+    build_copy(model, x_big)  # what a query attack's FastForward builds after its first rows
+    frozen = FastForward(model)
+    with torch.no_grad():
+        frozen(x_big[:8])
+    print(f"{name}: fast path layout {fast.layout}, chunks of {CPU_ROWS} rows, "
+          f"frozen copy {'in use' if frozen.frozen else 'rejected (the fast path runs instead)'}")
     table = []
     for backward in (False, True):
         for rows in rows_list:
             x, y = x_big[:rows], y_big[:rows]
-            plain_runs, fast_runs = [], []
+            runs: dict[str, list[float]] = {"plain": [], "fast": [], "frozen": []}
+            contenders = {"plain": model, "fast": fast, **({} if backward else {"frozen": frozen})}
             for _ in range(args.rounds):
-                for fn, runs in ((model, plain_runs), (fast, fast_runs)):
-                    runs.append(backward_rows_per_second(fn, x, y, args.passes) if backward
-                                else rows_per_second(fn, tuple(x.shape[1:]), rows))
-            plain, quick = statistics.median(plain_runs), statistics.median(fast_runs)
-            table.append({"pass": "forward+backward" if backward else "forward", "rows": rows,
-                          "plain_rows_per_s": plain, "fast_rows_per_s": quick, "speedup": quick / plain})
-            print(f"{table[-1]['pass']:>16} {rows:4d} rows: plain {plain:8.0f}/s  fast {quick:8.0f}/s  "
-                  f"x{quick / plain:.2f}", flush=True)
-    path = write_results(args.results, {"model": name, "layout": fast.layout, "chunk_rows": CPU_ROWS,
+                for key, fn in contenders.items():
+                    runs[key].append(backward_rows_per_second(fn, x, y, args.passes) if backward
+                                     else rows_per_second(fn, tuple(x.shape[1:]), rows))
+            speed = {key: statistics.median(r) for key, r in runs.items() if r}
+            row = {"pass": "forward+backward" if backward else "forward", "rows": rows,
+                   **{f"{key}_rows_per_s": v for key, v in speed.items()},
+                   **{f"{key}_speedup": v / speed["plain"] for key, v in speed.items() if key != "plain"}}
+            table.append(row)
+            print(f"{row['pass']:>16} {rows:4d} rows: " + "  ".join(
+                f"{key} {v:8.0f}/s" + (f" x{v / speed['plain']:.2f}" if key != "plain" else "")
+                for key, v in speed.items()), flush=True)
+    path = write_results(args.results, {"model": name, "layout": fast.layout, "frozen": frozen.frozen,
+                                        "chunk_rows": CPU_ROWS,
                                         "rounds": args.rounds, "table": table})
     print(f"wrote {path}")
 
