@@ -181,18 +181,23 @@ class Square(FixedBudgetAttack):
 
     @staticmethod
     def _step_linf(x: Tensor, best: Tensor, eps: float, side: int, generator: torch.Generator) -> Tensor:
+        """The proposal: a random ``side×side`` window of each point set to ``x ± ε`` per channel
+        (clipped to the box), the rest as ``best``. Signs whose proposal would not change the image
+        are re-drawn, up to 10 times (as in the authors' code). Whether a proposal changes the image
+        is read per channel from two masks computed once, not by building each proposal."""
         n, c = x.shape[:2]
         window = _windows(x, side, generator)
+        up, down = (x + eps).clamp(0, 1), (x - eps).clamp(0, 1)
+        # exact comparisons: inside the window best holds clamp(x ± ε), computed the same way
+        moves_up = ((up != best) & window).flatten(2).any(dim=2)  # (N, C)
+        moves_down = ((down != best) & window).flatten(2).any(dim=2)
         signs = _signs((n, c, 1, 1), generator, x)
-        cand = torch.where(window, (x + eps * signs).clamp(0, 1), best)  # best is in the box already
-        for _ in range(10):  # re-draw the signs of a proposal that would not change the image
-            # exact comparison: inside the window both are clamp(x ± eps), computed the same way
-            same = ~(cand != best).flatten(1).any(dim=1)
+        for _ in range(10):
+            same = ~torch.where(signs.view(n, c) > 0, moves_up, moves_down).any(dim=1)
             if not bool(same.any()):
                 break
             signs = torch.where(same.view(n, 1, 1, 1), _signs((n, c, 1, 1), generator, x), signs)
-            cand = torch.where(window, (x + eps * signs).clamp(0, 1), best)
-        return cand
+        return torch.where(window, torch.where(signs > 0, up, down), best)
 
     # --- l2 ------------------------------------------------------------------------------------
     @staticmethod
