@@ -144,3 +144,17 @@ def test_access_and_configuration():
         Square(ar.Linf(eps=0.1), queries=0)
     with pytest.raises(InputError):
         Square(ar.Linf(eps=0.1), p_init=1.5)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_linf_proposals_change_the_image_where_a_sign_can(channels):
+    """On black images (x = best = 0) only +ε changes a pixel: the signs that would leave the image
+    as it is are re-drawn (up to 10 times), so nearly every proposal moves, and only in its window."""
+    n, side, eps = 400, 3, 0.3
+    x = torch.zeros(n, channels, 8, 8)
+    cand = Square._step_linf(x, x.clone(), eps, side, torch.Generator().manual_seed(0))
+    changed = (cand != x).flatten(1).any(dim=1)
+    assert changed.float().mean() > 0.98  # one draw alone: 1/2 (grey) or 7/8 (RGB)
+    assert set(cand.unique().tolist()) <= {0.0, float(torch.tensor(eps))}  # eps in float32
+    per_pixel = (cand != x).any(dim=1).flatten(1).sum(dim=1)
+    assert int(per_pixel.max()) <= side * side
