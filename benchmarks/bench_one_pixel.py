@@ -7,7 +7,7 @@ seeded random other class), queries per image, wall time, and the ratio to the f
 a query attack: its floor is the time of the same number of *forward* passes of the plain model
 (in the batches of ``CPU_ROWS`` rows the model sees), measured as rows per second on this machine.
 The attack's passes run on a frozen, fused copy of the model (:mod:`advrobust.models.frozen`, built
-after its first 16k rows), about 3.5× faster than the plain model's forward pass, so its ratio to
+after its first 8k rows), about 3.5× faster than the plain model's forward pass, so its ratio to
 this floor is below 1.
 
 Peer: if ``$ART_PYTHON`` (default ``/tmp/peers/bin/python``) is a Python with the same torch, IBM

@@ -16,10 +16,9 @@ things matter on a CPU, all measured in ``benchmarks/bench_fast_forward.py``:
   running statistics), so each row's output is the same whatever batch it came in.
 * **A frozen copy for passes without gradients.** Query attacks only read scores; for those passes
   a traced, frozen and oneDNN-fused copy of the model (:mod:`advrobust.models.frozen`) runs another
-  1.5–2.8× faster, in passes of the size that runs fastest on this machine (tuned when the copy is
-  built). It is built once a :class:`FastForward` has run :data:`FROZEN_AFTER_ROWS` rows without
-  gradients (so a short call never pays for the build), or at once when a copy for the model's
-  current weights already exists, and it is checked against the plain model like the rest.
+  1.5–2.8× faster. A :class:`FastForward` switches to it once it has run :data:`FROZEN_AFTER_ROWS`
+  rows without gradients (so a short call never pays for the build; the copy is then kept for the
+  model's current weights), and the copy is checked against the plain model like the rest.
 
 The fast path is only a faster way of computing the same function: on its first call it is checked
 against the model's own forward pass on a few rows, and a model whose output differs (beyond float
@@ -42,9 +41,9 @@ from advrobust.models.frozen import CHECK_ROWS, Frozen, build_copy, cached_copy,
 
 #: rows per forward pass on a CPU (cache-sized; see the module docstring)
 CPU_ROWS = 128
-#: rows run without gradients before a frozen copy is built: about what the build (trace, check, tuning
-#: of the pass size: 0.1-0.2 s on the MNIST models) saves on the rows after it
-FROZEN_AFTER_ROWS = 16384
+#: rows run without gradients before switching to a frozen copy: about what building one (trace, check:
+#: a few hundredths of a second on the MNIST models) saves on the rows after it
+FROZEN_AFTER_ROWS = 8192
 
 
 def enabled() -> bool:
@@ -102,9 +101,9 @@ class FastForward:
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.freeze and self.rows is not None and not torch.is_grad_enabled():
-            copy = self._frozen_copy(x)
-            if copy is not None and copy.forward is not None:
-                return _chunked(copy.forward, x, copy.rows)
+            inference = self._frozen_forward(x)
+            if inference is not None:
+                return _chunked(inference, x, self.rows)
         if self._weights is not None and not self._checked:
             self._check(x)
         return _chunked(self._pass, x, self.rows)
@@ -118,15 +117,19 @@ class FastForward:
             return self.model(x)
         return functional_call(self.model, self._weights, (x,))
 
-    def _frozen_copy(self, x: Tensor) -> Frozen | None:
-        """The frozen copy for this call's passes without gradients, once it is worth building."""
+    def _frozen_forward(self, x: Tensor) -> Callable[[Tensor], Tensor] | None:
+        """The frozen copy for this call's passes without gradients, from the call in which this
+        instance reaches :data:`FROZEN_AFTER_ROWS` rows without gradients on. The switch point
+        depends only on the calls, never on what ran before in the process (a copy cached by an
+        earlier attack saves the build, not the rows before the switch): the two paths round
+        differently, so an attack run twice with one seed gives the same result."""
         if self._frozen is None or not self._frozen.fits(x):
             self._rows_without_grad += x.shape[0]
+            if self._rows_without_grad < FROZEN_AFTER_ROWS:
+                return None
             assert isinstance(self.model, nn.Module)  # rows is set only for modules
-            self._frozen = cached_copy(self.model, x)
-            if self._frozen is None and self._rows_without_grad >= FROZEN_AFTER_ROWS:
-                self._frozen = build_copy(self.model, x)
-        return self._frozen
+            self._frozen = cached_copy(self.model, x) or build_copy(self.model, x)
+        return self._frozen.forward
 
     def _check(self, x: Tensor) -> None:
         """Use the fast path only if it computes the model's function on the first rows of ``x``."""

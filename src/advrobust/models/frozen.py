@@ -3,8 +3,8 @@
 One-Pixel, Square and the fooling images' evolution only read the model's scores, millions of rows
 of them. For such passes a graph with the weights frozen in as constants runs much faster on a CPU
 than the module itself: PyTorch's ``optimize_for_inference`` folds batch norm into the preceding
-convolution, fuses convolution and ReLU, prepacks the weights once into oneDNN's blocked layout and
-keeps the activations in it between layers (PyTorch docs, ``torch.jit.optimize_for_inference``).
+convolution, prepacks the weights once into oneDNN's blocked layout, keeps the activations in it
+between layers and applies ReLU in place (PyTorch docs, ``torch.jit.optimize_for_inference``).
 Measured in ``benchmarks/bench_fast_forward.py``: 1.7× (default MNIST CNN) to 2.8× (its width-32
 version) more rows per second than the channels-last path of :mod:`advrobust.models.fast_forward`,
 2.2× on the small ResNet.
@@ -33,7 +33,6 @@ fast path.
 
 from __future__ import annotations
 
-import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -44,10 +43,6 @@ from torch import Tensor, nn
 
 #: rows of the first input compared between a frozen copy and the plain model
 CHECK_ROWS = 8
-#: rows per pass tried for a frozen copy, smallest first (the first is ``fast_forward.CPU_ROWS``)
-ROW_CHOICES = (128, 256, 512)
-#: a pass slower than this ends the tuning: the per-pass overhead that larger passes save is noise then
-TUNING_PASS_SECONDS = 0.01
 
 Forward = Callable[[Tensor], Tensor]
 
@@ -58,7 +53,6 @@ class Frozen:
 
     key: tuple
     forward: Forward | None
-    rows: int = ROW_CHOICES[0]  # rows per pass, tuned when the copy is built
 
     def fits(self, x: Tensor) -> bool:
         """Whether ``x`` has the row shape and dtype this copy was built for."""
@@ -99,41 +93,9 @@ def build_copy(model: nn.Module, x: Tensor) -> Frozen:
     key = state_key(model, x)
     probe = x[:CHECK_ROWS].detach()
     forward = _traced(model, probe) if len(probe) else None
-    with torch.no_grad():
-        entry = Frozen(key, forward, fastest_rows(forward, probe)) if forward is not None else Frozen(key, None)
+    entry = Frozen(key, forward)
     _built[model] = entry
     return entry
-
-
-def fastest_rows(forward: Forward, probe: Tensor) -> int:
-    """The rows per pass, among :data:`ROW_CHOICES`, at which ``forward`` runs fastest here.
-
-    Larger passes cost less per-pass overhead and split better across threads, until their
-    activations spill out of the CPU's caches: the frozen default MNIST CNN runs 7% faster in
-    passes of 256 rows than of 128, its width-32 version half as fast in passes of 512 as of 256
-    (``benchmarks/bench_fast_forward.py``). Each size is timed on copies of the probe rows, best of
-    two passes after two warm-up passes (TorchScript profiles a new input shape on its first
-    runs); tuning stops at the first size that is slower than the one before, or whose pass takes
-    longer than :data:`TUNING_PASS_SECONDS`.
-    """
-    best, best_speed = ROW_CHOICES[0], 0.0
-    for rows in ROW_CHOICES:
-        batch = probe.repeat(-(-rows // len(probe)), *([1] * (probe.dim() - 1)))[:rows]
-        for _ in range(2):
-            forward(batch)
-        seconds = min(_seconds(forward, batch) for _ in range(2))
-        if rows / seconds <= best_speed:
-            break
-        best, best_speed = rows, rows / seconds
-        if seconds > TUNING_PASS_SECONDS:
-            break
-    return best
-
-
-def _seconds(forward: Forward, batch: Tensor) -> float:
-    start = time.perf_counter()
-    forward(batch)
-    return time.perf_counter() - start
 
 
 def _traced(model: nn.Module, probe: Tensor) -> Forward | None:
