@@ -16,7 +16,7 @@ things matter on a CPU, all measured in ``benchmarks/bench_fast_forward.py``:
   running statistics), so each row's output is the same whatever batch it came in.
 * **A frozen copy for passes without gradients.** Query attacks only read scores; for those passes
   a traced, frozen and oneDNN-fused copy of the model (:mod:`advrobust.models.frozen`) runs another
-  1.5–2.8× faster. A :class:`FastForward` switches to it once it has run :data:`FROZEN_AFTER_ROWS`
+  1.35–2× faster. A :class:`FastForward` switches to it once it has run :data:`FROZEN_AFTER_ROWS`
   rows without gradients (so a short call never pays for the build; the copy is then kept for the
   model's current weights), and the copy is checked against the plain model like the rest.
 
