@@ -249,7 +249,6 @@ def test_a_copy_is_not_used_once_a_module_is_put_in_training_mode(build_at_once)
     assert not fast.frozen and model.stem[1].training
 
 
-
 def test_the_switch_to_a_frozen_copy_does_not_depend_on_earlier_attacks():
     """A copy cached by an earlier attack saves the build, never the rows before the switch: the
     paths round differently, so an attack must not run otherwise because of what ran before it."""
