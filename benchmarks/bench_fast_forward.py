@@ -65,13 +65,13 @@ def main() -> None:
     for backward in (False, True):
         for rows in rows_list:
             x, y = x_big[:rows], y_big[:rows]
-            runs: dict[str, list[float]] = {"plain": [], "fast": [], "frozen": []}
             contenders = {"plain": model, "fast": fast, **({} if backward else {"frozen": frozen})}
+            runs: dict[str, list[float]] = {key: [] for key in contenders}
             for _ in range(args.rounds):
                 for key, fn in contenders.items():
                     runs[key].append(backward_rows_per_second(fn, x, y, args.passes) if backward
                                      else rows_per_second(fn, tuple(x.shape[1:]), rows))
-            speed = {key: statistics.median(r) for key, r in runs.items() if r}
+            speed = {key: statistics.median(r) for key, r in runs.items()}
             row = {"pass": "forward+backward" if backward else "forward", "rows": rows,
                    **{f"{key}_rows_per_s": v for key, v in speed.items()},
                    **{f"{key}_speedup": v / speed["plain"] for key, v in speed.items() if key != "plain"}}

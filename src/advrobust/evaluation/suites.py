@@ -39,10 +39,13 @@ from advrobust.threat import Threat, threat_from_name
 #: a registry name, or a name with the options that replace its defaults
 Entry = str | tuple[str, dict[str, Any]]
 
+#: standard's and plus' restarts (see the module docstring)
+_RESTARTS = {"restarts": 5}
+
 SUITES: dict[str, tuple[Entry, ...]] = {
     "quick": ("fgsm", "pgd"),
-    "standard": (("apgd-ce", {"restarts": 5}), "apgd-t", "fmn", "square"),
-    "plus": (("apgd-ce", {"restarts": 5}), ("apgd-dlr", {"restarts": 5}), "apgd-t", "fmn", "square"),
+    "standard": (("apgd-ce", _RESTARTS), "apgd-t", "fmn", "square"),
+    "plus": (("apgd-ce", _RESTARTS), ("apgd-dlr", _RESTARTS), "apgd-t", "fmn", "square"),
     "seed": ("fgsm", "i-fgsm", "mi-fgsm", "one-pixel", "lbfgs", "jsma"),
 }
 
