@@ -136,7 +136,8 @@ class Oracle:
         self.access: Access = model_access(model)
         self.queries = torch.zeros(n, dtype=torch.long, device=device)
 
-    def _count(self, rows: int, index: Tensor | None) -> None:
+    def count(self, rows: int, index: Tensor | None) -> None:
+        """Count one query per row, for points ``index`` (``None``: one row per point of the batch)."""
         if index is None:
             if rows != self.queries.shape[0]:
                 raise ValueError("Oracle: pass `index` when querying a subset of the points")
@@ -167,7 +168,7 @@ class Oracle:
     @torch.no_grad()
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         """The model's output for ``x``: one query per row."""
-        self._count(x.shape[0], index)
+        self.count(x.shape[0], index)
         return self._forward(x)
 
     def logits_and_grad(
@@ -186,7 +187,7 @@ class Oracle:
                 f"this attack needs gradients, but the model offers only {self.access}: "
                 "use a query attack (e.g. 'square', 'one-pixel') or pass a differentiable torch model"
             )
-        self._count(x.shape[0], index)
+        self.count(x.shape[0], index)
         with torch.enable_grad():
             x_var = x.detach().requires_grad_(True)
             z = self._forward(x_var)

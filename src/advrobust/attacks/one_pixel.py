@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle, check_inputs, evaluation_mode
+from advrobust.attacks.pixel_edits import PixelEdits, paint
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 from advrobust.threat import L0, Threat
@@ -164,7 +165,7 @@ class OnePixel(FixedBudgetAttack):
         lost = (~won).nonzero().squeeze(1)
         fittest = pop.fitness[lost].argmax(dim=1)
         pos[lost], vals[lost] = pop.pos[lost, fittest], pop.vals[lost, fittest]
-        x_adv[points] = _paint(ctx.flat.clone(), pos, vals).reshape(-1, c, h, w)
+        x_adv[points] = paint(ctx.flat.clone(), pos, vals).reshape(-1, c, h, w)
         return x_adv
 
     def _initial(self, ctx: _Context, generator: torch.Generator) -> tuple[_Population, Tensor]:
@@ -213,6 +214,7 @@ class _Context:
         # coordinates live in [0, H) × [0, W): the upper bound is clipped just below H and W
         self.upper = (bounds - torch.tensor([1e-3, 1e-3] + [0.0] * c, dtype=flat.dtype, device=flat.device)).repeat(k)
         self.memo = _Memo(1 + k * (1 + c), flat.device)
+        self.edits = PixelEdits(oracle, flat.view(-1, *shape), points, k)
 
     def decode(self, genes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Genes -> (genes with collisions repaired, flat positions ``(B,P,k)``, values ``(B,P,k,C)``)."""
@@ -289,8 +291,7 @@ class _Context:
         for start in range(0, len(img), self.max_batch):
             rows = slice(start, start + self.max_batch)
             i = img[rows]
-            painted = _paint(self.flat.index_select(0, i), pos[rows], vals[rows])  # a copy: painted in place
-            z = self.oracle.logits(painted.reshape(-1, *self.shape), index=self.points.index_select(0, i))
+            z = self.edits.logits(i, pos[rows], vals[rows])
             logp = torch.log_softmax(z.float(), dim=1)
             if self.target is None:
                 fitness[rows] = -logp.gather(1, self.y[i, None]).squeeze(1)
@@ -369,12 +370,6 @@ def _merge_sorted(old: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> tuple[Ten
     stays = torch.ones(n, dtype=torch.bool, device=at.device).index_fill_(0, at, False).nonzero().squeeze(1)
     return tuple(o.new_empty(n, *o.shape[1:]).index_copy_(0, at, m).index_copy_(0, stays, o)
                  for o, m in zip(old, new, strict=True))
-
-
-def _paint(flat: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-    """Set, in place, pixels ``pos`` (``R×k``) of ``flat`` (``R×C×HW``) to ``vals`` (``R×k×C``)."""
-    r, c, _ = flat.shape
-    return flat.scatter_(2, pos[:, None, :].expand(r, c, pos.shape[1]), vals.transpose(1, 2).to(flat.dtype))
 
 
 def _distinct_parents(b: int, p: int, generator: torch.Generator, device: torch.device) -> Tensor:

@@ -95,12 +95,18 @@ class FastForward:
         return "channels_last" if self._weights is not None else "default"
 
     @property
+    def may_freeze(self) -> bool:
+        """Whether passes without gradients may run on frozen or local copies (a CPU module, the fast
+        path on, ``freeze`` not turned off)."""
+        return self.freeze and self.rows is not None
+
+    @property
     def frozen(self) -> bool:
         """Whether passes without gradients run on a frozen copy of the model."""
         return self._frozen is not None and self._frozen.forward is not None
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self.freeze and self.rows is not None and not torch.is_grad_enabled():
+        if self.may_freeze and not torch.is_grad_enabled():
             inference = self._frozen_forward(x)
             if inference is not None:
                 return _chunked(inference, x, self.rows)

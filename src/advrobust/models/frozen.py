@@ -93,20 +93,22 @@ def build_copy(model: nn.Module, x: Tensor) -> Frozen:
     """Trace, freeze and optimize ``model`` on rows of ``x``; keep the copy if it is the same function."""
     key = state_key(model, x)
     probe = x[:CHECK_ROWS].detach()
-    forward = _traced(model, probe) if len(probe) else None
+    forward = frozen_trace(model, (probe,)) if len(probe) else None
     entry = Frozen(key, forward)
     _built[model] = entry
     return entry
 
 
-def _traced(model: nn.Module, probe: Tensor) -> Forward | None:
-    example = torch.cat([probe, probe])  # traced at 2p rows, checked at p: no batch size baked in
+def frozen_trace(model: nn.Module, probe: tuple[Tensor, ...]) -> Callable[..., Tensor] | None:
+    """``model`` traced, frozen and optimized for inputs like ``probe`` (one tensor per argument, rows
+    first), or ``None`` unless that is the same function (see the module docstring)."""
+    example = tuple(torch.cat([p, p]) for p in probe)  # traced at 2p rows, checked at p: no batch size baked in
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             traced = torch.jit.trace(model, example, check_trace=False)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-            fast, plain = frozen(probe), model(probe)
+            fast, plain = frozen(*probe), model(*probe)
             unsound = any(issubclass(w.category, torch.jit.TracerWarning) for w in caught)
         except Exception:  # noqa: BLE001 - any failure to trace or run means: no frozen copy
             return None

@@ -1,0 +1,45 @@
+"""How l0 query attacks reach the model: scores of copies of their images with a few pixels replaced.
+
+One-Pixel scores its candidates as edits of the images under attack. Each edit is one query of the
+:class:`~advrobust.attacks.base.Oracle`. A one-pixel edit of a white-box CPU model that
+:func:`~advrobust.models.local_forward.local_forward` accepts (a chain of local layers into a dense
+layer, e.g. the default MNIST CNN) is computed on the pixel's receptive field only; every other edit
+is painted into a whole copy of its image and run through the oracle's fast path. Both compute the
+model's function up to float rounding, and attacks confirm every success with the plain model.
+``ADVROBUST_FAST_FORWARD=0`` (or an oracle whose :class:`~advrobust.models.fast_forward.FastForward`
+does not freeze) keeps every edit on whole images.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from advrobust.attacks.base import Oracle
+from advrobust.models.local_forward import LocalForward, local_forward
+
+
+class PixelEdits:
+    """Logits of edits of ``base`` (``B×C×H×W``): ``logits(img, pos, vals)`` for rows that set pixels
+    ``pos`` (``R×k``, flat ``row·W + col``) of images ``img`` (``R``) to ``vals`` (``R×k×C``); a query
+    of point ``points[img]`` each."""
+
+    def __init__(self, oracle: Oracle, base: Tensor, points: Tensor, pixels: int) -> None:
+        self.oracle, self.base, self.points = oracle, base, points
+        self.local: LocalForward | None = None
+        model = oracle.model
+        if pixels == 1 and oracle.access == "gradients" and oracle.run.may_freeze and isinstance(model, nn.Module):
+            self.local = local_forward(model, base)
+
+    def logits(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+        index = self.points.index_select(0, img)
+        if self.local is None:
+            painted = paint(self.base.flatten(2).index_select(0, img), pos, vals)  # a copy: painted in place
+            return self.oracle.logits(painted.view(-1, *self.base.shape[1:]), index=index)
+        self.oracle.count(len(img), index)
+        return self.local(img, pos.view(-1), vals.view(len(img), -1))
+
+
+def paint(flat: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+    """Set, in place, pixels ``pos`` (``R×k``) of ``flat`` (``R×C×HW``) to ``vals`` (``R×k×C``)."""
+    r, c, _ = flat.shape
+    return flat.scatter_(2, pos[:, None, :].expand(r, c, pos.shape[1]), vals.transpose(1, 2).to(flat.dtype))
