@@ -1,7 +1,10 @@
 """What the fast path (:mod:`advrobust.models.fast_forward`) buys: rows per second of the plain model
 and of the fast path (channels-last weights, chunks of ``CPU_ROWS``), forward only (a query attack's
 pass) and forward+backward w.r.t. the input (a gradient attack's), at several batch sizes; for the
-forward pass also of the frozen copy (:mod:`advrobust.models.frozen`) that query attacks run on.
+forward pass also of the frozen copy (:mod:`advrobust.models.frozen`) that query attacks run on; and
+for One-Pixel's passes (``EDITS`` one-pixel edits of 100 test images), whole painted images through
+the plain model and the frozen copy against the receptive-field forward
+(:mod:`advrobust.models.local_forward`), which computes only the window an edit can change.
 
 Timings on a shared CPU drift by tens of percent within a minute, so each configuration is timed in
 short interleaved rounds (plain, fast, frozen, plain, ...) and the median of the rounds is reported;
@@ -24,10 +27,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_model, floor_seconds, rows_per_second, write_results  # noqa: E402
+from common import bench_model, floor_seconds, rows_per_second, timed, write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
 from advrobust.models.fast_forward import CPU_ROWS, FROZEN_AFTER_ROWS, FastForward  # noqa: E402
+from advrobust.models.local_forward import local_forward  # noqa: E402
+from advrobust.tensors import paint  # noqa: E402
+
+#: one-pixel edits per timed pass: One-Pixel's ``max_batch``
+EDITS = 8192
 
 
 def backward_rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -35,6 +43,31 @@ def backward_rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torc
     """Rows per second of ``passes`` forward+backward passes of ``fn`` w.r.t. the input on ``x``."""
     fn(x[:1])  # warm-up
     return len(x) * passes / floor_seconds(fn, x, y, passes=passes, repeats=1)
+
+
+def one_pixel_edits(model: torch.nn.Module, frozen: FastForward, x: torch.Tensor, rounds: int) -> dict[str, float]:
+    """Median rows per second of ``EDITS`` random one-pixel edits of the images ``x``: painted into whole
+    copies and run through the plain model (in ``CPU_ROWS`` chunks) and the frozen copy, and the local
+    forward (``None`` where the model gets none)."""
+    gen = torch.Generator().manual_seed(0)
+    n, c, h, w = x.shape
+    img = torch.randint(0, n, (EDITS,), generator=gen)
+    pos = torch.randint(0, h * w, (EDITS,), generator=gen)
+    vals = torch.rand(EDITS, c, generator=gen)
+
+    def painted() -> torch.Tensor:
+        return paint(x.flatten(2).index_select(0, img), pos[:, None], vals[:, None, :]).view(-1, c, h, w)
+
+    local = local_forward(model, x)
+    contenders = {"plain": lambda: frozen.exact(painted()), "frozen": lambda: frozen(painted())}
+    if local is not None:
+        contenders["local"] = lambda: local(img, pos, vals)
+    runs: dict[str, list[float]] = {key: [] for key in contenders}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for key, fn in contenders.items():
+                runs[key].append(EDITS / timed(fn)[0])
+    return {key: statistics.median(r) for key, r in runs.items()}
 
 
 def main() -> None:
@@ -79,9 +112,12 @@ def main() -> None:
             print(f"{row['pass']:>16} {rows:4d} rows: " + "  ".join(
                 f"{key} {v:8.0f}/s" + (f" x{v / speed['plain']:.2f}" if key != "plain" else "")
                 for key, v in speed.items()), flush=True)
+    edits = one_pixel_edits(model, frozen, x_all[:100], args.rounds)
+    print(f"{EDITS} one-pixel edits: " + "  ".join(f"{key} {v:8.0f}/s" for key, v in edits.items()))
     path = write_results(args.results, {"model": name, "layout": fast.layout, "frozen": frozen.frozen,
-                                        "chunk_rows": CPU_ROWS,
-                                        "rounds": args.rounds, "table": table})
+                                        "chunk_rows": CPU_ROWS, "rounds": args.rounds, "table": table,
+                                        "one_pixel_edits": {"edits": EDITS, **{f"{key}_rows_per_s": v
+                                                                              for key, v in edits.items()}}})
     print(f"wrote {path}")
 
 

@@ -6,9 +6,9 @@ paper's full budget of 100 generations with ``--paper``, on the first
 seeded random other class), queries per image, wall time, and the ratio to the floor. One-Pixel is
 a query attack: its floor is the time of the same number of *forward* passes of the plain model
 (in the batches of ``CPU_ROWS`` rows the model sees), measured as rows per second on this machine.
-The attack's passes run on a frozen, fused copy of the model (:mod:`advrobust.models.frozen`, built
-after its first 8k rows), about 3.5× faster than the plain model's forward pass, so its ratio to
-this floor is below 1.
+The attack scores its one-pixel edits on the pixel's receptive field
+(:mod:`advrobust.models.local_forward`: a frozen crop network and the dense layer's window), about
+7× the plain model's rows per second on the default CNN, so its ratio to this floor is well below 1.
 
 Peer: if ``$ART_PYTHON`` (default ``/tmp/peers/bin/python``) is a Python with the same torch, IBM
 ART and safetensors (``pip install adversarial-robustness-toolbox safetensors``; it imports this
@@ -16,7 +16,7 @@ checkout's ``src`` to rebuild the model as the eager module a user would pass to
 ``PyTorchClassifier``), ART's PixelAttack (DE, its fixed population of 400, ``max_iter`` = our
 generations) runs in its own process on the first ``--art-images`` images (default 100, the issue's
 setting; ART takes about a minute), followed by ours on the same images and a fresh copy of the
-model (so ours traces its frozen copy again inside the timed call): ``art_head_to_head`` gives both
+model (so ours builds its local forward again inside the timed call): ``art_head_to_head`` gives both
 wall times, successes and rows queried. The issue's reference (ART: 74.6 s for 100 images at
 400 × 10, measured earlier on this machine) is kept in ``art_reference``.
 
@@ -120,7 +120,7 @@ def art_head_to_head(attack: OnePixel, model: nn.Module, meta: dict[str, Any], x
     if proc.returncode != 0:
         return {"skipped": (proc.stderr.strip().splitlines() or ["ART failed"])[-1]}
     art = json.loads(proc.stdout.strip().splitlines()[-1])
-    fresh = copy.deepcopy(model)  # no frozen copy cached for it yet
+    fresh = copy.deepcopy(model)  # a new model: nothing built for it is cached
     start = time.perf_counter()
     ours = attack(fresh, x, y)
     wall = time.perf_counter() - start

@@ -164,7 +164,9 @@ def test_one_pixel_scores_edits_locally_and_counts_each_as_a_query(monkeypatch):
     vals = torch.rand(6, 1, 1)
     with torch.no_grad():
         want = model(lf._painted(x, img, pos.view(-1), vals.view(6, 1)))
-    assert torch.allclose(edits.logits(img, pos, vals), want, atol=1e-4, rtol=1e-4)
+    got = edits.logits(img, pos, vals)
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert not got.requires_grad  # scores only: no autograd graph kept for millions of rows
     assert oracle.queries.tolist() == [0, 1, 3, 2]  # images 0, 0, 1, 3, 3, 3 are points 3, 3, 1, 2, 2, 2
     # two pixels per edit, or the fast path turned off: whole images through the oracle
     assert PixelEdits(oracle, x, points, pixels=2).local is None

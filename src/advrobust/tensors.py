@@ -1,4 +1,4 @@
-"""Small tensor helpers shared by the threat models and the attacks."""
+"""Small tensor helpers shared by the threat models, the attacks and the models' fast paths."""
 
 from __future__ import annotations
 
@@ -13,3 +13,11 @@ def flat(t: Tensor) -> Tensor:
 def per_point(values: Tensor, like: Tensor) -> Tensor:
     """Reshape a per-point vector ``N`` so it broadcasts against a batch ``N×…``."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def paint(flat_images: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+    """Set, in place, pixels ``pos`` (``R×k``, flat ``row·W + col``) of ``flat_images`` (``R×C×HW``) to
+    ``vals`` (``R×k×C``); returns ``flat_images``."""
+    r, c, _ = flat_images.shape
+    index = pos[:, None, :].expand(r, c, pos.shape[1])
+    return flat_images.scatter_(2, index, vals.transpose(1, 2).to(flat_images.dtype))

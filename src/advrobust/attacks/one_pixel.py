@@ -18,12 +18,14 @@ Defaults are the paper's: ``population=400``, ``F=0.5``, ``generations=100`` (pl
 population: at most ``400 × 101`` queries per image). :meth:`OnePixel.fast` is a documented fast
 preset (population 100, 30 generations), ours, for quick audits.
 
-Speed: the candidates of every still-running image are painted into copies of their images by one
-``scatter`` and evaluated in batches of up to ``max_batch`` rows, many images' populations per
-forward pass (which the :class:`~advrobust.attacks.base.Oracle` runs in cache-sized chunks and the
-channels-last layout on a CPU: :mod:`advrobust.models.fast_forward`). Exactly ``k`` distinct
-pixels are written (a candidate whose pixels collide is repaired by moving the later pixel to the
-next free position); nothing else changes.
+Speed: the candidates of every still-running image are scored in batches of up to ``max_batch``
+rows, many images' populations per pass, as edits of their images (:mod:`advrobust.attacks.pixel_edits`):
+with one pixel on a white-box CPU CNN, on the pixel's receptive field only
+(:mod:`advrobust.models.local_forward`, 2.1× the frozen whole-image pass on the default MNIST CNN);
+otherwise painted into copies of their images by one ``scatter`` and run through the oracle's fast
+path (:mod:`advrobust.models.fast_forward`). Exactly ``k`` distinct pixels are written (a candidate
+whose pixels collide is repaired by moving the later pixel to the next free position); nothing else
+changes.
 
 One query per distinct image: the model is deterministic, so a candidate that paints an image
 already scored for the same point in this run (a child equal to its parent, to another candidate of
@@ -45,9 +47,10 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle, check_inputs, evaluation_mode
-from advrobust.attacks.pixel_edits import PixelEdits, paint
+from advrobust.attacks.pixel_edits import PixelEdits
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
+from advrobust.tensors import paint
 from advrobust.threat import L0, Threat
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from advrobust.attacks.base import Oracle
 from advrobust.models.local_forward import LocalForward, local_forward
+from advrobust.tensors import paint
 
 
 class PixelEdits:
@@ -38,8 +39,3 @@ class PixelEdits:
         self.oracle.count(len(img), index)
         return self.local(img, pos.view(-1), vals.view(len(img), -1))
 
-
-def paint(flat: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-    """Set, in place, pixels ``pos`` (``R×k``) of ``flat`` (``R×C×HW``) to ``vals`` (``R×k×C``)."""
-    r, c, _ = flat.shape
-    return flat.scatter_(2, pos[:, None, :].expand(r, c, pos.shape[1]), vals.transpose(1, 2).to(flat.dtype))
