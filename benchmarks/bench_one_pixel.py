@@ -48,9 +48,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_model, rows_per_second, write_results  # noqa: E402
+from common import rows_per_second, write_results  # noqa: E402
 
 from advrobust.attacks.one_pixel import OnePixel  # noqa: E402
+from advrobust.data import load  # noqa: E402
 from advrobust.models import save_checkpoint  # noqa: E402
 from advrobust.models.fast_forward import CPU_ROWS  # noqa: E402
 from advrobust.threat import L0  # noqa: E402
@@ -149,7 +150,10 @@ def main() -> None:
         args.images, args.generations = 10, 5
     torch.set_num_threads(args.threads)
 
-    model, x_test, y_test = bench_model()
+    model, meta = default_model()  # the metadata goes with the checkpoint handed to ART
+    model.eval()
+    test = load("mnist-5k", split="test")
+    x_test, y_test = test.x, test.y
     with torch.no_grad():
         correct = (model(x_test).argmax(dim=1) == y_test).nonzero().squeeze(1)[: args.images]
     x, y = x_test[correct], y_test[correct]
@@ -174,7 +178,7 @@ def main() -> None:
         results["speedup_vs_art_reference"] = ART_SECONDS / results["untargeted"]["wall_seconds"]
     if args.art_images > 0 and args.population == 400:
         n = min(args.art_images, len(x))
-        results["art_head_to_head"] = art_head_to_head(attack, model, default_model()[1], x[:n], y[:n], args.threads)
+        results["art_head_to_head"] = art_head_to_head(attack, model, meta, x[:n], y[:n], args.threads)
     path = write_results("one_pixel", results)
     for kind in ("untargeted", "targeted"):
         r = results[kind]

@@ -14,6 +14,9 @@ from advrobust.cli.main import main
 from advrobust.evaluation import EvaluationResult
 from advrobust.evaluation.store import ResultStore
 
+# the tests hand the CLI TorchScript files, as users do; torch deprecates writing and reading them
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+
 
 def _script(model: nn.Module, path) -> str:
     torch.jit.save(torch.jit.trace(model.eval(), torch.rand(1, 1, 28, 28)), str(path))

@@ -38,6 +38,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -48,16 +49,25 @@ CHECK_ROWS = 8
 Forward = Callable[[Tensor], Tensor]
 
 
+class StateKey(NamedTuple):
+    """What a frozen copy depends on (:func:`state_key`)."""
+
+    row_shape: tuple[int, ...]
+    dtype: torch.dtype
+    modes: tuple[bool, ...]
+    tensors: tuple[tuple[int, int], ...]  # (data_ptr, _version) of every parameter and buffer
+
+
 @dataclass(frozen=True)
 class Frozen:
     """The outcome of one build for one state of a model: ``forward`` is ``None`` when rejected."""
 
-    key: tuple
+    key: StateKey
     forward: Forward | None
 
     def fits(self, x: Tensor) -> bool:
         """Whether ``x`` has the row shape and dtype this copy was built for."""
-        return self.key[:2] == (tuple(x.shape[1:]), x.dtype)
+        return self.key.row_shape == tuple(x.shape[1:]) and self.key.dtype == x.dtype
 
 
 _built: weakref.WeakKeyDictionary[nn.Module, Frozen] = weakref.WeakKeyDictionary()
@@ -71,11 +81,11 @@ def same_scores(fast: object, plain: object) -> bool:
     return bool(torch.allclose(fast, plain, rtol=1e-4, atol=1e-4 * max(scale, 1.0)))
 
 
-def state_key(model: nn.Module, x: Tensor) -> tuple:
+def state_key(model: nn.Module, x: Tensor) -> StateKey:
     """What a frozen copy depends on: the input's row shape and dtype, every module's mode, and the
     identity and version of every parameter and buffer."""
     tensors = [*model.parameters(), *model.buffers()]
-    return (
+    return StateKey(
         tuple(x.shape[1:]),
         x.dtype,
         tuple(m.training for m in model.modules()),
