@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import advrobust as ar
 from advrobust.attacks.base import Oracle
+from advrobust.attacks.one_pixel import OnePixel
 from advrobust.attacks.pixel_edits import PixelEdits
 from advrobust.models import local_forward as lf
 from advrobust.models.architectures import create
@@ -172,3 +174,31 @@ def test_one_pixel_scores_edits_locally_and_counts_each_as_a_query(monkeypatch):
     assert PixelEdits(oracle, x, points, pixels=2).local is None
     monkeypatch.setenv("ADVROBUST_FAST_FORWARD", "0")
     assert PixelEdits(Oracle(model, 4, x.device), x, points, pixels=1).local is None
+
+
+def _planted_pixel_cnn(size: int, row: int, col: int) -> nn.Module:
+    """A chain CNN (conv, ReLU, Flatten, Linear) whose class 1 wins exactly when pixel ``(row, col)``
+    is brighter than 0.5: what One-Pixel must find through the local forward."""
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    fc = nn.Linear(2 * size * size, 2)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, 0, 1, 1] = torch.tensor([1.0, -1.0])  # the pixel, and its negative
+        conv.bias.zero_()
+        fc.weight.zero_()
+        fc.bias.copy_(torch.tensor([0.0, -5.0]))
+        fc.weight[1, row * size + col] = 10.0  # channel 0 at (row, col)
+    return nn.Sequential(conv, nn.ReLU(), nn.Flatten(), fc).eval()
+
+
+def test_one_pixel_finds_a_planted_pixel_through_the_local_forward():
+    size, row, col = 12, 9, 2
+    model = _planted_pixel_cnn(size, row, col)
+    x = 0.05 + 0.25 * torch.rand(6, 1, size, size, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(6, dtype=torch.long)
+    assert lf.local_forward(model, x) is not None
+    res = OnePixel(ar.L0(pixels=1), population=40, generations=30)(model, x, y)
+    assert bool(res.success.all())
+    changed = (res.x_adv != x).flatten(1)
+    assert changed.sum(dim=1).tolist() == [1] * 6
+    assert changed[:, row * size + col].all()

@@ -30,7 +30,8 @@ normalization layer). Anything else — residual connections, global pooling, da
 flow, a window that saves little — gives no local forward, and the caller runs the whole model. A
 local forward is built only if its scores match the model's on probe edits at the image's corners
 and inside it (:func:`advrobust.models.frozen.same_scores`); the two round differently, so callers
-confirm successes with the plain model.
+confirm successes with the plain model. Like the frozen copy, it runs none of the module's Python
+side effects (hooks).
 """
 
 from __future__ import annotations
@@ -406,8 +407,9 @@ class _CropNetwork:
         return frozen is not None
 
     def __call__(self, crops: Tensor, key: Tensor) -> Tensor:
-        return torch.cat([self.forward(*self.inputs(part, key[s:s + self.rows]))
-                          for s, part in zip(range(0, len(crops), self.rows), crops.split(self.rows), strict=True)])
+        rows = self.rows
+        return torch.cat([self.forward(*self.inputs(crops[s:s + rows], key[s:s + rows]))
+                          for s in range(0, len(crops), rows)])
 
 
 def _probe(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
