@@ -48,7 +48,7 @@ def backward_rows_per_second(fn: Callable[[torch.Tensor], torch.Tensor], x: torc
 def one_pixel_edits(model: torch.nn.Module, frozen: FastForward, x: torch.Tensor, rounds: int) -> dict[str, float]:
     """Median rows per second of ``EDITS`` random one-pixel edits of the images ``x``: painted into whole
     copies and run through the plain model (in ``CPU_ROWS`` chunks) and the frozen copy, and the local
-    forward (``None`` where the model gets none)."""
+    forward (no entry where the model gets none)."""
     gen = torch.Generator().manual_seed(0)
     n, c, h, w = x.shape
     img = torch.randint(0, n, (EDITS,), generator=gen)

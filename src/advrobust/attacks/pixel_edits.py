@@ -38,4 +38,3 @@ class PixelEdits:
             return self.oracle.logits(painted.view(-1, *self.base.shape[1:]), index=index)
         self.oracle.count(len(img), index)
         return self.local(img, pos.view(-1), vals.view(len(img), -1))
-
