@@ -32,7 +32,7 @@ from common import bench_model, floor_seconds, rows_per_second, timed, write_res
 import advrobust as ar  # noqa: E402
 from advrobust.models.fast_forward import CPU_ROWS, FROZEN_AFTER_ROWS, FastForward  # noqa: E402
 from advrobust.models.local_forward import local_forward  # noqa: E402
-from advrobust.tensors import paint  # noqa: E402
+from advrobust.tensors import painted_copies  # noqa: E402
 
 #: one-pixel edits per timed pass: One-Pixel's ``max_batch``
 EDITS = 8192
@@ -56,7 +56,7 @@ def one_pixel_edits(model: torch.nn.Module, frozen: FastForward, x: torch.Tensor
     vals = torch.rand(EDITS, c, generator=gen)
 
     def painted() -> torch.Tensor:
-        return paint(x.flatten(2).index_select(0, img), pos[:, None], vals[:, None, :]).view(-1, c, h, w)
+        return painted_copies(x, img, pos[:, None], vals[:, None, :])
 
     local = local_forward(model, x)
     contenders = {"plain": lambda: frozen.exact(painted()), "frozen": lambda: frozen(painted())}

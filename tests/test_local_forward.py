@@ -15,6 +15,7 @@ from advrobust.attacks.pixel_edits import PixelEdits
 from advrobust.models import local_forward as lf
 from advrobust.models.architectures import create
 from advrobust.models.normalize import with_normalization
+from advrobust.tensors import painted_copies
 
 
 class Everything(nn.Module):
@@ -74,7 +75,7 @@ def test_the_local_forward_is_the_model_on_every_pixel(name):
     assert local is not None, "the model is a chain of local layers into a Linear: it must be accepted"
     img, pos, vals = _every_edit(x)
     with torch.no_grad():
-        want = model(lf._painted(x, img, pos, vals))
+        want = model(painted_copies(x, img, pos[:, None], vals[:, None, :]))
         got = local(img, pos, vals)
         unedited = model(x).repeat_interleave(shape[1] * shape[2], dim=0)
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), float((got - want).abs().max())
@@ -165,7 +166,7 @@ def test_one_pixel_scores_edits_locally_and_counts_each_as_a_query(monkeypatch):
     img, pos = torch.tensor([0, 0, 1, 3, 3, 3]), torch.tensor([[0], [400], [27], [783], [5], [6]])
     vals = torch.rand(6, 1, 1)
     with torch.no_grad():
-        want = model(lf._painted(x, img, pos.view(-1), vals.view(6, 1)))
+        want = model(painted_copies(x, img, pos, vals))
     got = edits.logits(img, pos, vals)
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
     assert not got.requires_grad  # scores only: no autograd graph kept for millions of rows

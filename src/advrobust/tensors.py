@@ -21,3 +21,9 @@ def paint(flat_images: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
     r, c, _ = flat_images.shape
     index = pos[:, None, :].expand(r, c, pos.shape[1])
     return flat_images.scatter_(2, index, vals.transpose(1, 2).to(flat_images.dtype))
+
+
+def painted_copies(images: Tensor, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+    """Copies of ``images[img]`` (``images``: ``B×C×H×W``) with pixels ``pos`` (``R×k``) set to
+    ``vals`` (``R×k×C``), as :func:`paint` sets them: ``R×C×H×W``."""
+    return paint(images.flatten(2).index_select(0, img), pos, vals).view(-1, *images.shape[1:])

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from advrobust.attacks.base import Oracle
 from advrobust.models.local_forward import LocalForward, local_forward
-from advrobust.tensors import paint
+from advrobust.tensors import painted_copies
 
 
 class PixelEdits:
@@ -34,7 +34,6 @@ class PixelEdits:
     def logits(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
         index = self.points.index_select(0, img)
         if self.local is None:
-            painted = paint(self.base.flatten(2).index_select(0, img), pos, vals)  # a copy: painted in place
-            return self.oracle.logits(painted.view(-1, *self.base.shape[1:]), index=index)
+            return self.oracle.logits(painted_copies(self.base, img, pos, vals), index=index)
         self.oracle.count(len(img), index)
         return self.local(img, pos.view(-1), vals.view(len(img), -1))

@@ -49,7 +49,7 @@ from torch.nn.modules.utils import _pair
 
 from advrobust.models.fast_forward import CPU_ROWS
 from advrobust.models.frozen import CHECK_ROWS, frozen_trace, same_scores
-from advrobust.tensors import paint
+from advrobust.tensors import painted_copies
 
 #: the largest table kept (floats): the unedited images' crops and dense outputs (``images × windows ×
 #: (crop pixels + outputs)``), and the dense weight's columns per window (``windows × window size × outputs``)
@@ -317,8 +317,6 @@ class LocalForward:
         n, c, h, w = base.shape
         self.width, self.keys = w, ra.keys * ca.keys
         self.crop = _CropNetwork(chain, ra, ca, CPU_ROWS * h * w)
-        self.crop_start = (ra.crop_start[0], ca.crop_start[0])
-        self.crop_cols = ca.crop_size[0]
         # per image and window: the crop of the unedited image ...
         top, left = -min(0, int(ra.crop_start[0].min())), -min(0, int(ca.crop_start[0].min()))
         bottom = max(0, int(ra.crop_start[0].max()) + ra.crop_size[0] - h)
@@ -341,9 +339,8 @@ class LocalForward:
 
     @torch.no_grad()
     def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-        key = self._keys(pos)
-        rows_of = img * self.keys + key
-        window = self.crop(self._crops(rows_of, key, pos, vals), key).flatten(1)
+        key, rows_of, crops = self._edited(img, pos, vals)
+        window = self.crop(crops, key).flatten(1)
         dense = self.outside.index_select(0, rows_of)
         order = key.argsort()
         start = 0
@@ -354,26 +351,26 @@ class LocalForward:
                 start += count
         return self.tail(dense)
 
-    def _keys(self, pos: Tensor) -> Tensor:
-        """Each edit's window, as ``first row · column starts + first column`` in the last activation."""
-        ti = self.rows_axis.start.index_select(0, pos // self.width)
-        tj = self.cols_axis.start.index_select(0, pos % self.width)
-        return ti * self.cols_axis.keys + tj
-
-    def _crops(self, rows_of: Tensor, key: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-        """The edited images' crops that the windows depend on: ``(R, C, crop rows, crop cols)``."""
+    def _edited(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Each edit's window (``first row · column starts + first column`` in the last activation),
+        its row of the per-image tables, and the edited image's crop that the window depends on
+        (``R×C×crop rows×crop cols``)."""
+        ra, ca = self.rows_axis, self.cols_axis
+        ti, tj = ra.start.index_select(0, pos // self.width), ca.start.index_select(0, pos % self.width)
+        key = ti * ca.keys + tj
+        rows_of = img * self.keys + key
         crops = self.crops.index_select(0, rows_of)  # a copy: painted in place
         r, c = crops.shape[:2]
-        i = pos // self.width - self.crop_start[0].index_select(0, key // self.cols_axis.keys)
-        j = pos % self.width - self.crop_start[1].index_select(0, key % self.cols_axis.keys)
-        at = (i * self.crop_cols + j).view(r, 1, 1).expand(r, c, 1)
+        i = pos // self.width - ra.crop_start[0].index_select(0, ti)
+        j = pos % self.width - ca.crop_start[0].index_select(0, tj)
+        at = (i * ca.crop_size[0] + j).view(r, 1, 1).expand(r, c, 1)
         crops.view(r, c, -1).scatter_(2, at, vals.reshape(r, c, 1).to(crops.dtype))
-        return crops
+        return key, rows_of, crops
 
     def crop_inputs(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, ...]:
         """The crop network's inputs for these edits (what it is traced with)."""
-        key = self._keys(pos)
-        return self.crop.inputs(self._crops(img * self.keys + key, key, pos, vals), key)
+        key, _, crops = self._edited(img, pos, vals)
+        return self.crop.inputs(crops, key)
 
 
 def _inside(rows: Tensor, cols: Tensor, kind: type) -> Tensor:
@@ -424,12 +421,6 @@ def _probe(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return img, pos, vals
 
 
-def _painted(base: Tensor, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-    """Whole copies of the edited images (what the model itself is checked on)."""
-    flat = paint(base.flatten(2).index_select(0, img), pos[:, None], vals[:, None, :])
-    return flat.view(-1, *base.shape[1:])
-
-
 def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
     """A :class:`LocalForward` of ``model`` for one-pixel edits of the images ``base`` (``N×C×H×W``),
     or ``None`` when the model is not a chain of local layers into ``Flatten`` and ``Linear``, when
@@ -453,7 +444,7 @@ def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
             img, pos, vals = _probe(base)
             if not local.crop.freeze(local.crop_inputs(img, pos, vals)):
                 return None
-            good = same_scores(local(img, pos, vals), model(_painted(base, img, pos, vals)))
+            good = same_scores(local(img, pos, vals), model(painted_copies(base, img, pos[:, None], vals[:, None, :])))
     except Exception:  # noqa: BLE001 - any failure to analyse, trace or run means: no local forward
         return None
     return local if good else None
