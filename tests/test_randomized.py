@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import advrobust as ar
-from advrobust.evaluation.randomness import check_randomness
 from advrobust.losses import is_adversarial_by_majority
 from advrobust.models.defences import GaussianNoise, InferenceDropout, RandomResizePad
+from advrobust.runtime.randomness import check_randomness
 
 
 class NoisyLinear(nn.Module):
@@ -49,7 +49,7 @@ def test_majority_rule():
 
 def test_eot_averages_the_gradient_over_draws():
     torch.manual_seed(0)
-    model = NoisyLinear(d=20, k=3, c=4.0)
+    model = NoisyLinear(d=20, k=2, c=2.0)  # margin of class 0: ∇ = W_1 − W_0 + 2 (R_1 − R_0)
     x, y = torch.rand(64, 20), torch.zeros(64, dtype=torch.long)
     true_direction = (model.weight[1] - model.weight[0]).detach().sign()
 
@@ -58,14 +58,16 @@ def test_eot_averages_the_gradient_over_draws():
         return float((step.sign() == true_direction).float().mean())
 
     one, many = agreement(1), agreement(64)
-    assert many > 0.95 and many > one + 0.2
+    # the sign of signal + noise agrees with the signal's with probability 1 − arctan(σ_noise/σ_signal)/π:
+    # ≈ 0.65 for one draw, ≈ 0.92 for 64
+    assert many > 0.85 and many > one + 0.15
 
 
 def test_eot_costs_its_draws_in_queries(small_cnn, mnist_batch):
     x, y = mnist_batch[0][:8], mnist_batch[1][:8]
     plain = ar.attacks.PGD(ar.Linf(eps=0.01), steps=3, early_stop=False)(small_cnn, x, y)
     eot = ar.attacks.PGD(ar.Linf(eps=0.01), steps=3, early_stop=False, eot=5)(small_cnn, x, y)
-    assert torch.equal(eot.queries - 1, 5 * (plain.queries - 1))  # the clean pass is one query
+    assert torch.equal(eot.queries, 5 * plain.queries)  # every pass, the clean one included, costs 5
 
 
 def test_one_lucky_draw_is_never_a_success():
@@ -74,7 +76,7 @@ def test_one_lucky_draw_is_never_a_success():
     class Flaky(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             wrong = torch.rand(x.shape[0]) < 0.15
-            return torch.stack([(~wrong).float(), wrong.float()], dim=1) + 0 * x.flatten(1)[:, :1]
+            return torch.stack([(~wrong).float(), wrong.float()], dim=1) * 4 - 2 + 0 * x.flatten(1)[:, :1]
 
     torch.manual_seed(0)
     x, y = torch.rand(200, 1, 4, 4), torch.zeros(200, dtype=torch.long)

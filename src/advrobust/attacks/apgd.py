@@ -143,8 +143,9 @@ class APGD(IterativeAttack):
         rho: float = 0.75,
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, steps=steps, restarts=restarts, loss=loss, early_stop=early_stop, seed=seed)
+        super().__init__(threat, steps=steps, restarts=restarts, loss=loss, early_stop=early_stop, seed=seed, eot=eot)
         if not 0.0 <= float(rho) <= 1.0:
             raise InputError(f"{type(self).__name__}: rho must be in [0, 1], got {rho!r}")
         self.rho = float(rho)
@@ -179,8 +180,11 @@ class APGDT(APGD):
         rho: float = 0.75,
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, early_stop=early_stop, seed=seed)
+        super().__init__(
+            threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, early_stop=early_stop, seed=seed, eot=eot
+        )
         self.n_target_classes = check_positive_int("APGDT", "n_target_classes", n_target_classes)
 
     def aims(self, ctx: RunContext) -> Iterator[Tensor | None]:

@@ -46,6 +46,7 @@ from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.result import AttackResult, SweepResult
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
+from advrobust.runtime.eot import EOT
 from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.runner import Model, Runner
 from advrobust.tensors import per_point
@@ -63,6 +64,15 @@ class Attack(ABC):
     seed:
         Seed of the attack's random numbers (random starts, restarts, sampling). ``None`` draws a
         fresh seed on each call. A ``generator`` passed to the call overrides it.
+    eot:
+        Expectation over transformation (Athalye et al. 2018): every pass averages the scores and
+        input gradients of ``eot`` fresh draws of a randomized model (AutoAttack's ``eot_iter``);
+        each costs ``eot`` queries. ``1`` (default): one pass. See :mod:`advrobust.runtime.eot`.
+
+    A model whose outputs change between two passes of the same inputs (a randomized defence) is
+    noticed on every call: its verdicts — which points are already misclassified, which adversarial
+    examples count — are then taken over :data:`~advrobust.attacks.oracle.VERDICT_DRAWS` fresh draws,
+    never one (:meth:`~advrobust.attacks.oracle.Oracle.adversarial`).
     """
 
     #: registry name (set by subclasses)
@@ -74,7 +84,7 @@ class Attack(ABC):
     #: whether the attack works on pixels and so needs inputs of shape (N, C, H, W)
     needs_images: ClassVar[bool] = False
 
-    def __init__(self, threat: Threat, *, seed: int | None = 0) -> None:
+    def __init__(self, threat: Threat, *, seed: int | None = 0, eot: int = 1) -> None:
         if not isinstance(threat, Threat):
             raise InputError(
                 f"{type(self).__name__} takes a threat model such as ar.Linf(eps=0.3) as its first "
@@ -84,8 +94,11 @@ class Attack(ABC):
             raise InputError(
                 f"{type(self).__name__} is defined for {', '.join(self.norms)}; got {threat.name}"
             )
+        if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+            raise InputError(f"eot is the number of draws each pass averages (1: no EOT), got {eot!r}")
         self.threat = threat
         self.seed = seed
+        self.eot = eot
 
     # --- the contract ----------------------------------------------------------------------------
     def __call__(
@@ -103,13 +116,15 @@ class Attack(ABC):
         x, y, target = self._checked(model, x, y, target)
         n = x.shape[0]
         with evaluation_mode(model):
-            oracle = Oracle(_runner(model, runtime), n, x.device)
+            oracle = Oracle(self._runner(model, runtime), n, x.device)
             if n == 0:
                 return self._finalize(oracle, x, y, target, x.clone())
             clean = oracle.logits(x)
             check_scores(clean, y, target, model)
+            oracle.notice_randomness(x)
+            done = oracle.adversarial(x, y, target) if oracle.randomized else is_adversarial(clean, y, target)
             generator = generator if generator is not None else self.make_generator(x.device)
-            ctx = RunContext(oracle, x, y, target, generator, is_adversarial(clean, y, target))
+            ctx = RunContext(oracle, x, y, target, generator, done)
             return self._finalize(oracle, x, y, target, self._run(ctx))
 
     def perturb(
@@ -131,7 +146,7 @@ class Attack(ABC):
         x, y, target = self._checked(model, x, y, target)
         generator = generator if generator is not None else self.make_generator(x.device)
         with evaluation_mode(model):
-            oracle = Oracle(_runner(model, runtime), x.shape[0], x.device)
+            oracle = Oracle(self._runner(model, runtime), x.shape[0], x.device)
             nothing_done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             x_adv = self._run(RunContext(oracle, x, y, target, generator, nothing_done))
         return self.threat.project(x_adv.detach(), x)
@@ -208,19 +223,20 @@ class Attack(ABC):
     ) -> AttackResult:
         x_adv = self._admissible(x_adv.detach(), x)
         if x.shape[0]:
-            success = is_adversarial(oracle.confirm(x_adv), y, target)
+            success = oracle.adversarial(x_adv, y, target)
         else:
             success = torch.zeros(0, dtype=torch.bool, device=x.device)
         x_adv, success, norm = self._reported(x, x_adv, success, self.threat.norm(x_adv - x))
         return AttackResult(x_adv=x_adv, success=success, norm=norm, queries=oracle.queries, target=target)
 
+    def _runner(self, model: Model, runtime: RuntimePolicy | None) -> Runner:
+        """The runner the call's policy picks, averaged over ``eot`` draws when asked."""
+        runner = (runtime if runtime is not None else RuntimePolicy()).runner(model)
+        return EOT(runner, self.eot) if self.eot > 1 else runner
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({fields})"
-
-
-def _runner(model: Model, runtime: RuntimePolicy | None) -> Runner:
-    return (runtime if runtime is not None else RuntimePolicy()).runner(model)
 
 
 class FixedBudgetAttack(Attack):
@@ -230,8 +246,8 @@ class FixedBudgetAttack(Attack):
     unbroken: an adversarial example found at a smaller eps lies inside every larger ball.
     """
 
-    def __init__(self, threat: Threat, *, seed: int | None = 0) -> None:
-        super().__init__(threat, seed=seed)
+    def __init__(self, threat: Threat, *, seed: int | None = 0, eot: int = 1) -> None:
+        super().__init__(threat, seed=seed, eot=eot)
         if not threat.bounded:
             raise InputError(f"{type(self).__name__} is a fixed-budget attack: give the threat model an eps")
 

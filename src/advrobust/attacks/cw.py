@@ -97,8 +97,9 @@ class CarliniWagner(MinimumNormAttack):
         lr_decay: bool = False,
         warm_start: bool = False,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if steps < 1 or search_steps < 1:
             raise InputError(f"CarliniWagner: steps and search_steps must be >= 1, got {steps}, {search_steps}")
         if initial_const <= 0 or lr <= 0 or kappa < 0:

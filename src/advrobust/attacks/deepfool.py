@@ -65,8 +65,9 @@ class DeepFool(MinimumNormAttack):
         max_iter: int = 50,
         candidates: int = 10,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if overshoot < 0 or max_iter < 1 or candidates < 2:
             raise InputError("DeepFool: overshoot must be >= 0, max_iter >= 1 and candidates >= 2")
         self.overshoot = overshoot

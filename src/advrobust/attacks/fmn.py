@@ -74,8 +74,9 @@ class FMN(MinimumNormAttack):
         gamma_init: float = 0.05,
         gamma_final: float = 0.001,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if steps < 1 or alpha_init <= 0 or not 0 < gamma_final <= gamma_init < 1:
             raise InputError("FMN: steps >= 1, alpha_init > 0 and 0 < gamma_final <= gamma_init < 1 are required")
         self.steps = steps

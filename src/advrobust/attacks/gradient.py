@@ -36,8 +36,8 @@ class FGSM(FixedBudgetAttack):
     name = "fgsm"
     norms = ("linf", "l2")
 
-    def __init__(self, threat: Threat, *, loss: str | Objective = "ce", seed: int | None = 0) -> None:
-        super().__init__(threat, seed=seed)
+    def __init__(self, threat: Threat, *, loss: str | Objective = "ce", seed: int | None = 0, eot: int = 1) -> None:
+        super().__init__(threat, seed=seed, eot=eot)
         get_loss(loss)
         self.loss = loss
 
@@ -89,8 +89,9 @@ class BIM(_FixedStep):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
+        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed, eot=eot)
 
     @classmethod
     def kurakin(cls, threat: Threat, **kwargs) -> BIM:
@@ -131,6 +132,7 @@ class PGD(_FixedStep):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
         super().__init__(
             threat,
@@ -140,6 +142,7 @@ class PGD(_FixedStep):
             loss=loss,
             early_stop=early_stop,
             seed=seed,
+            eot=eot,
         )
         self.random_start = bool(random_start)
 
@@ -175,8 +178,9 @@ class MIFGSM(_FixedStep):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
+        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed, eot=eot)
         self.decay = check_nonnegative("MIFGSM", "decay", decay)
 
     def rule(self) -> StepRule:

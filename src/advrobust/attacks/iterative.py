@@ -246,8 +246,9 @@ class IterativeAttack(FixedBudgetAttack):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, seed=seed)
+        super().__init__(threat, seed=seed, eot=eot)
         owner = type(self).__name__
         self.steps = check_positive_int(owner, "steps", steps)
         self.restarts = check_positive_int(owner, "restarts", restarts)

@@ -62,8 +62,9 @@ class JSMA(MinimumNormAttack):
         gamma: float = 0.1,
         untargeted_classes: int = 1,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L0() if threat is None else threat, seed=seed)
+        super().__init__(L0() if threat is None else threat, seed=seed, eot=eot)
         if theta == 0 or not -1 <= theta <= 1:
             raise InputError(f"JSMA: theta must be a nonzero change in [-1, 1], got {theta!r}")
         if not 0 < gamma <= 1 or untargeted_classes < 1:

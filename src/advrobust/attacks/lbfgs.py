@@ -75,8 +75,9 @@ class LBFGS(MinimumNormAttack):
         search_steps: int = 10,
         max_iter: int = 100,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if initial_const <= 0 or search_steps < 1 or max_iter < 1:
             raise InputError("LBFGS: initial_const must be > 0, search_steps and max_iter >= 1")
         self.initial_const = initial_const

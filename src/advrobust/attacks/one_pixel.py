@@ -108,8 +108,9 @@ class OnePixel(FixedBudgetAttack):
         max_batch: int = 8192,
         progress: Progress = SILENT,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, seed=seed)
+        super().__init__(threat, seed=seed, eot=eot)
         if getattr(threat, "per_feature", False):
             raise InputError("OnePixel changes whole pixels: use L0(pixels=k) without per_feature")
         if int(population) < 4:

@@ -16,7 +16,13 @@ from torch import Tensor
 
 from advrobust.attacks.access import Access, model_access
 from advrobust.errors import InputError, ModelAccessError
+from advrobust.losses import is_adversarial, is_adversarial_by_majority
+from advrobust.runtime.randomness import check_randomness
 from advrobust.runtime.runner import Model, Runner
+
+#: fresh draws of a randomized model behind each verdict: a point counts as misclassified when the
+#: model is wrong on more than half of them (odd, so there are no ties)
+VERDICT_DRAWS = 11
 
 
 class Oracle:
@@ -30,25 +36,44 @@ class Oracle:
         self.runner = runner
         self.access: Access = model_access(runner.model)
         self.queries = torch.zeros(n, dtype=torch.long, device=device)
+        #: whether the model's outputs changed between two plain passes (:meth:`notice_randomness`)
+        self.randomized = False
 
     @property
     def model(self) -> Model:
         return self.runner.model
 
     def count(self, rows: int, index: Tensor | None) -> None:
-        """Count one query per row, for points ``index`` (``None``: one row per point of the batch)."""
+        """Count the runner's passes per row (one, or an EOT runner's draws), for points ``index``
+        (``None``: one row per point of the batch)."""
+        passes = self.runner.passes
         if index is None:
             if rows != self.queries.shape[0]:
                 raise ValueError("Oracle: pass `index` when querying a subset of the points")
-            self.queries += 1
+            self.queries += passes
         else:
-            self.queries.index_add_(0, index, torch.ones_like(index, dtype=torch.long))
+            self.queries.index_add_(0, index, torch.full_like(index, passes, dtype=torch.long))
 
     def confirm(self, x: Tensor) -> Tensor:
         """The plain model's scores for ``x`` (not counted, never the fast path): the confirmation
         pass that decides every reported success."""
         with torch.no_grad():
             return self._scores(self.runner.exact(x), x)
+
+    def notice_randomness(self, x: Tensor) -> None:
+        """Run the plain model twice more on ``x`` (not counted): outputs that differ make the model
+        randomized, and every verdict of this call is then taken over :data:`VERDICT_DRAWS` draws."""
+        self.randomized = check_randomness(lambda rows: self._scores(self.runner.exact(rows), rows), x).randomized
+
+    def adversarial(self, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """The verdict per point on ``x`` (not counted, never the fast path): misclassified
+        (untargeted) or classified as ``target``, by the plain model — on more than half of
+        :data:`VERDICT_DRAWS` fresh draws for a randomized model (Athalye, Carlini & Wagner 2018,
+        §4.1.2: a single draw is luck)."""
+        if not self.randomized:
+            return is_adversarial(self.confirm(x), y, target)
+        predictions = torch.stack([self.confirm(x).argmax(dim=1) for _ in range(VERDICT_DRAWS)])
+        return is_adversarial_by_majority(predictions, y, target)
 
     @staticmethod
     def _scores(out: Any, x: Tensor) -> Tensor:

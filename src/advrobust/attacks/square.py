@@ -99,8 +99,9 @@ class Square(FixedBudgetAttack):
         loss: str | Objective | None = None,
         progress: Progress = SILENT,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, seed=seed)
+        super().__init__(threat, seed=seed, eot=eot)
         if int(queries) < 1:
             raise InputError(f"Square needs a budget of at least 1 query, got {queries}")
         if p_init is not None and not 0 < float(p_init) <= 1:

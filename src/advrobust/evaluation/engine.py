@@ -11,10 +11,13 @@ attack):
    * A minimum-norm attack runs once (unbounded) on the points robust at the smallest eps; the norm
      of what it finds, measured in the threat's norm, breaks the point at every eps >= that norm.
 3. ``robust[e, i]`` is true iff point ``i`` is classified correctly and no attack broke it at eps_e:
-   an upper bound on the true robust accuracy. For deterministic attacks a point robust to the
-   ensemble is robust to each member run alone; a randomized member (random start, Square) draws
-   other random numbers alone than on the ensemble's smaller set of points, so for it the
-   comparison holds in distribution, not draw by draw.
+   an upper bound on the true robust accuracy. For a randomized model (its outputs change between two
+   passes of the same inputs, :mod:`advrobust.runtime.randomness`) every verdict, clean or adversarial,
+   is taken over ``VERDICT_DRAWS`` fresh draws (wrong on more than half of them), the ``standard`` and
+   ``plus`` suites give way to ``rand`` (APGD with EOT), and the result says so. For deterministic
+   attacks a point robust to the ensemble is robust to each member run alone; a randomized member
+   (random start, Square) draws other random numbers alone than on the ensemble's smaller set of
+   points, so for it the comparison holds in distribution, not draw by draw.
 
 The work is cut into units (attack × eps × chunk of ``batch_size`` points), each deterministic,
 written to ``run_dir`` as it finishes (:mod:`~advrobust.evaluation.rundir`, for resuming) and dealt
@@ -39,15 +42,21 @@ from advrobust.attacks.access import allows, model_access
 from advrobust.attacks.base import Attack, FixedBudgetAttack
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.attacks.inputs import check_inputs
+from advrobust.attacks.oracle import VERDICT_DRAWS
 from advrobust.errors import InputError
 from advrobust.evaluation.distributed import gather, rank_and_world
 from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
 from advrobust.evaluation.rundir import RunDir
-from advrobust.evaluation.suites import Member, build_suite
+from advrobust.evaluation.suites import RAND_REPLACES, Member, build_suite
+from advrobust.losses import is_adversarial_by_majority
 from advrobust.progress import SILENT, Progress
 from advrobust.runtime.policy import RuntimePolicy
+from advrobust.runtime.randomness import check_randomness
 from advrobust.runtime.runner import Model
 from advrobust.threat import Linf, Threat, within_budget
+
+#: points of the batch run twice to tell whether the model is randomized
+RANDOMNESS_PROBE = 64
 
 
 def model_fingerprint(model: Model) -> str:
@@ -156,6 +165,21 @@ class _Evaluation:
                 raise InputError("the model must return logits of shape (N, classes)")
             outs.append(out)
         return torch.cat(outs) if outs else torch.zeros(0, 0)
+
+    def clean_verdicts(self, randomized: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, predicted class, correct)`` per point: one pass, or for a randomized model the
+        mean logits, the most frequent class and "right on more than half" of ``VERDICT_DRAWS`` draws."""
+        draws = VERDICT_DRAWS if randomized else 1
+        passes = [self.logits(self.x) for _ in range(draws)]
+        logits = torch.stack(passes).mean(dim=0)
+        n = self.x.shape[0]
+        if n and int(self.y.max()) >= logits.shape[1]:
+            raise InputError(f"labels go up to {int(self.y.max())} but the model has {logits.shape[1]} classes")
+        if not n:
+            return logits, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+        predictions = torch.stack([z.argmax(dim=1) for z in passes])
+        wrong = is_adversarial_by_majority(predictions, self.y) if randomized else predictions[0] != self.y
+        return logits, predictions.mode(dim=0).values, ~wrong
 
     # --- units --------------------------------------------------------------------------------
     def _run_unit(self, attack: Attack, index: Tensor, eps: float | None) -> dict[str, Any]:
@@ -327,6 +351,10 @@ def evaluate(
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     x, y, _ = check_inputs(model, x, y)
+    with evaluation_mode(model):
+        randomized = check_randomness(model, x[:RANDOMNESS_PROBE]).randomized
+    if randomized and isinstance(suite, str) and suite.strip().lower() in RAND_REPLACES:
+        suite = "rand"  # a randomized model is evaluated with EOT and verdicts over draws
     label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed)
     for m in members:
         if m.attack is not None and m.skipped_reason is None and not allows(model_access(model), m.attack.needs):
@@ -341,6 +369,7 @@ def evaluate(
         "batch_size": int(batch_size),
         "seed": int(seed),
         "n_examples": int(n_examples),
+        "randomized": randomized,
     }
     run = _Evaluation(
         model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples,
@@ -348,11 +377,7 @@ def evaluate(
     )
     n, n_eps = x.shape[0], len(eps_list)
     with evaluation_mode(model):
-        clean_logits = run.logits(x)
-        if n and (int(y.max()) >= clean_logits.shape[1]):
-            raise InputError(f"labels go up to {int(y.max())} but the model has {clean_logits.shape[1]} classes")
-        clean_pred = clean_logits.argmax(dim=1) if n else torch.zeros(0, dtype=torch.long)
-        correct = clean_pred == y
+        clean_logits, clean_pred, correct = run.clean_verdicts(randomized)
         state = _State(
             robust=correct[None, :].repeat(n_eps, 1),
             broken_by=[[None] * n for _ in range(n_eps)],
@@ -382,6 +407,8 @@ def evaluate(
         versions=versions(),
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=time.perf_counter() - started,
+        randomized=randomized,
+        verdict_rule=f"wrong on more than half of {VERDICT_DRAWS} draws of the model" if randomized else "one pass",
     )
     if store is not None and rank_and_world()[0] == 0:
         from advrobust.evaluation.store import ResultStore

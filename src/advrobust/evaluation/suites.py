@@ -13,6 +13,10 @@
   four-minute evaluation).
 * ``plus`` — ``standard`` and APGD-DLR with 5 restarts besides, in the spirit of AutoAttack's "plus"
   version (AA+, Croce & Hein 2020, §5).
+* ``rand`` — for randomized defences, in the spirit of AutoAttack's ``version="rand"``: APGD-CE and
+  APGD-DLR with expectation over transformation, each step's gradient averaged over 20 draws of the
+  model (EOT, Athalye et al. 2018), one restart. :func:`advrobust.evaluate` runs it in place of
+  ``standard`` and ``plus`` when the model's outputs change from call to call.
 * ``seed`` — the seed document's attacks side by side: FGSM, I-FGSM, MI-FGSM, One-Pixel, L-BFGS-B,
   JSMA.
 
@@ -47,8 +51,12 @@ SUITES: dict[str, tuple[Entry, ...]] = {
     "quick": ("fgsm", "pgd"),
     "standard": (("apgd-ce", _RESTARTS), "apgd-t", "fmn", "square"),
     "plus": (("apgd-ce", _RESTARTS), ("apgd-dlr", _RESTARTS), "apgd-t", "fmn", "square"),
+    "rand": (("apgd-ce", {"eot": 20}), ("apgd-dlr", {"eot": 20})),
     "seed": ("fgsm", "i-fgsm", "mi-fgsm", "one-pixel", "lbfgs", "jsma"),
 }
+
+#: the suites that a randomized model's evaluation replaces by ``rand``
+RAND_REPLACES = ("standard", "plus")
 
 
 #: what a suite's number does not mean, printed with its table and in its report

@@ -39,6 +39,8 @@ class Runner:
     layout: str = "default"
     #: whether passes without gradients run on a frozen copy of the model
     frozen: bool = False
+    #: model evaluations one pass costs (an EOT runner averages several), counted as queries
+    passes: int = 1
 
     def __init__(self, model: Model) -> None:
         self.model = model
