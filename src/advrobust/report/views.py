@@ -87,6 +87,8 @@ class EvaluationView:
     examples: tuple[Example, ...]
     clean_accuracy: float
     robust_accuracy: tuple[float, ...]
+    randomized: bool = False
+    verdict_rule: str = "one pass"
 
     @property
     def n(self) -> int:
@@ -212,6 +214,8 @@ def evaluation_view(ev: Any) -> EvaluationView:
         robust_accuracy=_robust_accuracy(
             _get(ev, kind, "robust_accuracy", default=None), epsilons, robust
         ),
+        randomized=bool(_get(ev, kind, "randomized", default=False)),
+        verdict_rule=str(_get(ev, kind, "verdict_rule", default="one pass")),
     )
 
 
