@@ -81,12 +81,12 @@ def command(
         patch = attack.fit(model, train.x, train.y, target,
                            callback=lambda step, m: task.advance(1, success=m["success"], nps=m["nps"]))
     noise = torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(seed + 1))
-    strengths = (0.0, 0.25, 0.5, 0.75, 1.0)
+    strengths, curve_draws = (0.0, 0.25, 0.5, 0.75, 1.0), max(1, draws // 5)
     results = []
     with progress.task("physical success rates", total=3) as task:
         for name, tex in (("universal patch", patch), ("random patch (control)", replace(patch, texture=noise))):
             results.append(texture_success(model, tex, test.x, test.y, transform=transform, n_draws=draws,
-                                           seed=seed, strengths=strengths, name=name))
+                                           seed=seed, strengths=strengths, curve_draws=curve_draws, name=name))
             task.advance(1)
         x, y = test.x, test.y
         goal_t = None if target is None else torch.full_like(y, target)
@@ -98,7 +98,7 @@ def command(
                                                                None if goal_t is None else goal_t[keep])
         results.append(perturbation_success(model, x[keep], res.x_adv, y[keep],
                                             None if goal_t is None else goal_t[keep], transform=transform,
-                                            n_draws=draws, seed=seed, strengths=strengths,
+                                            n_draws=draws, seed=seed, strengths=strengths, curve_draws=curve_draws,
                                             name="digital PGD (l∞ 0.3)"))
         task.advance(1)
     out_dir.mkdir(parents=True, exist_ok=True)

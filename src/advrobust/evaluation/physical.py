@@ -15,7 +15,8 @@ physical success rate is never read without what the transformations do by thems
   patch; digitally, the patch centred at scale 1);
 * :func:`perturbation_success` — per-image adversarial examples (e.g. PGD's ``x_adv``, a masked
   attack's), transformed as a whole;
-* :func:`strength_curve` — either, at transformation strengths ``s ∈ [0, 1]`` (``transform.scaled(s)``).
+With ``strengths``, either also measures the physical success at each strength ``s`` (the
+distribution ``transform.scaled(s)``; ``0`` is digital), on ``curve_draws`` draws per image.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _rate(m: Tensor) -> float:
 
 def _evaluate(name: str, model, render_digital: Render, render_physical: Render, x: Tensor, y: Tensor,
               target, transform: Transform | None, n_draws: int, seed: int,
-              strengths: Sequence[float] = ()) -> PhysicalSuccess:
+              strengths: Sequence[float] = (), curve_draws: int | None = None) -> PhysicalSuccess:
     transform = physical() if transform is None else transform
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
@@ -107,8 +108,9 @@ def _evaluate(name: str, model, render_digital: Render, render_physical: Render,
         digital = is_adversarial(model(render_digital(x, torch.arange(x.shape[0], device=x.device), gen)), y, goal)
     hits = success_matrix(model, render_physical, x, y, target, transform, n_draws, gen)
     clean = success_matrix(model, lambda xb, idx, g: xb, x, y, target, transform, n_draws, gen)
+    per_strength = n_draws if curve_draws is None else curve_draws
     curve = [(float(s), _rate(success_matrix(model, render_physical, x, y, target, transform.scaled(s),
-                                             n_draws, gen))) for s in strengths]
+                                             per_strength, gen))) for s in strengths]
     return PhysicalSuccess(
         name=name, digital=_rate(digital), physical=_rate(hits), baseline=_rate(clean), n_points=x.shape[0],
         n_draws=n_draws, transform=transform.describe(), per_point=hits.float().mean(dim=1).tolist(), curve=curve,
@@ -117,7 +119,7 @@ def _evaluate(name: str, model, render_digital: Render, render_physical: Render,
 
 def texture_success(model, texture, x: Tensor, y: Tensor, *, transform: Transform | None = None,
                     n_draws: int = 100, seed: int = 0, strengths: Sequence[float] = (),
-                    name: str = "universal patch") -> PhysicalSuccess:
+                    curve_draws: int | None = None, name: str = "universal patch") -> PhysicalSuccess:
     """Digital and physical success of a trained :class:`~advrobust.attacks.patch.Texture` on
     held-out images ``x`` (labels ``y``; its own target, if any). Images of the target class are
     left out."""
@@ -129,13 +131,14 @@ def texture_success(model, texture, x: Tensor, y: Tensor, *, transform: Transfor
         name, model,
         lambda xb, idx, g: texture.apply_digital(xb, idx),
         lambda xb, idx, g: texture.apply(xb, g, idx),
-        x, y, target, transform, n_draws, seed, strengths,
+        x, y, target, transform, n_draws, seed, strengths, curve_draws,
     )
 
 
 def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Tensor, target: Tensor | int | None = None, *,
                          transform: Transform | None = None, n_draws: int = 100, seed: int = 0,
-                         strengths: Sequence[float] = (), name: str = "per-image") -> PhysicalSuccess:
+                         strengths: Sequence[float] = (), curve_draws: int | None = None,
+                         name: str = "per-image") -> PhysicalSuccess:
     """Digital and physical success of per-image adversarial examples ``x_adv`` of the clean images
     ``x`` (the baseline is measured on ``x``)."""
     if x_adv.shape != x.shape:
@@ -144,4 +147,4 @@ def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Tensor, target: Ten
     def render(xb: Tensor, idx: Tensor, g: torch.Generator) -> Tensor:
         return x_adv[idx]
 
-    return _evaluate(name, model, render, render, x, y, target, transform, n_draws, seed, strengths)
+    return _evaluate(name, model, render, render, x, y, target, transform, n_draws, seed, strengths, curve_draws)
