@@ -23,12 +23,14 @@ for a binary support ``M`` (one for every image, or one per image: a frame per f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from advrobust.attacks.base import evaluation_mode
 from advrobust.attacks.iterative import check_positive_int
@@ -44,17 +46,20 @@ Callback = Callable[[int, dict[str, float]], None]
 
 
 # ------------------------------------------------------------------------------- placements
-class Placement:
+class Placement(ABC):
     """Where a texture goes in each image: ``sample`` draws a placement per image, ``paste`` applies it."""
 
+    @abstractmethod
     def texture_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        raise NotImplementedError
+        """The texture's ``(C, h, w)`` for images of shape ``(C, H, W)``."""
 
+    @abstractmethod
     def sample(self, x: Tensor, index: Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """One placement per image of ``x`` (rows ``index`` of the data set)."""
 
+    @abstractmethod
     def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
-        raise NotImplementedError
+        """``x`` with the texture placed as ``params`` say; differentiable in the texture."""
 
     def support(self, texture: Tensor) -> Tensor | None:
         """The texture's own support (``h×w``) for NPS and TV; ``None``: all of it."""
@@ -182,7 +187,7 @@ class MaskPlacement(Placement):
     holds one mask for every image (``1×c×H×W``) or one per image of the data set (``N×c×H×W``,
     e.g. eyeglass frames from each face's box), picked by the images' ``index``."""
 
-    masks: Tensor = field(default_factory=lambda: torch.ones(1, 1, 1, 1))
+    masks: Tensor
 
     def texture_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         c, h, w = image_shape
@@ -355,15 +360,17 @@ class UniversalTexture:
             raise InputError("x must lie in [0, 1]: pass raw pixels, normalization belongs inside the model")
         if generator is None:
             generator = torch.Generator(device=x.device)
-            generator.manual_seed(0 if self.seed is None else int(self.seed)) if self.seed is not None \
-                else generator.seed()
+            if self.seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(int(self.seed))
         keep = torch.ones_like(y, dtype=torch.bool) if target is None else y != int(target)
         if not bool(keep.any()):
             raise InputError(f"every training image is already of the target class {target}")
         placement = self.placement
         if isinstance(placement, MaskPlacement) and placement.masks.shape[0] > 1:
             placement = MaskPlacement(placement.masks[keep.to(placement.masks.device)])
-        with evaluation_mode(model), _frozen(model):
+        with evaluation_mode(model), _parameters_frozen(model):
             return train_texture(model, x[keep], y[keep], None if target is None else int(target),
                                  placement, self.transform, self.config, generator, callback)
 
@@ -394,16 +401,14 @@ class UniversalMask(UniversalTexture):
         super().__init__(MaskPlacement(check_mask(mask, owner="UniversalMask mask")), **kwargs)
 
 
-class _frozen:
-    """Parameters need no gradient while a texture trains; restored afterwards."""
-
-    def __init__(self, model: Any) -> None:
-        self.params = [p for p in model.parameters() if p.requires_grad] if hasattr(model, "parameters") else []
-
-    def __enter__(self) -> None:
-        for p in self.params:
-            p.requires_grad_(False)
-
-    def __exit__(self, *exc: object) -> None:
-        for p in self.params:
+@contextmanager
+def _parameters_frozen(model: Any) -> Iterator[None]:
+    """The model's parameters need no gradient while a texture trains; restored afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
             p.requires_grad_(True)
