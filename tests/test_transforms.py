@@ -136,3 +136,26 @@ def test_bad_ranges_are_one_line_errors(make) -> None:
 def test_non_image_input_is_an_error() -> None:
     with pytest.raises(InputError):
         Brightness(0.1)(torch.rand(3, 4), gen(0))
+
+
+def test_transformed_model_averages_its_draws_and_is_seeded() -> None:
+    from torch import nn
+
+    from advrobust.transforms.model import TransformedModel
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(5, 1, 4, 4, generator=gen(0))
+    t = Brightness(0.2)
+    wrapped = TransformedModel(net, t, draws=4, seed=7)
+    first = wrapped(x)
+    assert not torch.equal(first, wrapped(x))  # fresh draws on every call
+    wrapped.reseed()
+    assert torch.equal(first, wrapped(x))
+    g = gen(7)
+    rows = t(x.repeat(4, 1, 1, 1), g)
+    assert torch.allclose(first, net(rows).reshape(4, 5, 3).mean(dim=0), atol=1e-6)
+    xv = x.clone().requires_grad_(True)
+    wrapped(xv).sum().backward()
+    assert xv.grad is not None and float(xv.grad.abs().sum()) > 0
+    with pytest.raises(InputError):
+        TransformedModel(net, t, draws=0)
