@@ -117,6 +117,10 @@ class EvaluationResult:
     versions: dict[str, str] = field(default_factory=dict)
     timestamp: str = ""
     seconds: float = 0.0
+    #: the model's outputs changed between two passes of the same inputs (a randomized defence)
+    randomized: bool = False
+    #: how a point's verdicts were decided: one pass, or a majority over fresh draws of the model
+    verdict_rule: str = "one pass"
 
     # --- headline numbers ---------------------------------------------------------------------
     @property
@@ -221,6 +225,8 @@ class EvaluationResult:
             "versions": self.versions,
             "timestamp": self.timestamp,
             "seconds": self.seconds,
+            "randomized": self.randomized,
+            "verdict_rule": self.verdict_rule,
             # derived, for readers that do not load the object (the store, other tools)
             "summary": {
                 "n_points": self.n_points,
@@ -277,6 +283,8 @@ class EvaluationResult:
             versions=dict(d["versions"]),
             timestamp=d["timestamp"],
             seconds=float(d["seconds"]),
+            randomized=bool(d.get("randomized", False)),
+            verdict_rule=str(d.get("verdict_rule", "one pass")),
         )
 
     @classmethod
