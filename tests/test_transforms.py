@@ -138,7 +138,7 @@ def test_non_image_input_is_an_error() -> None:
         Brightness(0.1)(torch.rand(3, 4), gen(0))
 
 
-def test_transformed_model_averages_its_draws_and_is_seeded() -> None:
+def test_transformed_model_draws_afresh_is_seeded_and_differentiable() -> None:
     from torch import nn
 
     from advrobust.transforms.model import TransformedModel
@@ -146,16 +146,19 @@ def test_transformed_model_averages_its_draws_and_is_seeded() -> None:
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     x = torch.rand(5, 1, 4, 4, generator=gen(0))
     t = Brightness(0.2)
-    wrapped = TransformedModel(net, t, draws=4, seed=7)
+    wrapped = TransformedModel(net, t, seed=7)
     first = wrapped(x)
     assert not torch.equal(first, wrapped(x))  # fresh draws on every call
     wrapped.reseed()
     assert torch.equal(first, wrapped(x))
-    g = gen(7)
-    rows = t(x.repeat(4, 1, 1, 1), g)
-    assert torch.allclose(first, net(rows).reshape(4, 5, 3).mean(dim=0), atol=1e-6)
+    assert torch.allclose(first, net(t(x, gen(7))), atol=1e-6)
+    averaged = TransformedModel(net, t, draws=4, seed=3)(x)  # the logits of 4 draws, averaged
+    rows = t(x.repeat(4, 1, 1, 1), gen(3))
+    assert torch.allclose(averaged, net(rows).reshape(4, 5, 3).mean(dim=0), atol=1e-6)
     xv = x.clone().requires_grad_(True)
     wrapped(xv).sum().backward()
     assert xv.grad is not None and float(xv.grad.abs().sum()) > 0
+    with pytest.raises(InputError):
+        TransformedModel(net, lambda v: v)
     with pytest.raises(InputError):
         TransformedModel(net, t, draws=0)

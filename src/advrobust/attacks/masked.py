@@ -11,10 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Attack, AttackResult, Model
+from advrobust.attacks.base import Attack
+from advrobust.attacks.result import AttackResult
 from advrobust.errors import InputError
 from advrobust.masked import Masked
 from advrobust.masks import check_mask
+from advrobust.runtime.runner import Model
 
 
 def attack_per_mask(

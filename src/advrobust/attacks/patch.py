@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from advrobust.attacks.base import evaluation_mode
-from advrobust.attacks.iterative import check_positive_int
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_positive_int
 from advrobust.errors import InputError
 from advrobust.losses import get_loss
 from advrobust.masks import check_mask

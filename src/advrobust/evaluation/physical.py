@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import evaluation_mode
+from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
 from advrobust.transforms import Transform, physical

@@ -1,10 +1,17 @@
-"""A model seen through a random transformation: the bridge from a distribution to EOT.
+"""A model seen through a random transformation: how a transformation distribution meets EOT.
 
-``TransformedModel(model, t)`` is the randomized model ``x ↦ f(t(x))`` with a fresh ``t ∼ T`` at
-every call (drawn from its own seeded generator). An attack run on it follows the gradient of the
-expectation over transformations of Athalye, Engstrom, Ilyas & Kwok (2018, eq. 1) one draw per step
-(stochastic gradient ascent on ``E_t[L(f(t(x)))]``); averaging ``n`` draws per step is the EOT count
-of the attack runtime, which treats this like any other randomized model.
+``TransformedModel(model, t)`` is the randomized model ``x ↦ f(t(x))`` with a fresh ``t ∼ T`` per
+point at every call (drawn from its own seeded generator). Two ways to attack the expectation over
+transformations of Athalye, Engstrom, Ilyas & Kwok (2018, eq. 1) through it:
+
+    ar.attacks.PGD(ar.Linf(eps=0.2), steps=40, eot=8)(TransformedModel(model, t), x, y)
+    ar.attacks.PGD(ar.Linf(eps=0.2), steps=40)(TransformedModel(model, t, draws=8), x, y)
+
+The first is every attack's ``eot`` count (:mod:`advrobust.runtime.eot`): the objective's values and
+input gradients averaged over 8 passes. The second averages the *logits* of 8 draws in one batched
+pass of ``8·N`` rows, so the objective is taken of the averaged scores (the form of Athalye et al.'s
+own EOT code for classifiers). On a small MNIST CNN, PGD l∞ 0.18 over rotation ±15°, translation ±8%
+and noise σ = 0.05, the second gave the higher success under fresh draws (tests/test_physical_patch.py).
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from advrobust.transforms.base import Transform
 
 
 class TransformedModel(nn.Module):
-    """``forward(x) = (1/n) Σ_{k ≤ n} model(t_k(x))``: the logits averaged over ``draws = n`` fresh
-    transformations per point and call (one batched pass of ``n·N`` rows; ``n = 1``: the randomized
-    model itself). ``seed`` seeds the draws (``reseed()`` restarts them)."""
+    """``forward(x) = (1/n) Σ_{k ≤ n} model(t_k(x))`` over ``draws = n`` fresh draws per point and
+    call (``n = 1``: the randomized model ``model(t(x))``); ``seed`` seeds the draws (``reseed()``
+    restarts them)."""
 
     def __init__(self, model: nn.Module, transform: Transform, draws: int = 1, seed: int = 0) -> None:
         super().__init__()
