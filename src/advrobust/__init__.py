@@ -17,11 +17,12 @@ from advrobust.threat import L0, L1, L2, Linf, Threat
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat"}
+_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat", "transforms"}
 # public name -> "module:attribute", resolved lazily
 _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",
     "audit": "advrobust.evaluation:audit",
+    "Masked": "advrobust.masked:Masked",
 }
 
 __all__ = [

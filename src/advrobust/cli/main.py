@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train a model (standard or adversarial) and save a checkpoint."),
     "evaluate": ("evaluate", "Attack a model and print its clean and robust accuracy."),
     "audit": ("audit", "Check an evaluation for gradient masking, with a verdict per check."),
+    "patch": ("patch", "Train a universal adversarial patch, measure it under transformations, export it."),
     "transfer": ("transfer", "Craft on surrogate models, attack targets: the transfer matrix."),
     "results": ("results", "List, compare and export the stored evaluation results."),
     "report": ("report", "Write the HTML report of an evaluation (images, curves, tables)."),

@@ -1,0 +1,414 @@
+"""Universal physical textures: the adversarial patch (Brown et al. 2017) and the universal masked
+texture (eyeglass frames, stickers; Sharif et al. 2016), trained over a data set.
+
+Brown, Mané, Roy, Abadi & Gilmer (2017, "Adversarial patch", eq. 2) train one patch ``p`` for a
+whole distribution of images, places and transformations::
+
+    p̂ = argmax_p  E_{x∼X, t∼T, l∼L} [ log Pr(ŷ | A(p, x, l, t)) ]
+
+where ``A`` pastes the patch, transformed by ``t`` (scale, rotation), at location ``l`` of image
+``x``. Here ``A`` is a bilinear warp of the texture and of its shape into the image (the patch always
+lies wholly inside it), followed by a scene transformation from :mod:`advrobust.transforms` (lighting,
+pose, print-and-photograph) — the expectation over transformations of Athalye et al. (2018). The
+objective is the package's per-point objective (targeted: ``−CE(z, t)``, i.e. ``log Pr(t | ·)``;
+untargeted: ``CE(z, y)``), minus ``nps_weight · NPS`` and ``tv_weight · TV`` (Sharif et al. 2016,
+eqs. 4–5; :mod:`advrobust.printability`), maximized by Adam with the texture projected onto
+``[0, 1]`` after every step. Each step draws a fresh batch of images, places and transformations
+from the ``generator``: a seed gives the same patch every time.
+
+A masked texture is the same optimization with a fixed placement: ``A(p, x) = (1 − M) ⊙ x + M ⊙ p``
+for a binary support ``M`` (one for every image, or one per image: a frame per face).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_positive_int
+from advrobust.errors import InputError
+from advrobust.losses import get_loss
+from advrobust.masks import check_mask
+from advrobust.printability import check_palette, default_palette, nps, total_variation
+from advrobust.transforms import Transform, physical
+from advrobust.transforms.base import check_images, check_range
+from advrobust.transforms.geometric import warp
+
+Callback = Callable[[int, dict[str, float]], None]
+
+
+# ------------------------------------------------------------------------------- placements
+class Placement(ABC):
+    """Where a texture goes in each image: ``sample`` draws a placement per image, ``paste`` applies it."""
+
+    @abstractmethod
+    def texture_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The texture's ``(C, h, w)`` for images of shape ``(C, H, W)``."""
+
+    @abstractmethod
+    def sample(self, x: Tensor, index: Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:
+        """One placement per image of ``x`` (rows ``index`` of the data set)."""
+
+    @abstractmethod
+    def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """``x`` with the texture placed as ``params`` say; differentiable in the texture."""
+
+    def support(self, texture: Tensor) -> Tensor | None:
+        """The texture's own support (``h×w``) for NPS and TV; ``None``: all of it."""
+        return None
+
+
+@dataclass(frozen=True)
+class RandomPlacement(Placement):
+    """A square or round patch covering ``area`` of the image at scale 1, drawn at a side scale in
+    ``[scale_min, 1]``, rotated by up to ``rotation`` degrees and put at a uniform location such that
+    it lies wholly inside ``region`` (Brown et al. 2017, §2: random location, scale and rotation).
+
+    ``region = (x0, y0, x1, y1)`` in fractions of the image's width and height (default: all of it);
+    e.g. ``(0.15, 0.15, 0.85, 0.85)`` keeps an MNIST patch on the digit rather than the empty border.
+    """
+
+    area: float = 0.1
+    scale_min: float = 0.8
+    rotation: float = 20.0
+    shape: str = "square"
+    region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        check_range("RandomPlacement", "area", self.area, 1.0)
+        if self.area <= 0:
+            raise InputError(f"RandomPlacement: area must be a fraction of the image in (0, 1], got {self.area!r}")
+        if not 0 < self.scale_min <= 1:
+            raise InputError(f"RandomPlacement: scale_min must be in (0, 1], got {self.scale_min!r}")
+        check_range("RandomPlacement", "rotation", self.rotation, 180.0)
+        if self.shape not in ("square", "circle"):
+            raise InputError(f"RandomPlacement: shape must be 'square' or 'circle', got {self.shape!r}")
+        try:
+            x0, y0, x1, y1 = (float(v) for v in self.region)
+        except (TypeError, ValueError):
+            raise InputError(f"RandomPlacement: region is (x0, y0, x1, y1) in fractions, got {self.region!r}") from None
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise InputError(f"RandomPlacement: region needs 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1; got {self.region!r}")
+        object.__setattr__(self, "region", (x0, y0, x1, y1))
+
+    def side(self, h: int, w: int) -> float:
+        """The patch's side in image pixels at scale 1 (a circle's diameter of the same area)."""
+        ratio = 1.0 if self.shape == "square" else 4 / math.pi
+        return math.sqrt(self.area * h * w * ratio)
+
+    def texture_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = image_shape
+        side = max(2, math.ceil(self.side(h, w)))
+        return c, side, side
+
+    def _reach(self, angle: Tensor) -> Tensor:
+        """Half the width of the rotated patch's bounding box, per unit of side."""
+        if self.shape == "circle":
+            return torch.full_like(angle, 0.5)
+        return 0.5 * (angle.cos().abs() + angle.sin().abs())
+
+    def sample(self, x: Tensor, index: Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:
+        n, (h, w) = x.shape[0], x.shape[-2:]
+        u = torch.rand(n, 4, generator=generator, dtype=x.dtype, device=x.device)
+        angle = (2 * u[:, 0] - 1) * math.radians(self.rotation)
+        side = self.side(h, w) * (self.scale_min + (1 - self.scale_min) * u[:, 1])
+        # half the rotated bounding box, plus one texel: bilinear sampling spreads the edge that far
+        reach = self._reach(angle) * side + side / self.texture_shape((1, h, w))[1]
+        x0, y0, x1, y1 = self.region
+        rw, rh = (x1 - x0) * w, (y1 - y0) * h
+        widest = self._reach(torch.tensor(math.radians(min(self.rotation, 45.0)))) * self.side(h, w)
+        if 2 * (float(widest) + self.side(h, w) / self.texture_shape((1, h, w))[1]) > min(rw, rh) + 1e-6:
+            raise InputError(
+                f"a patch of area {self.area:g} rotated by up to {self.rotation:g}° does not fit in a "
+                f"{rw:g}×{rh:g}-pixel region: lower area or rotation, or widen the region"
+            )
+        # the centre, in pixels from the image centre, uniform where the whole patch stays in the region
+        cx = (x0 + x1 - 1) * w / 2 + (2 * u[:, 2] - 1) * (rw / 2 - reach)
+        cy = (y0 + y1 - 1) * h / 2 + (2 * u[:, 3] - 1) * (rh / 2 - reach)
+        return {"angle": angle, "side": side, "centre": torch.stack([cx, cy], dim=1)}
+
+    def centred(self, x: Tensor) -> dict[str, Tensor]:
+        """The digital placement: at the image centre, scale 1, no rotation."""
+        n, (h, w) = x.shape[0], x.shape[-2:]
+        zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
+        return {"angle": zeros, "side": torch.full_like(zeros, self.side(h, w)),
+                "centre": torch.zeros(n, 2, dtype=x.dtype, device=x.device)}
+
+    def matrix(self, params: dict[str, Tensor], h: int, w: int) -> Tensor:
+        """``N×3×3``: image normalized coordinates → the patch's normalized coordinates."""
+        angle, side, centre = params["angle"], params["side"], params["centre"]
+        n = angle.shape[0]
+        cos, sin = angle.cos(), angle.sin()
+        rot_inv = torch.stack([cos, sin, -sin, cos], dim=1).reshape(n, 2, 2)  # R(−θ)
+        scale = (2 / side)[:, None, None]
+        pix = torch.diag(torch.tensor([w / 2, h / 2], dtype=angle.dtype, device=angle.device))
+        m = torch.zeros(n, 3, 3, dtype=angle.dtype, device=angle.device)
+        m[:, :2, :2] = scale * rot_inv @ pix
+        m[:, :2, 2] = -(scale * rot_inv @ centre[:, :, None]).squeeze(2)
+        m[:, 2, 2] = 1
+        return m
+
+    def shape_mask(self, texture: Tensor) -> Tensor:
+        """``1×h×w`` 0/1: the patch's shape on its own texture grid."""
+        h, w = texture.shape[-2:]
+        if self.shape == "square":
+            return torch.ones(1, h, w, dtype=texture.dtype, device=texture.device)
+        ys = (torch.arange(h, dtype=texture.dtype, device=texture.device) + 0.5) / h * 2 - 1
+        xs = (torch.arange(w, dtype=texture.dtype, device=texture.device) + 0.5) / w * 2 - 1
+        return ((ys[:, None].square() + xs[None].square()) <= 1).to(texture.dtype)[None]
+
+    def support(self, texture: Tensor) -> Tensor | None:
+        return None if self.shape == "square" else self.shape_mask(texture)[0]
+
+    def alpha_and_pixels(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The pasted patch's coverage ``α`` (``N×1×H×W`` in ``[0, 1]``) and its colours ``α ⊙ p``."""
+        n, (h, w) = x.shape[0], x.shape[-2:]
+        m = self.matrix(params, h, w)
+        rgba = torch.cat([texture * self.shape_mask(texture), self.shape_mask(texture)], dim=0)
+        out = warp(rgba.expand(n, *rgba.shape), m, "zeros", size=(h, w))
+        return out[:, -1:], out[:, :-1]
+
+    def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
+        alpha, colour = self.alpha_and_pixels(x, texture, params)
+        return (1 - alpha) * x + colour
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPlacement(Placement):
+    """A full-image texture seen through a fixed binary support: ``(1 − M) ⊙ x + M ⊙ p``. ``masks``
+    holds one mask for every image (``1×c×H×W``) or one per image of the data set (``N×c×H×W``,
+    e.g. eyeglass frames from each face's box), picked by the images' ``index``."""
+
+    masks: Tensor
+
+    def texture_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = image_shape
+        check_mask(self.masks, (self.masks.shape[0], c, h, w), owner="mask")
+        return c, h, w
+
+    def sample(self, x: Tensor, index: Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:
+        rows = index if self.masks.shape[0] > 1 else torch.zeros_like(index)
+        return {"mask": self.masks.to(x.device, x.dtype)[rows]}
+
+    def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
+        m = params["mask"]
+        return (1 - m) * x + m * texture
+
+    def support(self, texture: Tensor) -> Tensor | None:
+        return self.masks.amax(dim=(0, 1)).to(texture)
+
+
+# ------------------------------------------------------------------------------- the result
+@dataclass
+class Texture:
+    """A trained universal texture: ``texture`` (``C×h×w`` in ``[0, 1]``), how it is placed, the
+    goal it was trained for (``target`` class, or ``None``: untargeted), its printability (``nps``,
+    ``tv``) and the training history (one dict of metrics per step)."""
+
+    texture: Tensor
+    placement: Placement
+    target: int | None
+    nps: float
+    tv: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def apply(self, x: Tensor, generator: torch.Generator | None = None, index: Tensor | None = None) -> Tensor:
+        """``x`` with the texture placed (a fresh random placement per image for a patch; the mask of
+        each image ``index`` for a masked texture)."""
+        index = torch.arange(x.shape[0], device=x.device) if index is None else index
+        return self.placement.paste(x, self.texture.to(x), self.placement.sample(x, index, generator))
+
+    def apply_digital(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        """The digital setting: a patch centred at scale 1 with no rotation; a mask as it is."""
+        if isinstance(self.placement, RandomPlacement):
+            return self.placement.paste(x, self.texture.to(x), self.placement.centred(x))
+        return self.apply(x, None, index)
+
+
+# ------------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class _Config:
+    steps: int
+    batch_size: int
+    lr: float
+    nps_weight: float
+    tv_weight: float
+    palette: Tensor
+    loss: str
+
+
+def train_texture(
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    target: int | None,
+    placement: Placement,
+    transform: Transform,
+    config: _Config,
+    generator: torch.Generator,
+    callback: Callback | None = None,
+) -> Texture:
+    """Brown et al. (2017), eq. 2 with the printability terms: Adam on the texture, projected onto
+    ``[0, 1]``, one fresh batch of images, placements and transformations per step."""
+    check_images("train_texture", x)
+    c, h, w = placement.texture_shape(tuple(x.shape[1:]))
+    texture = torch.rand(c, h, w, generator=generator, dtype=x.dtype, device=x.device).requires_grad_(True)
+    optimizer = torch.optim.Adam([texture], lr=config.lr)
+    objective = get_loss(config.loss)
+    support = placement.support(texture.detach())
+    palette = config.palette.to(x)
+    history: list[dict[str, float]] = []
+    n = x.shape[0]
+    for step in range(config.steps):
+        index = torch.randint(0, n, (min(config.batch_size, n),), generator=generator, device=x.device)
+        xb, yb = x[index], y[index]
+        tb = None if target is None else torch.full_like(yb, target)
+        with torch.no_grad():
+            params = placement.sample(xb, index, generator)
+            scene = transform.sample(xb, generator)
+        z = model(transform.apply(placement.paste(xb, texture, params), scene))
+        attack_term = objective(z, yb, tb).mean()
+        printability = nps(texture, palette, support) if config.nps_weight else texture.new_zeros(())
+        smoothness = total_variation(texture, support) if config.tv_weight else texture.new_zeros(())
+        loss = -attack_term + config.nps_weight * printability + config.tv_weight * smoothness
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            texture.clamp_(0.0, 1.0)
+            pred = z.argmax(dim=1)
+            success = (pred == tb) if tb is not None else (pred != yb)
+        metrics = {"objective": float(attack_term.detach()), "nps": float(printability.detach()),
+                   "tv": float(smoothness.detach()),
+                   "success": float(success.float().mean())}
+        history.append(metrics)
+        if callback is not None:
+            callback(step, metrics)
+    final = texture.detach()
+    return Texture(
+        texture=final,
+        placement=placement,
+        target=target,
+        nps=float(nps(final, palette, support)),
+        tv=float(total_variation(final, support)),
+        history=history,
+    )
+
+
+class UniversalTexture:
+    """Shared configuration of :class:`UniversalPatch` and :class:`UniversalMask` (see the module
+    docstring). ``transform``: the scene distribution of the expectation (default
+    :func:`advrobust.transforms.physical`; ``Identity()`` trains a digital texture); ``steps`` Adam
+    steps of ``batch_size`` images at learning rate ``lr``; ``nps_weight``/``tv_weight`` the weights of
+    the printability terms against ``palette`` (default :func:`advrobust.printability.default_palette`);
+    ``loss`` the objective (``"ce"`` as in the paper, or ``"margin"``); ``seed``."""
+
+    def __init__(
+        self,
+        placement: Placement,
+        *,
+        transform: Transform | None = None,
+        steps: int = 500,
+        batch_size: int = 64,
+        lr: float = 0.05,
+        nps_weight: float = 0.0,
+        tv_weight: float = 0.0,
+        palette: Tensor | None = None,
+        loss: str = "ce",
+        seed: int | None = 0,
+    ) -> None:
+        owner = type(self).__name__
+        if transform is not None and not isinstance(transform, Transform):
+            raise InputError(f"{owner}: transform must be an advrobust.transforms.Transform, got {transform!r}")
+        self.placement = placement
+        self.transform = physical() if transform is None else transform
+        self.config = _Config(
+            steps=check_positive_int(owner, "steps", steps),
+            batch_size=check_positive_int(owner, "batch_size", batch_size),
+            lr=check_range(owner, "lr", lr),
+            nps_weight=check_range(owner, "nps_weight", nps_weight),
+            tv_weight=check_range(owner, "tv_weight", tv_weight),
+            palette=check_palette(default_palette() if palette is None else palette),
+            loss=loss,
+        )
+        get_loss(loss)
+        self.seed = seed
+
+    def fit(
+        self,
+        model: Callable[[Tensor], Tensor],
+        x: Tensor,
+        y: Tensor,
+        target: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Texture:
+        """Train the texture on the images ``x`` (labels ``y``); ``target`` a class for a targeted
+        texture. Images of the target class are left out (they need no attack). ``callback(step,
+        metrics)`` is told the objective, NPS, TV and batch success after every step."""
+        check_images(type(self).__name__, x)
+        if float(x.min()) < 0 or float(x.max()) > 1:
+            raise InputError("x must lie in [0, 1]: pass raw pixels, normalization belongs inside the model")
+        if generator is None:
+            generator = torch.Generator(device=x.device)
+            if self.seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(int(self.seed))
+        keep = torch.ones_like(y, dtype=torch.bool) if target is None else y != int(target)
+        if not bool(keep.any()):
+            raise InputError(f"every training image is already of the target class {target}")
+        placement = self.placement
+        if isinstance(placement, MaskPlacement) and placement.masks.shape[0] > 1:
+            placement = MaskPlacement(placement.masks[keep.to(placement.masks.device)])
+        with evaluation_mode(model), _parameters_frozen(model):
+            return train_texture(model, x[keep], y[keep], None if target is None else int(target),
+                                 placement, self.transform, self.config, generator, callback)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(placement={self.placement!r}, transform={self.transform.describe()!r})"
+
+
+class UniversalPatch(UniversalTexture):
+    """The adversarial patch of Brown et al. (2017): one square (or round) patch covering ``area``
+    of the image, trained over a data set at random locations, scales in ``[scale_min, 1]`` and
+    rotations up to ``rotation`` degrees, under the scene ``transform``.
+
+        patch = UniversalPatch(area=0.1, steps=500).fit(model, x_train, y_train, target=3)
+        x_patched = patch.apply(x_test, generator)
+    """
+
+    def __init__(self, area: float = 0.1, *, scale_min: float = 0.8, rotation: float = 20.0,
+                 shape: str = "square", region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+                 **kwargs: Any) -> None:
+        super().__init__(RandomPlacement(area, scale_min, rotation, shape, tuple(region)), **kwargs)
+
+
+class UniversalMask(UniversalTexture):
+    """One texture for every image, seen through a binary ``mask`` (Sharif et al. 2016's universal
+    eyeglass frames; a sticker): ``1×c×H×W`` for all images, or ``N×c×H×W``, one per training image."""
+
+    def __init__(self, mask: Tensor, **kwargs: Any) -> None:
+        super().__init__(MaskPlacement(check_mask(mask, owner="UniversalMask mask")), **kwargs)
+
+
+@contextmanager
+def _parameters_frozen(model: Any) -> Iterator[None]:
+    """The model's parameters need no gradient while a texture trains; restored afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

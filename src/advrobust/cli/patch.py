@@ -1,0 +1,127 @@
+"""``advrobust patch``: train a universal adversarial patch, measure it digitally and under fresh
+transformations (next to a random patch of the same size and a digital PGD perturbation), and write
+it ready to print.
+
+    advrobust patch --target 8 --area 0.1 --steps 600 --out patch-out
+    advrobust patch --palette printer.csv --nps-weight 0.5 --tv-weight 0.1 --width-mm 40 --dpi 300
+
+Writes ``OUT/patch.png`` (the printable patch, its physical size and DPI in the file),
+``OUT/preview.png``, ``OUT/physical.json`` and ``OUT/report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import torch
+from rich.table import Table
+
+from advrobust.cli.console import console
+from advrobust.cli.evaluate import load_model, load_points, model_options, pct, progress_for
+from advrobust.errors import InputError
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--region takes four fractions x0,y0,x1,y1 (e.g. 0.15,0.15,0.85,0.85): {text!r}") from None
+    return x0, y0, x1, y1
+
+
+@click.command("patch")
+@model_options()
+@click.option("--target", type=int, help="Class the patch should make the model predict [default: untargeted].")
+@click.option("--area", type=float, default=0.1, show_default=True, help="Fraction of the image the patch covers.")
+@click.option("--region", default="0,0,1,1", show_default=True, help="Where the patch may go: x0,y0,x1,y1 fractions.")
+@click.option("--rotation", type=float, default=20.0, show_default=True, help="Patch rotation range, degrees.")
+@click.option("--shape", type=click.Choice(["square", "circle"]), default="square", show_default=True)
+@click.option("--steps", type=int, default=600, show_default=True, help="Training steps (batches of 64).")
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate.")
+@click.option("--loss", type=click.Choice(["ce", "margin"]), default="margin", show_default=True)
+@click.option("--strength", type=float, default=1.0, show_default=True,
+              help="Scale of the default physical transformations (0: digital).")
+@click.option("--nps-weight", type=float, default=0.0, show_default=True, help="Weight of non-printability.")
+@click.option("--tv-weight", type=float, default=0.0, show_default=True, help="Weight of total variation.")
+@click.option("--palette", type=click.Path(dir_okay=False), help="CSV of printable r,g,b colours.")
+@click.option("--draws", type=int, default=100, show_default=True, help="Fresh transformations per test image.")
+@click.option("--width-mm", type=float, default=50.0, show_default=True, help="Printed width of the patch.")
+@click.option("--dpi", type=float, default=300.0, show_default=True, help="Printer resolution.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("patch-out"),
+              show_default=True)
+def command(
+    model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
+    n_points: int | None, seed: int, target: int | None, area: float, region: str, rotation: float, shape: str,
+    steps: int, lr: float, loss: str, strength: float, nps_weight: float, tv_weight: float, palette: str | None,
+    draws: int, width_mm: float, dpi: float, out_dir: Path,
+) -> None:
+    """Train a universal adversarial patch (Brown et al. 2017) on the train split, evaluate it on
+    held-out points under fresh transformations, and export it ready to print."""
+    import advrobust as ar
+    from advrobust.attacks.patch import UniversalPatch
+    from advrobust.evaluation.physical import perturbation_success, texture_success
+    from advrobust.printability import load_palette
+    from advrobust.report.physical import physical_page
+    from advrobust.report.printable import printable_texture, save_preview, save_printable
+    from advrobust.transforms import physical
+
+    progress = progress_for(0)
+    model, model_name, _ = load_model(model_spec, weights, progress)
+    train = load_points(data_name, root, "train", None, seed)
+    test = load_points(data_name, root, split, 500 if n_points is None else n_points, seed)
+    transform = physical(strength)
+    attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, steps=steps, lr=lr,
+                            loss=loss, transform=transform, nps_weight=nps_weight, tv_weight=tv_weight,
+                            palette=None if palette is None else load_palette(palette), seed=seed)
+    goal = f"target {target}" if target is not None else "untargeted"
+    with progress.task(f"training a {area:g}-area patch ({goal})", total=steps) as task:
+        patch = attack.fit(model, train.x, train.y, target,
+                           callback=lambda step, m: task.advance(1, success=m["success"], nps=m["nps"]))
+    noise = torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(seed + 1))
+    strengths, curve_draws = (0.0, 0.25, 0.5, 0.75, 1.0), max(1, draws // 5)
+    results = []
+    with progress.task("physical success rates", total=3) as task:
+        for name, tex in (("universal patch", patch), ("random patch (control)", replace(patch, texture=noise))):
+            results.append(texture_success(model, tex, test.x, test.y, transform=transform, n_draws=draws,
+                                           seed=seed, strengths=strengths, curve_draws=curve_draws, name=name))
+            task.advance(1)
+        x, y = test.x, test.y
+        goal_t = None if target is None else torch.full_like(y, target)
+        with torch.no_grad():
+            keep = model(x).argmax(1) == y  # PGD attacks the correctly classified points
+        if target is not None:
+            keep &= y != target
+        res = ar.attacks.PGD(ar.Linf(0.3), steps=40, seed=seed)(model, x[keep], y[keep],
+                                                               None if goal_t is None else goal_t[keep])
+        results.append(perturbation_success(model, x[keep], res.x_adv, y[keep],
+                                            None if goal_t is None else goal_t[keep], transform=transform,
+                                            n_draws=draws, seed=seed, strengths=strengths, curve_draws=curve_draws,
+                                            name="digital PGD (l∞ 0.3)"))
+        task.advance(1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rgb, alpha = printable_texture(patch)
+    printed = save_printable(rgb, out_dir / "patch.png", width_mm=width_mm, dpi=dpi, alpha=alpha)
+    show = test.x[:8]
+    generator = torch.Generator().manual_seed(seed)
+    preview = save_preview([show, transform(patch.apply(show, generator), generator)], out_dir / "preview.png")
+    notes = [f"Model {model_name}; patch area {area:g} of the image, {goal}; NPS {patch.nps:.4f}, "
+             f"TV {patch.tv:.4f}; printed {printed.width_mm:.1f} mm wide at {dpi:g} dpi."]
+    texture_preview = save_printable(rgb, out_dir / "texture-preview.png", width_in=1.0, dpi=160, alpha=alpha)
+    html = physical_page(f"Physical attack on {model_name}", results,
+                         texture_png=Path(texture_preview.path).read_bytes(),
+                         preview_png=preview.read_bytes(), notes=notes)
+    (out_dir / "report.html").write_text(html)
+    summary = {"model": model_name, "target": target, "area": area, "nps": patch.nps, "tv": patch.tv,
+               "print": printed.__dict__, "results": [r.to_dict() for r in results]}
+    (out_dir / "physical.json").write_text(json.dumps(summary, indent=2, default=float))
+    table = Table(title=f"{model_name}: digital and physical success ({draws} draws per image)", title_justify="left")
+    for column in ("attack", "digital", "under transformations", "transformations alone"):
+        table.add_column(column, justify="right" if column != "attack" else "left")
+    for r in results:
+        table.add_row(r.name, pct(r.digital), pct(r.physical), pct(r.baseline))
+    console.print(table)
+    console.print(f"patch: {printed.path} ({printed.width_px}×{printed.height_px} px = {printed.width_mm:.1f} mm "
+                  f"at {dpi:g} dpi); report: {out_dir / 'report.html'}")

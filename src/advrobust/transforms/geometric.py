@@ -1,0 +1,167 @@
+"""Geometric transformations: rotation, scale, translation and perspective, as one resampling.
+
+Every geometric draw is a 3×3 homography ``M`` (per point) that maps each *output* pixel's
+normalized coordinates ``u ∈ [−1, 1]²`` to the input coordinates it is read from; the image is
+resampled once, bilinearly (``torch.nn.functional.grid_sample``), so composing rotation, scale,
+translation and perspective blurs the image no more than one of them. The output is a linear function
+of the input: differentiable, exactly, in ``x``.
+
+The forward motion of the picture is, in pixel units about the image centre,
+``q ↦ s·R(θ)·q + (t_x·W, t_y·H)`` followed by a perspective distortion that moves each corner of the
+image by up to ``perspective × half the image size`` in each direction (as torchvision's
+``RandomPerspective``); ``M`` is its inverse, built directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advrobust.errors import InputError
+from advrobust.transforms.base import Params, Transform, check_range, uniform
+
+PADDING_MODES = ("zeros", "border", "reflection")
+
+
+def base_grid(h: int, w: int, like: Tensor) -> Tensor:
+    """``H×W×3`` homogeneous normalized coordinates of the pixel centres (``align_corners=False``)."""
+    ys = (2 * torch.arange(h, dtype=like.dtype, device=like.device) + 1) / h - 1
+    xs = (2 * torch.arange(w, dtype=like.dtype, device=like.device) + 1) / w - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
+
+
+def warp(x: Tensor, matrix: Tensor, padding: str = "zeros", size: tuple[int, int] | None = None) -> Tensor:
+    """Resample ``x`` (``N×C×h×w``) at ``matrix @ u`` for every output pixel ``u`` (``N×3×3``
+    homographies in normalized coordinates); the output is ``size`` (default: the input's size).
+    Pixels read from outside the input take ``padding`` (``zeros``: value 0)."""
+    h, w = size if size is not None else x.shape[-2:]
+    grid = base_grid(h, w, x) @ matrix.transpose(1, 2)[:, None]  # N×1×3×3 against H×W×3 -> N×H×W×3
+    grid = grid[..., :2] / grid[..., 2:]
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def similarity_inverse(angle: Tensor, scale: Tensor, shift: Tensor, h: int, w: int) -> Tensor:
+    """``N×3×3`` normalized-coordinate inverse of ``q ↦ scale·R(angle)·q + shift`` (``q`` and
+    ``shift`` in pixels about the image centre; ``angle`` in radians)."""
+    n = angle.shape[0]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # R(−θ)/s in pixel units, conjugated by P = diag(w/2, h/2) into normalized units
+    a = torch.stack([cos, sin * (h / w), -sin * (w / h), cos], dim=1).reshape(n, 2, 2)
+    shift_n = shift / torch.tensor([w / 2, h / 2], dtype=shift.dtype, device=shift.device)
+    m = torch.zeros(n, 3, 3, dtype=angle.dtype, device=angle.device)
+    m[:, :2, :2] = a
+    m[:, :2, 2] = -(a @ shift_n[:, :, None]).squeeze(2)
+    m[:, 2, 2] = 1
+    return m
+
+
+def homography(src: Tensor, dst: Tensor) -> Tensor:
+    """``N×3×3`` homographies mapping the 4 points ``src`` (``N×4×2``) onto ``dst`` (``N×4×2``)."""
+    x, y = src[..., 0], src[..., 1]
+    xd, yd = dst[..., 0], dst[..., 1]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    rows_x = torch.stack([x, y, one, zero, zero, zero, -x * xd, -y * xd], dim=-1)
+    rows_y = torch.stack([zero, zero, zero, x, y, one, -x * yd, -y * yd], dim=-1)
+    a = torch.cat([rows_x, rows_y], dim=1)  # N×8×8
+    b = torch.cat([xd, yd], dim=1)
+    h = torch.linalg.solve(a, b)
+    return torch.cat([h, torch.ones_like(h[:, :1])], dim=1).reshape(-1, 3, 3)
+
+
+_CORNERS = ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Geometric(Transform):
+    """Random rotation, scale, translation and perspective, in one bilinear resampling.
+
+    Ranges (each draw uniform, independent per point):
+
+    * ``rotation`` — degrees, ``θ ∈ [−rotation, rotation]``; ``0 ≤ rotation ≤ 180``;
+    * ``scale`` — relative, ``s ∈ [1 − scale, 1 + scale]``; ``0 ≤ scale < 1``;
+    * ``translation`` — fraction of the image size, ``t_x, t_y ∈ [−translation, translation]``; ``≤ 1``;
+    * ``perspective`` — each image corner moves by up to ``perspective`` × half the image size in
+      x and in y; ``0 ≤ perspective ≤ 0.5``.
+
+    ``padding``: what fills pixels moved in from outside the image — ``zeros`` (black; right for
+    MNIST digits on a black background), ``border`` (the nearest edge pixel) or ``reflection``.
+    """
+
+    rotation: float = 0.0
+    scale: float = 0.0
+    translation: float = 0.0
+    perspective: float = 0.0
+    padding: str = "zeros"
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        object.__setattr__(self, "rotation", check_range(owner, "rotation", self.rotation, 180.0))
+        object.__setattr__(self, "scale", check_range(owner, "scale", self.scale, 0.99))
+        object.__setattr__(self, "translation", check_range(owner, "translation", self.translation, 1.0))
+        object.__setattr__(self, "perspective", check_range(owner, "perspective", self.perspective, 0.5))
+        if self.padding not in PADDING_MODES:
+            raise InputError(f"{owner}: padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        n = x.shape[0]
+        angle = uniform(n, math.radians(self.rotation), x, generator)
+        scale = 1 + uniform(n, self.scale, x, generator)
+        shift = torch.stack([uniform(n, self.translation, x, generator) for _ in range(2)], dim=1)
+        corners = torch.stack([uniform(n, self.perspective, x, generator) for _ in range(8)], dim=1)
+        return {"angle": angle, "scale": scale, "shift": shift, "corners": corners.reshape(n, 4, 2)}
+
+    def matrix(self, params: Params, h: int, w: int) -> Tensor:
+        """The ``N×3×3`` inverse map (output → input coordinates) of a draw, for ``h×w`` images."""
+        shift_px = params["shift"] * torch.tensor([w, h], dtype=params["shift"].dtype, device=params["shift"].device)
+        m = similarity_inverse(params["angle"], params["scale"], shift_px, h, w)
+        if self.perspective > 0:
+            out = torch.tensor(_CORNERS, dtype=m.dtype, device=m.device).expand(m.shape[0], 4, 2)
+            m = m @ homography(out, out + params["corners"])
+        return m
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        return warp(x, self.matrix(params, *x.shape[-2:]), self.padding)
+
+    def scaled(self, strength: float) -> Transform:
+        s = check_range(type(self).__name__, "strength", strength)
+        return replace(
+            self,
+            rotation=min(self.rotation * s, 180.0),
+            scale=min(self.scale * s, 0.99),
+            translation=min(self.translation * s, 1.0),
+            perspective=min(self.perspective * s, 0.5),
+        )
+
+    def describe(self) -> str:
+        parts = [
+            f"rotation ±{self.rotation:g}°" if self.rotation else "",
+            f"scale ±{self.scale:g}" if self.scale else "",
+            f"translation ±{self.translation:g}" if self.translation else "",
+            f"perspective {self.perspective:g}" if self.perspective else "",
+        ]
+        return ", ".join(p for p in parts if p) or "no geometric change"
+
+
+def Rotation(degrees: float = 15.0, padding: str = "zeros") -> Geometric:  # noqa: N802 - a transform's name
+    """Rotation by ``θ ∈ [−degrees, degrees]`` about the image centre."""
+    return Geometric(rotation=degrees, padding=padding)
+
+
+def Scale(scale: float = 0.1, padding: str = "zeros") -> Geometric:  # noqa: N802
+    """Zoom by ``s ∈ [1 − scale, 1 + scale]`` about the image centre."""
+    return Geometric(scale=scale, padding=padding)
+
+
+def Translation(fraction: float = 0.1, padding: str = "zeros") -> Geometric:  # noqa: N802
+    """Shift by up to ``fraction`` of the image width (x) and height (y)."""
+    return Geometric(translation=fraction, padding=padding)
+
+
+def Perspective(distortion: float = 0.1, padding: str = "zeros") -> Geometric:  # noqa: N802
+    """A random homography moving each corner by up to ``distortion`` × half the image size."""
+    return Geometric(perspective=distortion, padding=padding)

@@ -1,0 +1,53 @@
+"""A model seen through a random transformation: how a transformation distribution meets EOT.
+
+``TransformedModel(model, t)`` is the randomized model ``x ↦ f(t(x))`` with a fresh ``t ∼ T`` per
+point at every call (drawn from its own seeded generator). Two ways to attack the expectation over
+transformations of Athalye, Engstrom, Ilyas & Kwok (2018, eq. 1) through it:
+
+    ar.attacks.PGD(ar.Linf(eps=0.2), steps=40, eot=8)(TransformedModel(model, t), x, y)
+    ar.attacks.PGD(ar.Linf(eps=0.2), steps=40)(TransformedModel(model, t, draws=8), x, y)
+
+The first is every attack's ``eot`` count (:mod:`advrobust.runtime.eot`): the objective's values and
+input gradients averaged over 8 passes. The second averages the *logits* of 8 draws in one batched
+pass of ``8·N`` rows, so the objective is taken of the averaged scores (the form of Athalye et al.'s
+own EOT code for classifiers). On a small MNIST CNN, PGD l∞ 0.18 over rotation ±15°, translation ±8%
+and noise σ = 0.05, the second gave the higher success under fresh draws (tests/test_physical_patch.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from advrobust.errors import InputError
+from advrobust.transforms.base import Transform
+
+
+class TransformedModel(nn.Module):
+    """``forward(x) = (1/n) Σ_{k ≤ n} model(t_k(x))`` over ``draws = n`` fresh draws per point and
+    call (``n = 1``: the randomized model ``model(t(x))``); ``seed`` seeds the draws (``reseed()``
+    restarts them)."""
+
+    def __init__(self, model: nn.Module, transform: Transform, draws: int = 1, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(draws, bool) or int(draws) != draws or draws < 1:
+            raise InputError(f"TransformedModel: draws must be an integer >= 1, got {draws!r}")
+        self.draws = int(draws)
+        if not isinstance(transform, Transform):
+            raise InputError(f"TransformedModel takes an advrobust.transforms.Transform, got {transform!r}")
+        self.model = model
+        self.transform = transform
+        self.seed = int(seed)
+        self.generator = torch.Generator()
+        self.generator.manual_seed(self.seed)
+
+    def reseed(self) -> None:
+        self.generator.manual_seed(self.seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.generator.device != x.device:
+            self.generator = torch.Generator(device=x.device)
+            self.generator.manual_seed(self.seed)
+        rows = x.repeat(self.draws, *([1] * (x.dim() - 1)))  # draw-major: draw k of point i at k·N + i
+        z = self.model(self.transform(rows, self.generator))
+        return z.reshape(self.draws, x.shape[0], *z.shape[1:]).mean(dim=0)

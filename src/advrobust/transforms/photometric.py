@@ -1,0 +1,188 @@
+"""Photometric transformations: brightness, contrast, colour, sensor noise and blur.
+
+Each acts per point with its own draw, keeps the output in the box ``[0, 1]`` (a clamp: the
+camera saturates) and is differentiable in ``x`` (almost everywhere: the clamp's gradient is 0 on
+saturated pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advrobust.tensors import per_point
+from advrobust.transforms.base import Params, Transform, check_range, uniform
+
+
+@dataclass(frozen=True)
+class Brightness(Transform):
+    """``x + b`` with ``b ∈ [−delta, delta]`` per image (``0 ≤ delta ≤ 1``)."""
+
+    delta: float = 0.1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "delta", check_range("Brightness", "delta", self.delta, 1.0))
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        return {"b": uniform(x.shape[0], self.delta, x, generator)}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        return (x + per_point(params["b"], x)).clamp(0.0, 1.0)
+
+    def scaled(self, strength: float) -> Transform:
+        return replace(self, delta=min(self.delta * check_range("Brightness", "strength", strength), 1.0))
+
+    def describe(self) -> str:
+        return f"brightness ±{self.delta:g}"
+
+
+@dataclass(frozen=True)
+class Contrast(Transform):
+    """``m + c·(x − m)`` with ``c ∈ [1 − factor, 1 + factor]`` and ``m`` the image's mean
+    (``0 ≤ factor ≤ 1``)."""
+
+    factor: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "factor", check_range("Contrast", "factor", self.factor, 1.0))
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        return {"c": 1 + uniform(x.shape[0], self.factor, x, generator)}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return (mean + per_point(params["c"], x) * (x - mean)).clamp(0.0, 1.0)
+
+    def scaled(self, strength: float) -> Transform:
+        return replace(self, factor=min(self.factor * check_range("Contrast", "strength", strength), 1.0))
+
+    def describe(self) -> str:
+        return f"contrast ×[{1 - self.factor:g}, {1 + self.factor:g}]"
+
+
+@dataclass(frozen=True)
+class ColorJitter(Transform):
+    """Per-channel gain and offset: ``g_c·x_c + o_c`` with ``g_c ∈ [1 − gain, 1 + gain]`` and
+    ``o_c ∈ [−offset, offset]``, drawn per image and channel (a white-balance and colour-cast change;
+    on one channel, a second brightness/contrast)."""
+
+    gain: float = 0.1
+    offset: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gain", check_range("ColorJitter", "gain", self.gain, 1.0))
+        object.__setattr__(self, "offset", check_range("ColorJitter", "offset", self.offset, 1.0))
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        n, c = x.shape[:2]
+        gain = 1 + uniform(n * c, self.gain, x, generator).reshape(n, c, 1, 1)
+        offset = uniform(n * c, self.offset, x, generator).reshape(n, c, 1, 1)
+        return {"gain": gain, "offset": offset}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        return (params["gain"] * x + params["offset"]).clamp(0.0, 1.0)
+
+    def scaled(self, strength: float) -> Transform:
+        s = check_range("ColorJitter", "strength", strength)
+        return replace(self, gain=min(self.gain * s, 1.0), offset=min(self.offset * s, 1.0))
+
+    def describe(self) -> str:
+        return f"colour gain ±{self.gain:g}, offset ±{self.offset:g}"
+
+
+@dataclass(frozen=True)
+class GaussianNoise(Transform):
+    """Sensor noise: ``x + σ·ε``, ``ε ∼ N(0, I)`` per pixel and channel (``0 ≤ std ≤ 1``)."""
+
+    std: float = 0.02
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "std", check_range("GaussianNoise", "std", self.std, 1.0))
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        return {"noise": torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) * self.std}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        return (x + params["noise"]).clamp(0.0, 1.0)
+
+    def scaled(self, strength: float) -> Transform:
+        return replace(self, std=min(self.std * check_range("GaussianNoise", "strength", strength), 1.0))
+
+    def describe(self) -> str:
+        return f"noise σ={self.std:g}"
+
+
+@dataclass(frozen=True)
+class GaussianBlur(Transform):
+    """Defocus: a Gaussian blur with ``σ ∈ [0, sigma]`` pixels per image (``0 ≤ sigma ≤ 5``),
+    separable, edges replicated; ``σ = 0`` leaves the image unchanged."""
+
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma", check_range("GaussianBlur", "sigma", self.sigma, 5.0))
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
+        return {"sigma": u * self.sigma}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        return blur(x, params["sigma"], math.ceil(3 * self.sigma))
+
+    def scaled(self, strength: float) -> Transform:
+        return replace(self, sigma=min(self.sigma * check_range("GaussianBlur", "strength", strength), 5.0))
+
+    def describe(self) -> str:
+        return f"blur σ≤{self.sigma:g}px"
+
+
+def blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
+    """Blur each image ``i`` of ``x`` with a Gaussian of ``sigma[i]`` pixels, truncated at ``radius``
+    pixels (one grouped convolution per axis). ``sigma = 0`` is the identity kernel."""
+    if radius <= 0:
+        return x
+    n, c, h, w = x.shape
+    k = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    s = sigma.to(x.dtype)[:, None]
+    weights = torch.exp(-0.5 * (k[None] / s.clamp_min(1e-6)).square())
+    delta = (k == 0).to(x.dtype)[None].expand_as(weights)
+    weights = torch.where(s > 1e-3, weights / weights.sum(dim=1, keepdim=True), delta)  # N×K
+    kernel = weights.repeat_interleave(c, dim=0)  # one kernel per (image, channel)
+    flat = x.reshape(1, n * c, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=n * c)
+    return flat.reshape(n, c, h, w)
+
+
+@dataclass(frozen=True)
+class Gamut(Transform):
+    """A printer's narrower range: ``lo + (hi − lo)·x`` with ``lo ∈ [0, black]`` (ink is never fully
+    black) and ``hi ∈ [1 − white, 1]`` (paper is never fully white), per image; ``0 ≤ black, white ≤ 0.5``."""
+
+    black: float = 0.1
+    white: float = 0.1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "black", check_range("Gamut", "black", self.black, 0.5))
+        object.__setattr__(self, "white", check_range("Gamut", "white", self.white, 0.5))
+
+    def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
+        n = x.shape[0]
+        lo = torch.rand(n, generator=generator, dtype=x.dtype, device=x.device) * self.black
+        hi = 1 - torch.rand(n, generator=generator, dtype=x.dtype, device=x.device) * self.white
+        return {"lo": lo, "hi": hi}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        lo, hi = per_point(params["lo"], x), per_point(params["hi"], x)
+        return lo + (hi - lo) * x
+
+    def scaled(self, strength: float) -> Transform:
+        s = check_range("Gamut", "strength", strength)
+        return replace(self, black=min(self.black * s, 0.5), white=min(self.white * s, 0.5))
+
+    def describe(self) -> str:
+        return f"print gamut (black ≤{self.black:g}, white ≥{1 - self.white:g})"

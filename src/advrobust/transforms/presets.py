@@ -1,0 +1,47 @@
+"""Ready-made distributions: a print-and-photograph approximation and the default physical setting.
+
+Printing an image and photographing it (Kurakin, Goodfellow & Bengio 2017, "Adversarial examples in
+the physical world", §3) narrows its colour range (ink is not black, paper is not white), shifts its
+colours, blurs it (printer dots, focus), adds sensor noise, and views it from a slightly different
+pose. :func:`print_and_photograph` chains these; :func:`physical` adds the larger pose and lighting
+changes of a patch or a sticker seen by a camera (Brown et al. 2017; Eykholt et al. 2018), and is the
+default of the physical attacks and of the physical success rate.
+"""
+
+from __future__ import annotations
+
+from advrobust.transforms.base import Compose, Transform, check_range
+from advrobust.transforms.geometric import Geometric
+from advrobust.transforms.photometric import Brightness, ColorJitter, Contrast, Gamut, GaussianBlur, GaussianNoise
+
+
+def print_and_photograph(strength: float = 1.0, padding: str = "zeros") -> Transform:
+    """Gamut (black ≤ 0.1, white ≥ 0.9), colour gain ±0.1 and offset ±0.03, blur σ ≤ 0.7 px,
+    a small pose change (rotation ±4°, scale ±0.04, translation ±0.03, perspective 0.04) and sensor
+    noise σ = 0.02; every range times ``strength``."""
+    s = check_range("print_and_photograph", "strength", strength)
+    parts: list[Transform] = [
+        Gamut(black=0.1, white=0.1),
+        ColorJitter(gain=0.1, offset=0.03),
+        GaussianBlur(sigma=0.7),
+        Geometric(rotation=4.0, scale=0.04, translation=0.03, perspective=0.04, padding=padding),
+        GaussianNoise(std=0.02),
+    ]
+    return Compose(parts).scaled(s)
+
+
+def physical(strength: float = 1.0, padding: str = "zeros") -> Transform:
+    """The default physical distribution: pose (rotation ±15°, scale ±0.1, translation ±0.1 of the
+    image, perspective 0.1), lighting (brightness ±0.1, contrast ×[0.8, 1.2]), then printing and
+    photographing (:func:`print_and_photograph`); every range times ``strength``."""
+    s = check_range("physical", "strength", strength)
+    parts: list[Transform] = [
+        Gamut(black=0.1, white=0.1),
+        ColorJitter(gain=0.1, offset=0.03),
+        Geometric(rotation=15.0, scale=0.1, translation=0.1, perspective=0.1, padding=padding),
+        Brightness(delta=0.1),
+        Contrast(factor=0.2),
+        GaussianBlur(sigma=0.7),
+        GaussianNoise(std=0.02),
+    ]
+    return Compose(parts).scaled(s)

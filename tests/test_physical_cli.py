@@ -1,0 +1,66 @@
+"""``advrobust patch`` end to end, its page (escaped), and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advrobust.cli.main import main
+from advrobust.evaluation.physical import PhysicalSuccess
+from advrobust.report.physical import physical_page
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+
+
+def _exit_code(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return int(info.value.code)
+
+
+@pytest.fixture
+def cnn_file(small_cnn, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVROBUST_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "cnn.pt"
+    torch.jit.save(torch.jit.trace(small_cnn.eval(), torch.rand(1, 1, 28, 28)), str(path))
+    return str(path)
+
+
+def test_patch_command_end_to_end(cnn_file, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    out = tmp_path / "out"
+    argv = ["patch", "--model", cnn_file, "--target", "8", "--steps", "3", "--draws", "2", "--n", "20",
+            "--width-mm", "20", "--dpi", "254", "--shape", "circle", "--nps-weight", "0.1", "--out", str(out)]
+    assert _exit_code(argv) == 0
+    printed = capsys.readouterr().out
+    assert "universal patch" in printed and "random patch" in printed and "digital PGD" in printed
+    summary = json.loads((out / "physical.json").read_text())
+    assert [r["name"] for r in summary["results"]][:2] == ["universal patch", "random patch (control)"]
+    assert all(len(r["curve"]) == 5 for r in summary["results"])
+    with Image.open(out / "patch.png") as img:
+        assert img.size == (200, 200) and img.mode == "RGBA" and img.info["dpi"][0] == pytest.approx(254, abs=0.1)
+    assert "Success against transformation strength" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--region", "0,0,1"], "--region"), (["--palette", "MISSING"], "does not exist"),
+     (["--area", "0.9", "--rotation", "45"], "does not fit")],
+)
+def test_patch_command_user_errors_are_one_line(cnn_file, tmp_path, capsys, extra, message) -> None:
+    argv = ["patch", "--model", cnn_file, "--steps", "1", "--draws", "1", "--n", "10", "--out", str(tmp_path / "o"),
+            *[str(tmp_path / "missing.csv") if e == "MISSING" else e for e in extra]]
+    assert _exit_code(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_physical_page_escapes_names() -> None:
+    r = PhysicalSuccess(name="<script>x</script>", digital=1.0, physical=0.5, baseline=0.1, n_points=3,
+                        n_draws=2, transform="rotation & <b>", curve=[(0.0, 1.0), (1.0, 0.5)])
+    html = physical_page("a <title>", [r], notes=["<img src=x>"])
+    assert "<script>x" not in html and "&lt;script&gt;" in html and "<img src=x>" not in html
+    assert "rotation &amp; &lt;b&gt;" in html
