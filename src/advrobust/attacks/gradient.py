@@ -80,16 +80,8 @@ class BIM(_FixedStep):
 
     name = "i-fgsm"
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 10,
-        step_size: float | None = None,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 10, step_size: float | None = None, loss: str | Objective = "ce",
+                 early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
 
     @classmethod
@@ -120,18 +112,9 @@ class PGD(_FixedStep):
     norms = ("linf", "l2", "l1")
     step_factor = 2.5
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 40,
-        step_size: float | None = None,
-        random_start: bool = True,
-        restarts: int = 1,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 40, step_size: float | None = None, random_start: bool = True,
+                 restarts: int = 1, loss: str | Objective = "ce", early_stop: bool = True,
+                 seed: int | None = 0) -> None:
         super().__init__(
             threat,
             step_size=step_size,
@@ -165,17 +148,8 @@ class MIFGSM(_FixedStep):
 
     name = "mi-fgsm"
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 10,
-        decay: float = 1.0,
-        step_size: float | None = None,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 10, decay: float = 1.0, step_size: float | None = None,
+                 loss: str | Objective = "ce", early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
         self.decay = check_nonnegative("MIFGSM", "decay", decay)
 

@@ -237,16 +237,8 @@ class IterativeAttack(FixedBudgetAttack):
 
     norms = ("linf", "l2")
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int,
-        restarts: int = 1,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int, restarts: int = 1, loss: str | Objective = "ce",
+                 early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, seed=seed)
         owner = type(self).__name__
         self.steps = check_positive_int(owner, "steps", steps)

@@ -98,17 +98,8 @@ class OnePixel(FixedBudgetAttack):
     needs = "scores"
     needs_images = True
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        population: int = 400,
-        generations: int = 100,
-        F: float = 0.5,
-        max_batch: int = 8192,
-        progress: Progress = SILENT,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, population: int = 400, generations: int = 100, F: float = 0.5,
+                 max_batch: int = 8192, progress: Progress = SILENT, seed: int | None = 0) -> None:
         super().__init__(threat, seed=seed)
         if getattr(threat, "per_feature", False):
             raise InputError("OnePixel changes whole pixels: use L0(pixels=k) without per_feature")
