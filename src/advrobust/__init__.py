@@ -14,8 +14,7 @@ from typing import Any
 
 from advrobust.errors import AdvrobustError, InputError
 from advrobust.threat import L0, L1, L2, Linf, Threat
-
-__version__ = "0.1.0"
+from advrobust.version import __version__
 
 _SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat"}
 # public name -> "module:attribute", resolved lazily
@@ -32,6 +31,7 @@ __all__ = [
     "L2",
     "Linf",
     "Threat",
+    "__version__",
     *sorted(_SUBMODULES),
     *sorted(_LAZY),
 ]

@@ -1,5 +1,5 @@
 """One-Pixel attack (Su, Vargas & Sakurai 2019, "One pixel attack for fooling deep neural networks",
-IEEE TEVC; FORMULAS.md): an l0 attack that needs only the model's scores.
+IEEE TEVC): an l0 attack that needs only the model's scores.
 
 A candidate is ``k`` pixels, each ``(x, y, r, g, b)`` (``(x, y, v)`` for grayscale): ``k·(2+C)``
 numbers. Differential evolution (the paper's §III-B, DE/rand/1 without crossover) evolves a

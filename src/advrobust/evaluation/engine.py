@@ -48,6 +48,7 @@ from advrobust.progress import SILENT, Progress
 from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.runner import Model
 from advrobust.threat import Linf, Threat, within_budget
+from advrobust.version import __version__
 
 
 def model_fingerprint(model: Model) -> str:
@@ -77,8 +78,6 @@ def _describe(attack: Attack) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from advrobust import __version__
-
     return {"advrobust": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 

@@ -1,6 +1,6 @@
 """What an evaluation returns: per-point outcomes at every eps, per-attack numbers, a few examples.
 
-Robust accuracy at eps (DESIGN.md) counts a point as robust only if the model classifies it
+Robust accuracy at eps (docs/architecture.md, "Conventions") counts a point as robust only if the model classifies it
 correctly *and* no attack of the ensemble found an adversarial example within the eps-ball; it is
 an upper bound on the true robust accuracy. Every accuracy comes with a 95% Wilson interval
 (:mod:`advrobust.evaluation.stats`).
