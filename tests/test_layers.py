@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "advrobust"
 
 #: each top-level module or package of advrobust, by layer (lowest first), as in docs/architecture.md
 LAYERS: list[set[str]] = [
-    {"errors", "tensors", "paths", "progress", "version"},
+    {"errors", "tensors", "paths", "progress", "version", "lazy", "distributed"},
     {"threat", "losses", "data", "models"},
     {"runtime"},
     {"attacks"},

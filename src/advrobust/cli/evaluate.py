@@ -97,14 +97,14 @@ def command(
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
     accuracy (worst case per point, with 95% Wilson intervals) and record the result."""
     import advrobust as ar
-    from advrobust.evaluation.distributed import init_from_env, rank_and_world
+    from advrobust.distributed import join, rank_and_world
     from advrobust.evaluation.rundir import RunDirMismatch
     from advrobust.evaluation.store import ResultStore
     from advrobust.paths import cache_dir
     from advrobust.runtime import RuntimePolicy
     from advrobust.threat import threat_from_name
 
-    init_from_env()
+    join()
     rank, _ = rank_and_world()
     progress = progress_for(rank)
     epsilons = parse_eps(eps_values) or DEFAULT_EPS[norm]

@@ -18,12 +18,13 @@ attack):
 
 The work is cut into units (attack × eps × chunk of ``batch_size`` points), each deterministic,
 written to ``run_dir`` as it finishes (:mod:`~advrobust.evaluation.rundir`, for resuming) and dealt
-out to the ranks of a process group (:mod:`~advrobust.evaluation.distributed`, for scaling out).
+out to the ranks of a process group (:mod:`~advrobust.distributed`, for scaling out): within a stage
+chunk ``c`` goes to rank ``c mod world`` and every rank receives every chunk's result, so the merged
+result equals the single-process one exactly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import platform
@@ -39,8 +40,9 @@ from advrobust.attacks.access import allows, model_access
 from advrobust.attacks.base import Attack, FixedBudgetAttack
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.attacks.inputs import check_inputs
+from advrobust.data.fingerprint import data_fingerprint
+from advrobust.distributed import gather, rank_and_world
 from advrobust.errors import InputError
-from advrobust.evaluation.distributed import gather, rank_and_world
 from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
 from advrobust.evaluation.rundir import RunDir
 from advrobust.evaluation.suites import Member, build_suite
@@ -58,15 +60,6 @@ def model_fingerprint(model: Model) -> str:
     from advrobust.models.fingerprint import fingerprint
 
     return fingerprint(model)
-
-
-def data_fingerprint(x: Tensor, y: Tensor) -> str:
-    digest = hashlib.sha256()
-    for t in (x, y):
-        a = t.detach().cpu().contiguous()
-        digest.update(f"{a.dtype}|{tuple(a.shape)}|".encode())
-        digest.update(a.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _describe(attack: Attack) -> dict[str, Any]:
