@@ -53,7 +53,8 @@ def test_uint16_and_float16_quantized(tmp_path):
     manifest = _write(
         tmp_path,
         [
-            {"name": "u", "shape": [3], "dtype": "float32", "quantization": {"dtype": "uint16", "scale": 0.5, "min": -1}},
+            {"name": "u", "shape": [3], "dtype": "float32",
+             "quantization": {"dtype": "uint16", "scale": 0.5, "min": -1}},
             {"name": "h", "shape": [2], "dtype": "float32", "quantization": {"dtype": "float16"}},
         ],
         [codes.tobytes(), halves.tobytes()],

@@ -1,0 +1,74 @@
+"""The ported face models against the ORIGINAL face-api's outputs, and one real attack.
+
+tests/fixtures/faces/golden.json was made by tests/fixtures/faces/make_golden.py, which runs face-api
+1.7.15 in node on TF.js's pure-JavaScript backend. Skipped (with the reason) when the weights are
+not in the cache: `advrobust data download faces` fetches them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import advrobust as ar
+from advrobust.faces import FacePipeline, VanishClassifier, VerificationClassifier, crop_face, is_available, load_image
+from advrobust.faces.adapters import PRESENT, SAME
+from advrobust.faces.detection import box_iou
+from advrobust.faces.weights import demo_photo_paths
+
+GOLDEN = Path(__file__).parent / "fixtures" / "faces" / "golden.json"
+
+pytestmark = pytest.mark.skipif(
+    not is_available(), reason="face weights not in the cache: run `advrobust data download faces` (needs npm)"
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> FacePipeline:
+    return FacePipeline.load()
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return json.loads(GOLDEN.read_text())
+
+
+def test_detections_and_descriptors_match_the_original(pipeline, golden):
+    assert golden["versions"]["face_api"] == "1.7.15" and golden["input_size"] == pipeline.detector.input_size
+    total = 0
+    for expected, path in zip(golden["images"], demo_photo_paths(), strict=True):
+        assert expected["name"] == path.name
+        image = load_image(path)
+        found = pipeline.detector.detect(image, golden["score_threshold"])
+        assert len(found) == len(expected["faces"]), path.name
+        for face, detection in zip(expected["faces"], found, strict=True):
+            assert box_iou(torch.tensor(face["box"]), torch.tensor(detection.box)).item() >= 0.95
+            assert abs(face["score"] - detection.score) <= 1e-3
+        # descriptors of the original's crops (so a detector difference cannot hide in them)
+        crops = torch.cat([crop_face(image, face["box"]) for face in expected["faces"]])
+        descriptors = pipeline.describe(crops)
+        original = torch.tensor([face["descriptor"] for face in expected["faces"]])
+        assert (descriptors - original).abs().max().item() <= 1e-3, path.name
+        total += len(found)
+    assert total == 20
+
+
+def test_dodging_and_vanishing_succeed_on_a_real_face(pipeline):
+    image = load_image(demo_photo_paths()[1])  # sample2.jpg: one face
+    face = pipeline.find(image)[0]
+    model = VerificationClassifier(pipeline.recognizer, face.descriptor)
+    attack = ar.attacks.PGD(ar.Linf(eps=4 / 255), steps=20, step_size=1 / 255)
+    result = attack(model, face.crop.unsqueeze(0), torch.tensor([SAME]))
+    assert result.success.item()
+    assert (result.x_adv - face.crop).abs().max().item() <= 4 / 255 + 1e-6
+    assert model.distance(result.x_adv).item() >= 0.6
+    # the face disappears from the detector's output: confirmed with the full detection procedure
+    vanish = VanishClassifier(pipeline.detector, face.box, tuple(image.shape[-2:]))
+    attack = ar.attacks.PGD(ar.Linf(eps=8 / 255), steps=20, step_size=2 / 255)
+    result = attack(vanish, image.unsqueeze(0), torch.tensor([PRESENT]))
+    assert result.success.item()
+    left = pipeline.detector.detect(result.x_adv[0])
+    assert all(box_iou(torch.tensor(d.box), torch.tensor(face.box)).item() < 0.5 for d in left)
