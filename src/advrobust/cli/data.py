@@ -62,10 +62,21 @@ def show_command(name: str, root: Path | None, split: str) -> None:
 @command.command(name="download")
 @click.argument("name")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="folder to download into")
-def download_command(name: str, root: Path | None) -> None:
-    """Download mnist or cifar10 into --root, verified by SHA-256."""
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), default=None,
+              help="faces: the face-api tarball or folder you already have (instead of npm pack)")
+def download_command(name: str, root: Path | None, source: Path | None) -> None:
+    """Download mnist or cifar10 into --root, or the face models (faces), verified by SHA-256."""
     from advrobust.data.download import download_dataset
 
+    if name.lower() == "faces":
+        from advrobust.faces.weights import download_faces
+
+        with console.status("npm pack, verify, convert" if source is None else f"verify and convert {source}"):
+            files = download_faces(source, root)
+        for path in files:
+            console.print(f"verified and installed {path}")
+        console.print("next: advrobust faces verify A.jpg B.jpg")
+        return
     key = canonical_name(name)
     folder = (root or default_root(key)).expanduser()
     files = download_dataset(key, folder, progress=RichProgress())
