@@ -12,6 +12,7 @@ from advrobust.errors import InputError
 from advrobust.faces import adapters
 from advrobust.faces.detection import ANCHORS, TinyFaceDetectorNet, _max_pool_same, decode, non_max_suppression
 from advrobust.faces.images import clip_box, crop_face
+from advrobust.faces.landmarks import FaceLandmark68Net, _same_pad, aligned_box, landmarks_in_image
 from advrobust.faces.recognition import FaceRecognitionNet
 from advrobust.faces.resize import js_round, pad_to_square, resize_bilinear
 
@@ -74,6 +75,8 @@ def test_networks_shapes_and_input_checks():
     assert out.shape == (2, 128) and torch.isfinite(out).all()
     with pytest.raises(InputError, match="150×150"):
         recognizer(torch.rand(1, 3, 160, 160))
+    landmarker = _randomize(FaceLandmark68Net())
+    assert landmarker(torch.rand(2, 3, 112, 112)).shape == (2, 68, 2)
     detector = _randomize(TinyFaceDetectorNet())
     assert detector(torch.rand(1, 3, 416, 416)).shape == (1, 25, 13, 13)
     assert detector(torch.rand(1, 3, 224, 224)).shape == (1, 25, 7, 7)
@@ -134,3 +137,28 @@ def test_vanish_classifier_counts_only_anchors_over_the_face():
     assert strict.margin(images)[1].item() == pytest.approx(0.5 - math.log(9))
     with pytest.raises(InputError, match="size"):
         model(torch.rand(1, 3, 50, 50))
+
+
+def test_tf_same_padding_puts_the_extra_pixel_after():
+    x = torch.ones(1, 1, 112, 112)
+    assert _same_pad(x, 2).shape[-2:] == (113, 113)  # stride 2, even size: one pixel, after
+    assert _same_pad(x, 2)[0, 0, 0, 0].item() == 1 and _same_pad(x, 2)[0, 0, -1, -1].item() == 0
+    assert _same_pad(x, 1).shape[-2:] == (114, 114) and _same_pad(x, 1)[0, 0, 0, 0].item() == 0
+
+
+def test_landmarks_undo_the_square_padding():
+    # a 100×50 crop is padded to 100×100 (25 rows above): the input point (0.5, 0.25) is the crop's top centre
+    points = landmarks_in_image(torch.tensor([[0.5, 0.25], [1.0, 0.75]]), (100, 50), (10.0, 20.0))
+    assert points.flatten().tolist() == pytest.approx([60.0, 20.0, 110.0, 70.0])
+
+
+def test_dlib_alignment_box_from_eye_and_mouth_centres():
+    points = torch.zeros(68, 2, dtype=torch.float64)
+    points[36:42] = torch.tensor([40.0, 50.0])  # left eye centre
+    points[42:48] = torch.tensor([60.0, 50.0])  # right eye centre
+    points[48:68] = torch.tensor([50.0, 95.0])  # mouth centre
+    # eye–mouth distance sqrt(10² + 45²) = 46.10 → side floor(46.10 / 0.45) = 102; centre (50, 65)
+    assert aligned_box(points, (200, 200)) == (0.0, 21.0, 102.0, 102.0)  # x = max(0, 50 − 51) = 0
+    assert aligned_box(points, (80, 80)) == (0.0, 21.0, 80.0, 101.0)  # bounded as face-api bounds it
+    points += 100
+    assert aligned_box(points, (200, 200)) == (99.0, 121.0, 102.0, 102.0)

@@ -36,22 +36,25 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-def test_detections_and_descriptors_match_the_original(pipeline, golden):
+def test_detections_landmarks_and_descriptors_match_the_original(pipeline, golden):
     assert golden["versions"]["face_api"] == "1.7.15" and golden["input_size"] == pipeline.detector.input_size
     total = 0
     for expected, path in zip(golden["images"], demo_photo_paths(), strict=True):
         assert expected["name"] == path.name
         image = load_image(path)
-        found = pipeline.detector.detect(image, golden["score_threshold"])
+        found = pipeline.find(image, path.name)
         assert len(found) == len(expected["faces"]), path.name
-        for face, detection in zip(expected["faces"], found, strict=True):
-            assert box_iou(torch.tensor(face["box"]), torch.tensor(detection.box)).item() >= 0.95
-            assert abs(face["score"] - detection.score) <= 1e-3
-        # descriptors of the original's crops (so a detector difference cannot hide in them)
-        crops = torch.cat([crop_face(image, face["box"]) for face in expected["faces"]])
-        descriptors = pipeline.describe(crops)
-        original = torch.tensor([face["descriptor"] for face in expected["faces"]])
-        assert (descriptors - original).abs().max().item() <= 1e-3, path.name
+        for want, face in zip(expected["faces"], found, strict=True):
+            assert box_iou(torch.tensor(want["box"]), torch.tensor(face.box)).item() >= 0.95
+            assert abs(want["score"] - face.score) <= 1e-3
+            assert (face.landmarks - torch.tensor(want["landmarks"], dtype=torch.float64)).abs().max().item() <= 0.05
+            assert box_iou(torch.tensor(want["aligned"]), torch.tensor(face.aligned)).item() >= 0.95
+        # descriptors of the original's aligned crops (so an upstream difference cannot hide in them)
+        crops = torch.cat([crop_face(image, want["aligned"]) for want in expected["faces"]])
+        original = torch.tensor([want["descriptor"] for want in expected["faces"]])
+        assert (pipeline.describe(crops) - original).abs().max().item() <= 1e-3, path.name
+        ours = torch.stack([face.descriptor for face in found])  # the whole pipeline, end to end
+        assert (ours - original).abs().max().item() <= 1e-3, path.name
         total += len(found)
     assert total == 20
 

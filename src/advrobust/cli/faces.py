@@ -106,5 +106,6 @@ def attack_command(
     if outcome.distance_after is not None:
         console.print(f"{mode} {verdict}: distance {outcome.distance_before:.4f} → {outcome.distance_after:.4f}")
     else:
-        console.print(f"{mode} {verdict}: {len(outcome.detections_before)} → {len(outcome.detections_after)} detections")
+        counts = f"{len(outcome.detections_before)} → {len(outcome.detections_after)} detections"
+        console.print(f"{mode} {verdict}: {counts}")
     console.print(f"wrote {saved} and {report}")

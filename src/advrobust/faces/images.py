@@ -47,8 +47,8 @@ def clip_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
     return math.floor(left), math.floor(top), math.floor(clipped_w), math.floor(clipped_h)
 
 
-def crop_face(image: torch.Tensor, box: Box) -> torch.Tensor:
-    """The face in ``box`` of ``image`` (3×H×W or N×3×H×W) as the recognizer's N×3×150×150 input.
+def crop_face(image: torch.Tensor, box: Box, size: int = INPUT_SIZE) -> torch.Tensor:
+    """The face in ``box`` of ``image`` (3×H×W or N×3×H×W) as an N×3×size×size input (the recognizer's: 150).
 
     As face-api: the box clipped and floored, cut out, zero-padded to a square (centred) and resized
     with TF's legacy bilinear resize. Differentiable with respect to ``image``.
@@ -58,4 +58,4 @@ def crop_face(image: torch.Tensor, box: Box) -> torch.Tensor:
     if w <= 0 or h <= 0:
         raise InputError(f"face box {box} lies outside the {batch.shape[-1]}×{batch.shape[-2]} image")
     face = batch[..., y : y + h, x : x + w]
-    return resize_bilinear(pad_to_square(face, centered=True), INPUT_SIZE)
+    return resize_bilinear(pad_to_square(face, centered=True), size)

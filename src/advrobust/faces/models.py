@@ -8,6 +8,7 @@ from torch import nn
 
 from advrobust.errors import DataError
 from advrobust.faces.detection import DEFAULT_INPUT_SIZE, TinyFaceDetector, TinyFaceDetectorNet
+from advrobust.faces.landmarks import FaceLandmark68Net
 from advrobust.faces.recognition import FaceRecognitionNet
 from advrobust.faces.weights import load_weights
 
@@ -31,3 +32,8 @@ def load_detector(input_size: int = DEFAULT_INPUT_SIZE, folder: Path | None = No
     """face-api's tiny face detector with its published weights, in eval mode, frozen."""
     net = _loaded(TinyFaceDetectorNet(), "tiny_face_detector", folder)
     return TinyFaceDetector(net, input_size).eval()
+
+
+def load_landmarker(folder: Path | None = None) -> FaceLandmark68Net:
+    """face-api's 68-point landmark network with its published weights, in eval mode, frozen."""
+    return _loaded(FaceLandmark68Net(), "face_landmark_68", folder)

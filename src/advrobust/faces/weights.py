@@ -42,6 +42,10 @@ FILES: dict[str, tuple[int, str]] = {
         3219, "5d1af4849ac48d5b985f4a9b16010c512353ddd6fcc63d50fd0bc9e9e64296e5"
     ),
     "model/tiny_face_detector_model.bin": (193321, "b7503ce7df31039b1c43316a9b865cab6a70dd748cc602d3fa28b551503c3871"),
+    "model/face_landmark_68_model-weights_manifest.json": (
+        8485, "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9"
+    ),
+    "model/face_landmark_68_model.bin": (356840, "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b"),
     "demo/sample1.jpg": (144516, "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51"),
     "demo/sample2.jpg": (181758, "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691"),
     "demo/sample3.jpg": (221049, "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936"),
@@ -50,7 +54,11 @@ FILES: dict[str, tuple[int, str]] = {
     "demo/sample6.jpg": (302445, "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87"),
 }
 # converted model name -> the package's TF.js model name
-MODELS = {"face_recognition": "face_recognition_model", "tiny_face_detector": "tiny_face_detector_model"}
+MODELS = {
+    "face_recognition": "face_recognition_model",
+    "tiny_face_detector": "tiny_face_detector_model",
+    "face_landmark_68": "face_landmark_68_model",
+}
 DEMO_PHOTOS = tuple(f"sample{i}.jpg" for i in range(1, 7))
 
 

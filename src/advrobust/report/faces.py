@@ -46,7 +46,9 @@ def _detections(found: Sequence[Detection], face_box: tuple[float, ...]) -> list
     return [(d.box, "#00c853") for d in found] + [(face_box, "#ff6d00")]
 
 
-def face_attack_page(outcome: FaceAttackOutcome, description: Sequence[tuple[str, str]], target: torch.Tensor | None = None) -> str:
+def face_attack_page(
+    outcome: FaceAttackOutcome, description: Sequence[tuple[str, str]], target: torch.Tensor | None = None
+) -> str:
     """The HTML page of ``outcome``; ``description``: (field, value) rows (images, attack, eps…)."""
     verdict = "succeeded" if outcome.success else "failed"
     rows: list[list[str | Raw]] = [[key, value] for key, value in description]
@@ -54,7 +56,8 @@ def face_attack_page(outcome: FaceAttackOutcome, description: Sequence[tuple[str
     rows.append(["perturbation norm", num(outcome.norm)])
     if outcome.distance_before is not None:
         rows.append(["distance before → after", f"{num(outcome.distance_before)} → {num(outcome.distance_after)}"])
-        rows.append(["same person (distance < 0.6)", f"{outcome.distance_before < 0.6} → {outcome.distance_after < 0.6}"])
+        same_before, same_after = outcome.distance_before < 0.6, outcome.distance_after < 0.6
+        rows.append(["same person (distance < 0.6)", f"{same_before} → {same_after}"])
     sections = [("summary", "Summary", table(["field", "value"], rows))]
     noise, peak = _perturbation(outcome)
     if outcome.mode == "vanish":
