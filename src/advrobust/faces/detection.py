@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advrobust.errors import InputError
-from advrobust.faces.layers import Conv, SeparableConv
+from advrobust.faces.layers import Conv, SeparableConv, same_padding
 from advrobust.faces.resize import js_round, pad_to_square, resize_bilinear
 
 MEAN_RGB = (117.001, 114.697, 97.404)
@@ -40,11 +40,7 @@ def _leaky(x: torch.Tensor) -> torch.Tensor:
 
 def _max_pool_same(x: torch.Tensor, stride: int) -> torch.Tensor:
     """2×2 max-pool with TF "same" padding (the extra row/column after, ignored by the max)."""
-    pads = []
-    for size in (x.shape[-1], x.shape[-2]):
-        out = -(-size // stride)
-        pads += [0, max((out - 1) * stride + 2 - size, 0)]
-    return F.max_pool2d(F.pad(x, pads, value=float("-inf")), 2, stride)
+    return F.max_pool2d(F.pad(x, same_padding(x, 2, stride), value=float("-inf")), 2, stride)
 
 
 class TinyFaceDetectorNet(nn.Module):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advrobust.faces.layers import Conv, SeparableConv
+from advrobust.faces.layers import Conv, SeparableConv, same_padding
 
 INPUT_SIZE = 112
 POINTS = 68
@@ -32,13 +32,7 @@ _CHANNELS = (32, 64, 128, 256)
 
 
 def _same_pad(x: torch.Tensor, stride: int, kernel: int = 3) -> torch.Tensor:
-    """TF "same" padding: the total pad split with the extra pixel after."""
-    pads = []
-    for size in (x.shape[-1], x.shape[-2]):
-        out = -(-size // stride)
-        total = max((out - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads)
+    return F.pad(x, same_padding(x, kernel, stride))
 
 
 def _separable(x: torch.Tensor, layer: SeparableConv, stride: int) -> torch.Tensor:

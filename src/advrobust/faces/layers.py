@@ -38,6 +38,16 @@ class Scale(nn.Module):
         self.biases = nn.Parameter(torch.zeros(channels))
 
 
+def same_padding(x: torch.Tensor, kernel: int, stride: int) -> list[int]:
+    """TF's "same" padding of an N×C×H×W tensor as ``F.pad`` amounts: the total split with the extra pixel after."""
+    pads: list[int] = []
+    for size in (x.shape[-1], x.shape[-2]):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return pads
+
+
 def channel_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``x · weight + bias`` per channel of an N×C×H×W tensor (the scale layer of dlib's ResNet)."""
     return x * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
