@@ -15,7 +15,7 @@ import torch
 
 import advrobust as ar
 from advrobust.faces import FacePipeline, VanishClassifier, VerificationClassifier, crop_face, is_available, load_image
-from advrobust.faces.adapters import PRESENT, SAME
+from advrobust.faces.adapters import DIFFERENT, PRESENT, SAME
 from advrobust.faces.detection import box_iou
 from advrobust.faces.weights import demo_photo_paths
 
@@ -36,6 +36,7 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
+@pytest.mark.slow
 def test_detections_landmarks_and_descriptors_match_the_original(pipeline, golden):
     assert golden["versions"]["face_api"] == "1.7.15" and golden["input_size"] == pipeline.detector.input_size
     total = 0
@@ -59,6 +60,7 @@ def test_detections_landmarks_and_descriptors_match_the_original(pipeline, golde
     assert total == 20
 
 
+@pytest.mark.slow
 def test_dodging_and_vanishing_succeed_on_a_real_face(pipeline):
     image = load_image(demo_photo_paths()[1])  # sample2.jpg: one face
     face = pipeline.find(image)[0]
@@ -75,3 +77,20 @@ def test_dodging_and_vanishing_succeed_on_a_real_face(pipeline):
     assert result.success.item()
     left = pipeline.detector.detect(result.x_adv[0])
     assert all(box_iou(torch.tensor(d.box), torch.tensor(face.box)).item() < 0.5 for d in left)
+
+
+def test_impersonation_and_other_norms(pipeline):
+    first = pipeline.best_face(demo_photo_paths()[3])  # sample4.jpg
+    second = pipeline.best_face(demo_photo_paths()[5])  # sample6.jpg: a different person
+    model = VerificationClassifier(pipeline.recognizer, second.descriptor)
+    assert model.distance(first.crop.unsqueeze(0)).item() >= 0.6
+    attack = ar.attacks.PGD(ar.Linf(eps=8 / 255), steps=20, step_size=2 / 255)
+    result = attack(model, first.crop.unsqueeze(0), torch.tensor([DIFFERENT]), target=torch.tensor([SAME]))
+    assert result.success.item() and model.distance(result.x_adv).item() < 0.6
+    # dodging under l2 (APGD) and with MI-FGSM: the same adapter, any attack
+    own = VerificationClassifier(pipeline.recognizer, first.descriptor)
+    for attack in (ar.attacks.create("apgd", threat=ar.L2(eps=1.0), steps=20),
+                   ar.attacks.MIFGSM(ar.Linf(eps=4 / 255), steps=20, step_size=1 / 255)):
+        result = attack(own, first.crop.unsqueeze(0), torch.tensor([SAME]))
+        assert result.success.item() and result.norm.item() <= attack.threat.eps + 1e-5
+        assert own.distance(result.x_adv).item() >= 0.6
