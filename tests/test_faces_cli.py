@@ -34,10 +34,15 @@ def test_budget_parsing_and_attack_choices():
         build_attack("cw", "linf", 0.01, 5)
 
 
-def test_download_faces_reports_a_bad_source_in_one_line(tmp_path, capsys):
-    assert _exit_code(["data", "download", "faces", "--from", str(tmp_path), "--root", str(tmp_path / "o")]) == 1
+def test_download_faces_reports_a_bad_source_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ADVROBUST_HOME", str(tmp_path / "home"))
+    assert _exit_code(["data", "download", "faces", "--from", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "no model/ folder" in err and len(err.strip().splitlines()) == 1
+    assert _exit_code(["data", "download", "faces", "--root", str(tmp_path)]) == 1
+    assert "ADVROBUST_HOME" in capsys.readouterr().err
+    assert _exit_code(["data", "download", "mnist", "--from", str(tmp_path)]) == 1
+    assert "--from is for" in capsys.readouterr().err
 
 
 @needs_weights
