@@ -1,6 +1,7 @@
 """Attacks on real face models (face-api 1.7.15's recognizer and tiny face detector) on the demo photos.
 
     PYTHONPATH=src python benchmarks/bench_faces.py          # needs `advrobust data download faces`
+    PYTHONPATH=src python benchmarks/bench_faces.py --only speed   # one section again, the rest kept
 
 * sanity: each face against a jittered re-crop of itself (should match, < 0.6) and every pair of
   different faces (should not match);
@@ -16,12 +17,14 @@ Results: benchmarks/results/faces.json. The machine is shared; its load average 
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import time
 
 import torch
-from common import floor_seconds, timed, write_results
+from common import RESULTS, floor_seconds, timed, write_results
 
 import advrobust as ar
 from advrobust.faces import FacePipeline, VanishClassifier, VerificationClassifier, jittered_crop, load_image
@@ -132,8 +135,8 @@ def speed(pipeline: FacePipeline, faces) -> dict:
     y = torch.full((len(faces),), SAME)
     steps = 10
     attack = ar.attacks.PGD(ar.Linf(eps=1 / 1000), steps=steps, early_stop=False, random_start=False)
-    attack_s, _ = timed(lambda: attack(model, x, y), repeats=2)
-    floor = floor_seconds(model, x, y, passes=steps, repeats=2)
+    attack_s, _ = timed(lambda: attack(model, x, y), repeats=3)
+    floor = floor_seconds(model, x, y, passes=steps, repeats=3)
     return {
         "unbroken_points": int((model(x).argmax(1) == SAME).sum()),
         "recognizer_forward_ms_batch1": forward_1 * 1e3,
@@ -143,17 +146,26 @@ def speed(pipeline: FacePipeline, faces) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="re-run these sections, keep the others of faces.json")
+    args = parser.parse_args()
     torch.manual_seed(0)
     load_before = os.getloadavg()
     pipeline = FacePipeline.load()
     photos = {path.name: load_image(path) for path in demo_photo_paths()}
     faces = pipeline.demo_faces()
     results = {"load_average_before": load_before, "sanity": sanity(pipeline, faces, photos)}
+    previous = RESULTS / "faces.json"
+    if args.only and previous.is_file():
+        kept = json.loads(previous.read_text())
+        results.update({k: v for k, v in kept.items() if k not in ("environment", "load_average_after", *args.only)})
     for name, run in (("speed", lambda: speed(pipeline, faces)),
                       ("dodging_pgd20", lambda: dodging(pipeline, faces)),
                       ("impersonation_pgd20", lambda: impersonation(pipeline, faces)),
                       ("vanishing_pgd20", lambda: vanishing(pipeline, faces, photos)),
                       ("pgd_vs_apgd", lambda: pgd_vs_apgd(pipeline, faces[:8]))):
+        if args.only and name not in args.only:
+            continue
         start = time.perf_counter()
         results[name] = run()
         results[name]["bench_seconds"] = time.perf_counter() - start
