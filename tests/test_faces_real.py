@@ -36,7 +36,6 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-@pytest.mark.slow
 def test_detections_landmarks_and_descriptors_match_the_original(pipeline, golden):
     assert golden["versions"]["face_api"] == "1.7.15" and golden["input_size"] == pipeline.detector.input_size
     total = 0
@@ -60,7 +59,6 @@ def test_detections_landmarks_and_descriptors_match_the_original(pipeline, golde
     assert total == 20
 
 
-@pytest.mark.slow
 def test_dodging_and_vanishing_succeed_on_a_real_face(pipeline):
     image = load_image(demo_photo_paths()[1])  # sample2.jpg: one face
     face = pipeline.find(image)[0]
