@@ -15,7 +15,7 @@ from advrobust.threat import L0, L1, L2, Linf, Threat
 from advrobust.version import __version__
 
 _SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat", "runtime",
-               "transforms"}
+               "transforms", "faces"}
 # public name -> "module:attribute", resolved lazily
 _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",

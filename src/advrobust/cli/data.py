@@ -9,6 +9,7 @@ from rich.table import Table
 
 from advrobust.cli.console import RichProgress, console
 from advrobust.data import DATASETS, SPLITS, canonical_name, default_root, list_datasets, load
+from advrobust.errors import InputError
 
 ROOT_HELP = "folder (mnist, cifar10), class folder (folder) or .npz file (npz); default for downloads: see list"
 
@@ -62,10 +63,25 @@ def show_command(name: str, root: Path | None, split: str) -> None:
 @command.command(name="download")
 @click.argument("name")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="folder to download into")
-def download_command(name: str, root: Path | None) -> None:
-    """Download mnist or cifar10 into --root, verified by SHA-256."""
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), default=None,
+              help="faces: the face-api tarball or folder you already have (instead of npm pack)")
+def download_command(name: str, root: Path | None, source: Path | None) -> None:
+    """Download mnist or cifar10 into --root, or the face models (faces), verified by SHA-256."""
     from advrobust.data.download import download_dataset
 
+    if name.lower() == "faces":
+        from advrobust.faces.weights import download_faces, faces_dir
+
+        if root is not None:
+            raise InputError(f"face models go to the cache ({faces_dir()}): set ADVROBUST_HOME to move it, not --root")
+        with console.status("npm pack, verify, convert" if source is None else f"verify and convert {source}"):
+            files = download_faces(source)
+        for path in files:
+            console.print(f"verified and installed {path}")
+        console.print("next: advrobust faces verify A.jpg B.jpg")
+        return
+    if source is not None:
+        raise InputError("--from is for `advrobust data download faces` only")
     key = canonical_name(name)
     folder = (root or default_root(key)).expanduser()
     files = download_dataset(key, folder, progress=RichProgress())

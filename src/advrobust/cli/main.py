@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attacks": ("attacks", "List the attacks and their defaults."),
     "data": ("data", "List the data sets, inspect one, or download it."),
     "models": ("models", "List the architectures, or inspect a checkpoint."),
+    "faces": ("faces", "Verify faces, or attack a real face detector and recognizer."),
 }
 
 

@@ -1,0 +1,83 @@
+"""The report page of a face attack: the faces (or photo) before and after, distances, scores, boxes.
+
+One self-contained HTML page (see :mod:`advrobust.report.html`); every text from the user or the
+run (file names, attack names) is escaped there. Images are drawn with Pillow: detector boxes in
+green (the attacked face in orange), the perturbation amplified to be visible.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import torch
+
+from advrobust.faces.attack import FaceAttackOutcome
+from advrobust.faces.detection import Detection
+from advrobust.report.html import Raw, image, num, page, table
+
+PHOTO_WIDTH = 900  # pixels of the photos shown
+
+
+def _png(picture: torch.Tensor, boxes: Sequence[tuple[tuple[float, ...], str]] = (), width: int | None = None) -> bytes:
+    from PIL import Image, ImageDraw
+
+    pixels = (picture.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    shown = Image.fromarray(pixels)
+    factor = 1.0
+    if width is not None and shown.width > width:
+        factor = width / shown.width
+        shown = shown.resize((width, round(shown.height * factor)))
+    draw = ImageDraw.Draw(shown)
+    for (x, y, w, h), color in boxes:
+        draw.rectangle([x * factor, y * factor, (x + w) * factor, (y + h) * factor], outline=color, width=3)
+    buffer = io.BytesIO()
+    shown.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _perturbation(outcome: FaceAttackOutcome) -> tuple[torch.Tensor, float]:
+    delta = outcome.after - outcome.before
+    peak = float(delta.abs().max()) or 1.0
+    return (0.5 + delta / (2 * peak)).clamp(0, 1), peak
+
+
+def _detections(found: Sequence[Detection], face_box: tuple[float, ...]) -> list[tuple[tuple[float, ...], str]]:
+    return [(d.box, "#00c853") for d in found] + [(face_box, "#ff6d00")]
+
+
+def face_attack_page(
+    outcome: FaceAttackOutcome, description: Sequence[tuple[str, str]], target: torch.Tensor | None = None
+) -> str:
+    """The HTML page of ``outcome``; ``description``: (field, value) rows (images, attack, eps…)."""
+    verdict = "succeeded" if outcome.success else "failed"
+    rows: list[list[str | Raw]] = [[key, value] for key, value in description]
+    rows.append(["result", f"attack {verdict}"])
+    rows.append(["perturbation norm", num(outcome.norm)])
+    if outcome.distance_before is not None:
+        rows.append(["distance before → after", f"{num(outcome.distance_before)} → {num(outcome.distance_after)}"])
+        same_before, same_after = outcome.distance_before < 0.6, outcome.distance_after < 0.6
+        rows.append(["same person (distance < 0.6)", f"{same_before} → {same_after}"])
+    sections = [("summary", "Summary", table(["field", "value"], rows))]
+    noise, peak = _perturbation(outcome)
+    if outcome.mode == "vanish":
+        box = outcome.box or (0.0, 0.0, 0.0, 0.0)
+        scores = lambda found: ", ".join(num(d.score) for d in found) or "none"  # noqa: E731
+        body = (
+            image(_png(outcome.before, _detections(outcome.detections_before, box), PHOTO_WIDTH), "photo before",
+                  f"before: {len(outcome.detections_before)} detection(s), scores {scores(outcome.detections_before)}"
+                  " (green: detections, orange: the attacked face)")
+            + image(_png(outcome.after, _detections(outcome.detections_after, box), PHOTO_WIDTH), "photo after",
+                    f"after: {len(outcome.detections_after)} detection(s), scores {scores(outcome.detections_after)}")
+            + image(_png(noise, width=PHOTO_WIDTH), "perturbation", f"perturbation, amplified (peak {num(peak)})")
+        )
+        sections.append(("photos", "Detections before and after", body))
+    else:
+        body = image(_png(outcome.before), "face before", "the face before")
+        body += image(_png(outcome.after), "face after", "the face after the attack")
+        body += image(_png(noise), "perturbation", f"perturbation, amplified (peak {num(peak)})")
+        if target is not None:
+            body += image(_png(target), "target face", "the face to impersonate")
+        sections.append(("faces", "Faces", Raw(f'<div class="cards">{body}</div>').markup))
+    title = f"Face attack: {outcome.mode}"
+    return page(title, sections, "advrobust faces attack")
