@@ -3,12 +3,13 @@
 Three failures are told apart, each with the likely fix:
 
 * **divergence**: the training loss is not finite (NaN or infinite): the learning rate is far too high;
-* **no learning**: past the ε warm-up, validation accuracy at chance, ``≤ 1/K + chance_margin``
-  (without a validation set: training accuracy at chance, or a training loss that has not fallen
-  below ``loss_fraction·ln K``, the cross-entropy of a uniform guess over ``K`` classes), for
-  ``patience`` epochs in a row or at the last epoch. This is how adversarial training at a large ε from the first step
-  fails (PGD-AT at ε = 0.3 with SGD at lr 0.05 and no warm-up: loss 2.30 = ln 10 from the first
-  epoch to the last, 10 % accuracy);
+* **no learning**: at the end of the ε warm-up or later, validation accuracy at chance,
+  ``≤ 1/K + chance_margin``, for ``patience`` epochs in a row or at the last epoch. This is how
+  adversarial training at a large ε from the first step fails (PGD-AT at ε = 0.3 with SGD at lr
+  0.05 and no warm-up: loss 2.30 = ln 10 from the first epoch to the last, 10 % accuracy).
+  Without a validation set: training accuracy at chance, or a training loss that has not fallen
+  below ``loss_fraction·ln K`` (the cross-entropy of a uniform guess over ``K`` classes), for
+  standard training only (under attack both stay near chance for a while in a healthy run);
 * **robust collapse**: past the warm-up, robust validation accuracy more than ``robust_drop``
   below its best (Wong, Rice & Kolter 2020's threshold for catastrophic overfitting, 0.2).
 
@@ -47,14 +48,16 @@ class CollapseRule:
 
 
 def _stalled(record: EpochRecord, num_classes: int, rule: CollapseRule) -> str | None:
-    """Why this epoch shows no learning, or ``None``. With a validation set its clean accuracy is the
-    judge: an adversarial method's training loss is the robust loss, which can sit near ``ln K``
-    early in a short run while clean accuracy already rises."""
-    acc, what = (record.val_acc, "validation") if record.val_acc is not None else (record.train_acc, "training")
-    if acc <= 1 / num_classes + rule.chance_margin:
-        return f"{what} accuracy {acc:.1%} is at chance (1/{num_classes}, training loss {record.train_loss:.3f})"
+    """Why this epoch shows no learning, or ``None``: validation accuracy at chance, or without a
+    validation set training accuracy at chance or a training loss no lower than a uniform guess's."""
+    if record.val_acc is not None:
+        if record.val_acc <= 1 / num_classes + rule.chance_margin:
+            return f"validation accuracy {record.val_acc:.1%} is at chance (1/{num_classes})"
+        return None
+    if record.train_acc <= 1 / num_classes + rule.chance_margin:
+        return f"training accuracy {record.train_acc:.1%} is at chance (1/{num_classes})"
     uniform = math.log(num_classes)
-    if record.val_acc is None and record.train_loss >= rule.loss_fraction * uniform:
+    if record.train_loss >= rule.loss_fraction * uniform:
         return (f"the training loss {record.train_loss:.3f} is no lower than a uniform guess's "
                 f"(ln {num_classes} = {uniform:.3f})")
     return None
@@ -62,12 +65,14 @@ def _stalled(record: EpochRecord, num_classes: int, rule: CollapseRule) -> str |
 
 def detect(
     records: Sequence[EpochRecord], *, epochs: int, num_classes: int, warmup: float = 0.0,
-    lr: float | None = None, rule: CollapseRule = CollapseRule(),
+    lr: float | None = None, adversarial: bool = False, rule: CollapseRule = CollapseRule(),
 ) -> Failure | None:
     """The failure the history shows at its last record, or ``None`` while training is healthy.
 
     ``epochs``: the planned number; ``warmup``: the fraction of training over which ε ramps up;
-    ``lr``: the peak learning rate (to suggest a lower one).
+    ``lr``: the peak learning rate (to suggest a lower one); ``adversarial``: the training loss and
+    accuracy are measured under attack, which leaves them near chance for a while in a healthy run,
+    so without a validation set (clean accuracy) no-learning is not judged.
     """
     if not records:
         return None
@@ -75,15 +80,17 @@ def detect(
     lower = f"lower the learning rate (e.g. lr {lr / 10:g})" if lr is not None else "lower the learning rate"
     if not math.isfinite(last.train_loss):
         return Failure(f"the training loss is {last.train_loss} at epoch {last.epoch}", lower)
-    past = [r for r in records if r.epoch >= warmup * epochs]
-    if not past or past[-1] is not last:
+    if last.epoch < warmup * epochs:
         return None
-    recent = past[-rule.patience:]
-    stalled = [_stalled(r, num_classes, rule) for r in recent]
-    if all(stalled) and (len(recent) == rule.patience or last.epoch == epochs):
+    recent = records[-rule.patience:]
+    judged = [r for r in recent if r.val_acc is not None or not adversarial]
+    stalled = [_stalled(r, num_classes, rule) for r in judged]
+    complete = len(recent) == rule.patience or last.epoch == epochs
+    if judged and len(judged) == len(recent) and all(stalled) and complete:
         fix = f"{lower}, or for adversarial training ramp eps up over part of training (warmup 0.3)"
         return Failure(f"{stalled[-1]} after epoch {last.epoch}: the network did not learn", fix)
-    robust = [(r.val_robust_acc, r.epoch) for r in past if r.val_robust_acc is not None]
+    robust = [(r.val_robust_acc, r.epoch) for r in records
+              if r.val_robust_acc is not None and r.epoch >= warmup * epochs]
     if robust and robust[-1][1] == last.epoch:
         best, best_epoch = max(robust)
         if best - robust[-1][0] > rule.robust_drop:

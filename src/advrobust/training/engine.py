@@ -295,7 +295,8 @@ class _Run:
                 h.status = "failed" if isinstance(note, Collapsed) else h.status
         failure = None if config.collapse is None or h.stop_reason else detect(
             h.records, epochs=config.epochs, num_classes=self.num_classes,
-            warmup=float(getattr(self.method, "warmup", 0.0)), lr=config.lr, rule=config.collapse,
+            warmup=float(getattr(self.method, "warmup", 0.0)), lr=config.lr,
+            adversarial=getattr(self.method, "threat", None) is not None, rule=config.collapse,
         )
         if failure is not None:
             h.stop_reason, h.status = str(failure), "failed"
