@@ -200,3 +200,13 @@ def test_a_collapsing_run_exits_non_zero_and_saves_nothing(tmp_path, capsys):
     assert code == 1 and not out.exists()
     assert err[-1].startswith("error: training failed:") and "likely fix" in err[-1]
     assert not any(line.startswith("saved") for line in err)
+
+
+def test_standard_training_has_no_robust_validation_nor_verification(tmp_path):
+    out = tmp_path / "s.safetensors"
+    argv = ["train", "--limit", "300", "--width", "8", "--epochs", "2", "--optimizer", "adam", "--lr", "0.005",
+            "--patience", "3", "--out", str(out)]
+    assert _run(argv) == 0
+    meta = load_checkpoint(out)[1]
+    assert "verification" not in meta and "robust_accuracy" not in meta
+    assert meta["training"]["status"] == "completed" and meta["training"]["optimizer"] == "adam"

@@ -66,7 +66,7 @@ class Plan:
             if "beta" in described:
                 rows.append(("beta", _fmt(described["beta"])))
         if self.val_attack == "auto":
-            validation = f"pgd, {AUTO_VAL_STEPS} steps, at eps {_fmt(described['eps'])}" if "eps" in described else "—"
+            validation = f"pgd, {AUTO_VAL_STEPS} steps, at eps {_fmt(described['eps'])}"
         else:
             validation = "—" if self.val_attack is None else f"{self.val_attack.name} at eps {_fmt(self.val_eps)}"
         rows += [("val-attack", validation), ("val-points", str(val_points) if validation != "—" else "—")]
@@ -314,7 +314,8 @@ def _report_verification(meta: dict[str, Any]) -> None:
             f"clean {v['clean_accuracy']:.1%}, robust {v['robust_accuracy']:.1%} (95% CI {low:.1%}–{high:.1%})")
     own = meta.get("robust_accuracy")
     if own and own["accuracy"] is not None:
-        line += f"; the training's own {own['attack']}-{own['steps']} validation: {own['accuracy']:.1%}"
+        attack = own["attack"] + (f"-{own['steps']}" if own.get("steps") else "")
+        line += f"; the training's own {attack} validation ({own['points']} points): {own['accuracy']:.1%}"
     console.print(line, soft_wrap=True)
     if own and own["accuracy"] is not None and own["accuracy"] - v["robust_accuracy"] > GAP_WARNING:
         console.print(
@@ -329,7 +330,7 @@ def _report_verification(meta: dict[str, Any]) -> None:
 def _val_attack(opts: dict[str, Any], described: dict[str, Any]) -> tuple[Any, float | None]:
     name = str(opts["val_attack"]).strip().lower()
     if name == "auto" and opts["val_eps"] is None:
-        return "auto", described.get("eps")
+        return ("auto", described["eps"]) if "eps" in described else (None, None)
     name = "pgd" if name == "auto" else name
     if name == "none":
         return None, None
