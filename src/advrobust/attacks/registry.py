@@ -54,6 +54,8 @@ ATTACKS: dict[str, AttackSpec] = {
         "jsma", "JSMA", "Jacobian-based Saliency Map Attack, l0 (Papernot et al. 2016)", default_norm="l0"
     ),
     "fmn": AttackSpec("fmn", "FMN", "Fast Minimum-Norm attack, l0/l1/l2/linf (Pintor et al. 2021)", default_norm="l2"),
+    "fgsm-rs": AttackSpec("fgsm_rs", "RandomStartFGSM", "FGSM from a random start, step 1.25 eps (Wong et al. 2020)"),
+    "trades-kl": AttackSpec("trades_kl", "KLAttack", "PGD on KL(f(x) || f(x')), TRADES' inner step (Zhang 2019)"),
 }
 
 ALIASES: dict[str, str] = {

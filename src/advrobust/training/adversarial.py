@@ -1,6 +1,6 @@
 """Adversarial training methods: PGD-AT, FGSM-RS and TRADES, each with an optional eps warm-up.
 
-All three solve the min–max of Madry et al. (2018), FORMULAS.md "Adversarial training",
+All three solve the min–max of Madry et al. (2018, eq. 2.1),
 ``min_θ E_{(x,y)~D} [ max_{r ∈ Δ} L(θ, x + r, y) ]``: the inner maximization is an attack of the
 library run on the training batch, the outer minimization is the engine's optimizer step on the loss
 returned by :meth:`loss`. Importing this module registers them in
@@ -41,15 +41,17 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from advrobust.attacks.base import Attack, FixedBudgetAttack
-from advrobust.attacks.context import RunContext
+from advrobust.attacks.fgsm_rs import RandomStartFGSM
 from advrobust.attacks.gradient import PGD
-from advrobust.attacks.iterative import steepest_step
 from advrobust.attacks.registry import get as get_attack
+from advrobust.attacks.trades_kl import KLAttack
 from advrobust.errors import InputError
-from advrobust.losses import cross_entropy
 from advrobust.threat import Threat, threat_from_name
-from advrobust.training.methods import METHODS, Stop
+from advrobust.training.methods import METHODS, Collapsed, describe_attack
 from advrobust.training.overfitting import Action, OverfittingGuard
+
+# the inner attacks live in advrobust.attacks (importable from here too, where they were first defined)
+__all__ = ["FGSMRS", "PGDAT", "TRADES", "KLAttack", "RandomStartFGSM", "maximize", "warmup_eps"]
 
 #: Madry et al. (2018), MNIST: eps = 0.3 (the budget every method here defaults to).
 MNIST_EPS = 0.3
@@ -88,85 +90,6 @@ def _check_fraction(owner: str, name: str, value: float) -> float:
     return float(value)
 
 
-class RandomStartFGSM(FixedBudgetAttack):
-    """The inner step of FGSM-RS (Wong et al. 2020, Algorithm 3): ``x_0 = Π_B(x + U(ball))``,
-    ``x_adv = Π_{x,ε}(x_0 + α·d(∇_x CE(θ, x_0, y)))`` — one gradient, the last (only) iterate kept.
-
-    ``step_size=None`` means ``α = 1.25·ε`` (the paper's choice, recomputed for each ε).
-    """
-
-    name = "fgsm-rs"
-    norms = ("linf", "l2")
-    step_factor = 1.25
-
-    def __init__(self, threat: Threat, *, step_size: float | None = None, seed: int | None = 0) -> None:
-        super().__init__(threat, seed=seed)
-        if step_size is not None and not float(step_size) > 0:
-            raise InputError(f"RandomStartFGSM: step_size must be > 0 or None (1.25·eps), got {step_size!r}")
-        self.step_size = step_size
-
-    def alpha(self) -> float:
-        return self.step_factor * float(self.threat.eps) if self.step_size is None else float(self.step_size)
-
-    def _run(self, ctx: RunContext) -> Tensor:
-        x0 = self.threat.random_start(ctx.x, ctx.generator)
-        _, _, grad = ctx.oracle.logits_and_grad(x0, lambda z: cross_entropy(z, ctx.y, ctx.target))
-        return steepest_step(self.threat, ctx.x, x0, grad, self.alpha())
-
-
-class KLAttack(FixedBudgetAttack):
-    """The inner maximization of TRADES (Zhang et al. 2019, eq. 5 / their Algorithm 1):
-    ``max_{x' ∈ ball(x, ε)} KL(f(x) ‖ f(x'))`` by projected steepest ascent from
-    ``x'_0 = Π(x + 0.001·N(0, I))`` (their init: at ``x' = x`` the KL and its gradient vanish),
-    ``x'_{n+1} = Π_{x,ε}(x'_n + α·d(∇_{x'} KL))``, the last iterate kept (as in their code).
-
-    ``f`` is the softmax of the logits. ``step_size=None`` means ``α = 2.5·ε/steps`` (0.25·ε at 10
-    steps, near the paper's CIFAR-10 ratio 0.007/0.031 ≈ 0.23·ε).
-    """
-
-    name = "trades-kl"
-    norms = ("linf", "l2")
-    init_std = 0.001  # Zhang et al. 2019, released code
-
-    def __init__(
-        self, threat: Threat, *, steps: int = 10, step_size: float | None = None, seed: int | None = 0
-    ) -> None:
-        super().__init__(threat, seed=seed)
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise InputError(f"KLAttack: steps must be an integer >= 1, got {steps!r}")
-        if step_size is not None and not float(step_size) > 0:
-            raise InputError(f"KLAttack: step_size must be > 0 or None (2.5·eps/steps), got {step_size!r}")
-        self.steps = int(steps)
-        self.step_size = step_size
-
-    def alpha(self) -> float:
-        return 2.5 * float(self.threat.eps) / self.steps if self.step_size is None else float(self.step_size)
-
-    def _run(self, ctx: RunContext) -> Tensor:
-        oracle, x = ctx.oracle, ctx.x
-        log_p = F.log_softmax(oracle.logits(x), dim=1)
-        noise = torch.randn(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
-        x_adv = self.threat.project(x + self.init_std * noise, x)
-
-        def kl(z: Tensor) -> Tensor:
-            return F.kl_div(F.log_softmax(z, dim=1), log_p, reduction="none", log_target=True).sum(dim=1)
-
-        for _ in range(self.steps):
-            _, _, grad = oracle.logits_and_grad(x_adv, kl)
-            x_adv = steepest_step(self.threat, x, x_adv, grad, self.alpha())
-        return x_adv
-
-
-def _attack_description(attack: Attack) -> dict[str, Any]:
-    """The attack's name and its plain hyper-parameters, for checkpoint metadata (not its ``seed``:
-    :func:`maximize` draws the random numbers)."""
-    plain = (bool, int, float, str, type(None))
-    options = {
-        k: v for k, v in vars(attack).items() if not k.startswith("_") and k != "seed" and isinstance(v, plain)
-    }
-    return {"name": attack.name, **options}
-
-
 class _AdversarialMethod:
     """What the methods share: the threat model at full eps, the inner attack, the warm-up."""
 
@@ -201,7 +124,7 @@ class _AdversarialMethod:
             "norm": self.threat.name,
             "eps": self.eps,
             "warmup": self.warmup,
-            "attack": _attack_description(self.attack),
+            "attack": describe_attack(self.attack),
         }
 
 
@@ -233,7 +156,7 @@ def _build_attack(
 
 
 class PGDAT(_AdversarialMethod):
-    """PGD adversarial training (Madry et al. 2018, eq. 2.1 / FORMULAS.md): the mean
+    """PGD adversarial training (Madry et al. 2018, eq. 2.1): the mean
     ``CE(θ, x_adv, y)`` over the batch, ``x_adv`` from the inner attack run on every point.
 
     Parameters
@@ -287,7 +210,8 @@ class PGDAT(_AdversarialMethod):
 class FGSMRS(PGDAT):
     """FGSM with random start, "fast is better than free" (Wong, Rice & Kolter 2020, Algorithm 3):
     PGD-AT whose inner maximization is one FGSM step of ``α = 1.25·ε`` from a uniform random point
-    of the ball (:class:`RandomStartFGSM`), plus their guard against catastrophic overfitting.
+    of the ball (:class:`~advrobust.attacks.fgsm_rs.RandomStartFGSM`), plus their guard against
+    catastrophic overfitting.
 
     Parameters
     ----------
@@ -342,7 +266,7 @@ class FGSMRS(PGDAT):
         return super().loss(model, x, y, progress)
 
     def on_epoch_end(self, history: object) -> str | None:
-        """The guard's verdict: ``None`` while healthy; on a collapse a :class:`Stop` (``"stop"``,
+        """The guard's verdict: ``None`` while healthy; on a collapse a :class:`Collapsed` (``"stop"``,
         ``"restore"``) or, once, a warning (``"warn"``)."""
         if self.guard is None or self._reported:
             return None
@@ -352,8 +276,10 @@ class FGSMRS(PGDAT):
         self._reported = True
         text = f"catastrophic overfitting: {collapse.reason}"
         if self.guard.action == "restore":
-            text += "; weights restored to the best check"
-        return Stop(text) if self.guard.stops else text
+            text += ", weights restored to the best check"
+        if not self.guard.stops:
+            return text
+        return Collapsed(f"{text}; likely fix: a lower learning rate, a smaller step size, or pgd-at")
 
     def describe(self) -> dict[str, Any]:
         guard = None if self.guard is None else self.guard.describe()
@@ -372,7 +298,7 @@ class FGSMRS(PGDAT):
 class TRADES(_AdversarialMethod):
     """TRADES (Zhang et al. 2019, "Theoretically principled trade-off between robustness and
     accuracy", eq. 5): ``CE(f(x), y) + β · KL(f(x) ‖ f(x'))`` averaged over the batch, with ``x'``
-    maximizing the KL in the ball (:class:`KLAttack`, from ``x + 0.001·N(0, I)``).
+    maximizing the KL in the ball (:class:`~advrobust.attacks.trades_kl.KLAttack`, from ``x + 0.001·N(0, I)``).
 
     Defaults: ``beta=6`` and ``steps=10`` (the paper's CIFAR-10 setting, its main one; the released
     MNIST script uses β = 1 and 40 steps of 0.01 at ε = 0.3), ``step_size=None -> 2.5·ε/steps``,

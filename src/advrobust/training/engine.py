@@ -1,9 +1,13 @@
 """The training loop: ``fit(model, train, val, method=...)`` for standard and adversarial training.
 
-Madry et al. 2018 (FORMULAS.md, "Adversarial training"): ``min_θ E[max_{r∈Δ} L(θ, x + r, y)]``; the
-method (:mod:`advrobust.training.methods`) supplies the per-batch loss (the inner maximization
-included), this module the outer minimization and everything around it:
+Madry et al. 2018, eq. 2.1: ``min_θ E[max_{r∈Δ} L(θ, x + r, y)]``; the method
+(:mod:`advrobust.training.methods`) supplies the per-batch loss (the inner maximization included),
+this module the outer minimization and everything around it:
 
+* the default recipe of each method (:mod:`advrobust.training.recipes`) and the run's settings as
+  one value (:class:`~advrobust.training.config.FitConfig`);
+* robust validation on by default for adversarial methods (PGD-10 on 200 validation points);
+* a failed run recognized and stopped, never returned as a success (:mod:`advrobust.training.collapse`);
 * determinism: the data order of epoch ``e`` is a permutation drawn from a generator seeded with
   ``(seed, e)``, and the global RNG (dropout, random starts) is reseeded from ``(seed, e, rank)`` at
   the start of each epoch, so a run resumed at any epoch boundary reproduces the uninterrupted run
@@ -34,13 +38,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from advrobust.attacks.base import Attack
 from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.gradient import PGD
 from advrobust.data.fingerprint import data_fingerprint
 from advrobust.errors import InputError
 from advrobust.paths import atomic_path
-from advrobust.progress import SILENT, Progress
+from advrobust.progress import Progress
 from advrobust.training import distributed
+from advrobust.training.collapse import detect
+from advrobust.training.config import AUTO_VAL_STEPS, FitConfig
 from advrobust.training.history import EpochRecord, TrainingHistory
-from advrobust.training.methods import Stop, TrainingMethod, create_method
+from advrobust.training.methods import Collapsed, Stop, TrainingMethod, create_method, describe_attack
+from advrobust.training.recipes import recipe_for
 from advrobust.training.schedules import make_scheduler
 
 STATE_FILE = "state.pt"
@@ -72,75 +80,61 @@ def fit(
     model: nn.Module,
     train: Dataset,
     val: Dataset | None = None,
+    config: FitConfig | None = None,
     *,
     method: str | TrainingMethod = "standard",
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 0.05,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    schedule: str = "cosine",
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    resume: bool = True,
-    val_attack: Attack | None = None,
-    val_points: int = 500,
-    early_stopping: EarlyStopping | None = None,
-    progress: Progress = SILENT,
-    log_path: str | os.PathLike[str] | None = None,
+    **options: Any,
 ) -> TrainingHistory:
     """Train ``model`` in place on ``train``; return the per-epoch :class:`TrainingHistory`.
 
-    Defaults: SGD with momentum 0.9, weight decay 5e-4, batch 128 and a cosine schedule, the usual
-    recipe of the adversarial-training literature (Rice et al. 2020); ``lr = 0.05`` is ours: with
-    batch 64 and 10 epochs it takes ``mnist-cnn`` (width 16) to 96.9 % test accuracy on mnist-5k
-    (the default model's recipe, measured). ``optimizer="adam"`` uses Adam (Kingma & Ba 2015) with
-    its paper's betas; ``momentum`` is then ignored.
+    ``method``: a registered name (:func:`~advrobust.training.methods.method_names`), built with its
+    default recipe's settings (:func:`~advrobust.training.recipes.recipe_for`: eps warm-up, inner
+    steps, TRADES' β), or a :class:`~advrobust.training.methods.TrainingMethod` used as configured.
+    ``config``: the run's settings (:class:`~advrobust.training.config.FitConfig`); by default the
+    outer optimization of the method's recipe (e.g. for ``pgd-at``: Adam, cyclic learning rate
+    peaking at 5e-3, 40 epochs of batches of 128). ``options``: any field of ``FitConfig`` on top,
+    e.g. ``fit(model, train, val, method="pgd-at", epochs=10, checkpoint_dir="runs/pgd")``.
 
-    ``method``: a registered name (:func:`~advrobust.training.methods.method_names`) or a
-    :class:`~advrobust.training.methods.TrainingMethod`. ``val_attack``: an attack whose robust
-    accuracy is measured each epoch on a fixed subset of ``val_points`` validation points.
-    ``checkpoint_dir``: where the resumable state goes each epoch; with ``resume=True`` an existing
-    state there (from the same configuration) is continued from its last complete epoch.
-    ``log_path``: the history, rewritten each epoch as CSV (``.csv``) or JSON lines (otherwise).
     After training the model holds the best weights on the monitored metric when ``early_stopping``
     is set, or when a method stopped training and robust validation accuracy is monitored; otherwise
     the weights the last epoch (or the stopping method) left. Only robust accuracy can judge a stop
     for catastrophic overfitting (Wong et al. 2020): clean or training accuracy peak at the collapse.
+
+    A run that fails (:mod:`advrobust.training.collapse`: a diverging loss, accuracy at chance past
+    the warm-up, a collapse of robust validation accuracy; or a method's own verdict) stops there and
+    returns with ``history.status == "failed"`` and the reason and likely fix in ``history.stop_reason``.
     """
-    method = create_method(method) if isinstance(method, str) else method
-    _check_args(train, val, epochs, batch_size, lr, optimizer, val_attack, early_stopping)
-    config = {
+    recipe = recipe_for(method if isinstance(method, str) else method.name)
+    if isinstance(method, str):
+        method = create_method(method, **recipe.method_options())
+    config = (config or FitConfig.from_recipe(recipe)).replace(**options)
+    val_attack = _val_attack(config, method, val)
+    _check_args(train, val, config, val_attack)
+    identity = {
         "method": method.describe(),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "schedule": schedule,
-        "seed": seed,
+        **config.optimization(),
+        "seed": config.seed,
         "train_size": len(train.y),
         "train_data": data_fingerprint(train.x, train.y),
     }  # the settings that define a run: a checkpoint is resumed only under the same ones
-    ctx = distributed.setup(device)
+    ctx = distributed.setup(config.device)
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-        return _Run(model, train, val, method, ctx, config).train(
-            epochs, checkpoint_dir, resume, val_attack, val_points, early_stopping, progress, log_path, amp
-        )
+        return _Run(model, train, val, method, ctx, identity).train(config, val_attack)
 
 
-def _check_args(
-    train: Dataset, val: Dataset | None, epochs: int, batch_size: int, lr: float, optimizer: str,
-    val_attack: Attack | None, early_stopping: EarlyStopping | None,
-) -> None:
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise InputError(f"epochs, batch_size and lr must be positive; got {epochs}, {batch_size}, {lr}")
-    if optimizer not in ("sgd", "adam"):
-        raise InputError(f"unknown optimizer {optimizer!r}: choose sgd or adam")
+def _val_attack(config: FitConfig, method: TrainingMethod, val: Dataset | None) -> Attack | None:
+    """The robust-validation attack: the one given, or for ``"auto"`` PGD at the method's budget
+    (adversarial methods, with a validation set), else none."""
+    if config.val_attack != "auto":
+        return config.val_attack  # type: ignore[return-value]
+    threat = getattr(method, "threat", None)
+    if val is None or threat is None:
+        return None
+    return PGD(threat, steps=AUTO_VAL_STEPS, random_start=True)
+
+
+def _check_args(train: Dataset, val: Dataset | None, config: FitConfig, val_attack: Attack | None) -> None:
+    early_stopping = config.early_stopping
     if len(train.y) == 0 or len(train.x) != len(train.y):
         raise InputError(f"the training set needs as many labels as inputs, and some: {len(train.x)} vs {len(train.y)}")
     if val is None and (val_attack is not None or (early_stopping and early_stopping.metric.startswith("val"))):
@@ -156,72 +150,77 @@ class _Run:
 
     def __init__(
         self, model: nn.Module, train: Dataset, val: Dataset | None, method: TrainingMethod,
-        ctx: distributed.Context, config: dict[str, Any],
+        ctx: distributed.Context, identity: dict[str, Any],
     ) -> None:
         self.model, self.train_set, self.val, self.method = model, train, val, method
-        self.ctx, self.config = ctx, config
+        self.ctx, self.identity = ctx, identity
         model.to(ctx.device)
         self.net: nn.Module = model
         if ctx.world_size > 1:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.net = DistributedDataParallel(model, device_ids=ids)
-        n, b = config["train_size"], config["batch_size"]
+        n, b = identity["train_size"], identity["batch_size"]
         # drop a last batch too small to give every rank a row (always kept in a single process)
         self.steps = n // b + (1 if n % b >= ctx.world_size else 0)
         if self.steps == 0:
             raise InputError(f"{n} training points cannot fill one batch across {ctx.world_size} processes")
-        if config["optimizer"] == "sgd":
+        if identity["optimizer"] == "sgd":
             self.opt: torch.optim.Optimizer = torch.optim.SGD(
-                model.parameters(), lr=config["lr"], momentum=config["momentum"], weight_decay=config["weight_decay"]
+                model.parameters(), lr=identity["lr"], momentum=identity["momentum"],
+                weight_decay=identity["weight_decay"],
             )
         else:
-            self.opt = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-        self.sched = make_scheduler(config["schedule"], self.opt, config["epochs"] * self.steps)
+            self.opt = torch.optim.Adam(model.parameters(), lr=identity["lr"], weight_decay=identity["weight_decay"])
+        self.sched = make_scheduler(identity["schedule"], self.opt, identity["epochs"] * self.steps)
         self.history = TrainingHistory()
         self.best_state: dict[str, Tensor] | None = None
+        self.num_classes = int(train.y.max()) + 1 if val is None else max(int(train.y.max()), int(val.y.max())) + 1
 
     # --- the loop ------------------------------------------------------------------------------
-    def train(
-        self, epochs: int, checkpoint_dir: str | os.PathLike[str] | None, resume: bool, val_attack: Attack | None,
-        val_points: int, early_stopping: EarlyStopping | None, progress: Progress,
-        log_path: str | os.PathLike[str] | None, amp: bool,
-    ) -> TrainingHistory:
+    def train(self, config: FitConfig, val_attack: Attack | None) -> TrainingHistory:
+        early_stopping, progress, epochs = config.early_stopping, config.progress, config.epochs
+        state_path = Path(config.checkpoint_dir) / STATE_FILE if config.checkpoint_dir is not None else None
+        scaler = torch.amp.GradScaler("cuda") if config.amp and self.ctx.device.type == "cuda" else None
+        resuming = state_path is not None and config.resume and state_path.exists()
+        start = self._restore(state_path, scaler) if resuming else 0  # type: ignore[arg-type]
         self.history.monitor = early_stopping.metric if early_stopping else (
             "val_robust_acc" if val_attack is not None else "val_acc" if self.val is not None else "train_acc"
         )
-        state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
-        scaler = torch.amp.GradScaler("cuda") if amp and self.ctx.device.type == "cuda" else None
-        start = self._restore(state_path, scaler) if state_path is not None and resume and state_path.exists() else 0
-        robust_idx = self._robust_subset(val_points) if val_attack is not None else None
+        summary = describe_attack(val_attack) if val_attack is not None else None
+        self.history.config = {**self.identity, "val_attack": summary, "val_points": config.val_points}
+        robust_idx = self._robust_subset(config.val_points) if val_attack is not None else None
         for epoch in range(start, epochs):
             if self.history.stop_reason:
                 break
             begin = time.perf_counter()
-            loss, acc, lr = self._train_epoch(epoch, epochs, progress, amp, scaler)
+            loss, acc, lr = self._train_epoch(epoch, epochs, progress, config.amp, scaler)
             val_acc = self._accuracy() if self.val is not None else None
             robust = self._robust(val_attack, robust_idx, progress) if val_attack is not None else None
             record = EpochRecord(epoch + 1, loss, acc, val_acc, robust, lr, time.perf_counter() - begin)
             self.history.records.append(record)
-            self._after_epoch(record, early_stopping)
+            self._after_epoch(record, early_stopping, config)
             if self.ctx.is_main:
                 if state_path is not None:
                     self._save(state_path, epoch + 1, scaler)
-                if log_path is not None:
-                    self.history.write(log_path)
-        stopped_with_robust_monitor = self.history.stop_reason and self.history.monitor == "val_robust_acc"
-        self.history.final_epoch = len(self.history.records)
+                if config.log_path is not None:
+                    self.history.write(config.log_path)
+        h = self.history
+        if h.status == "running":
+            h.status = "stopped" if h.stop_reason else "completed"
+        stopped_with_robust_monitor = h.stop_reason and h.monitor == "val_robust_acc"
+        h.final_epoch = len(h.records)
         if self.best_state is not None and (early_stopping is not None or stopped_with_robust_monitor):
             self.model.load_state_dict(self.best_state)
-            self.history.final_epoch = self.history.best_epoch
-        return self.history
+            h.final_epoch = h.best_epoch
+        return h
 
     def _train_epoch(
         self, epoch: int, epochs: int, progress: Progress, amp: bool, scaler: torch.amp.GradScaler | None
     ) -> tuple[float, float, float]:
-        seed = self.config["seed"]
+        seed = self.identity["seed"]
         torch.manual_seed(_mix(seed, epoch, self.ctx.rank))
-        order = torch.randperm(self.config["train_size"], generator=torch.Generator().manual_seed(_mix(seed, epoch)))
-        b = self.config["batch_size"]
+        order = torch.randperm(self.identity["train_size"], generator=torch.Generator().manual_seed(_mix(seed, epoch)))
+        b = self.identity["batch_size"]
         self.net.train()
         total_loss = correct = count = 0.0
         lr = self.opt.param_groups[0]["lr"]
@@ -260,7 +259,7 @@ class _Run:
     def _robust_subset(self, val_points: int) -> Tensor:
         """A fixed subset of the validation set (same points every epoch), drawn with ``seed``."""
         assert self.val is not None
-        gen = torch.Generator().manual_seed(self.config["seed"])
+        gen = torch.Generator().manual_seed(self.identity["seed"])
         return torch.randperm(len(self.val.y), generator=gen)[: max(1, val_points)].sort().values
 
     def _robust(self, attack: Attack, subset: Tensor | None, progress: Progress) -> float:
@@ -281,7 +280,7 @@ class _Run:
         return robust / n
 
     # --- best weights, stopping ----------------------------------------------------------------
-    def _after_epoch(self, record: EpochRecord, early_stopping: EarlyStopping | None) -> None:
+    def _after_epoch(self, record: EpochRecord, early_stopping: EarlyStopping | None, config: FitConfig) -> None:
         h = self.history
         value = record.metric(h.monitor)
         delta = early_stopping.min_delta if early_stopping else 0.0
@@ -294,6 +293,15 @@ class _Run:
             record.note = str(note)
             if isinstance(note, Stop):
                 h.stop_reason = str(note)
+                h.status = "failed" if isinstance(note, Collapsed) else h.status
+        failure = None if config.collapse is None or h.stop_reason else detect(
+            h.records, epochs=config.epochs, num_classes=self.num_classes,
+            warmup=float(getattr(self.method, "warmup", 0.0)), lr=config.lr,
+            adversarial=getattr(self.method, "threat", None) is not None, rule=config.collapse,
+        )
+        if failure is not None:
+            h.stop_reason, h.status = str(failure), "failed"
+            record.note = "; ".join(filter(None, [record.note, "failed"]))
         patience = early_stopping.patience if early_stopping else None
         stale = record.epoch - (h.best_epoch or record.epoch)
         if h.stop_reason is None and patience is not None and h.best_epoch is not None and stale >= patience:
@@ -306,7 +314,7 @@ class _Run:
     def _save(self, path: Path, epoch: int, scaler: torch.amp.GradScaler | None) -> None:
         state = {
             "format": STATE_FORMAT,
-            "config": self.config,
+            "config": self.identity,
             "epoch": epoch,
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
@@ -321,8 +329,8 @@ class _Run:
 
     def _restore(self, path: Path, scaler: torch.amp.GradScaler | None) -> int:
         state = load_state(path)
-        if state["config"] != self.config:
-            changed = sorted(k for k in self.config if state["config"].get(k) != self.config[k])
+        if state["config"] != self.identity:
+            changed = sorted(k for k in self.identity if state["config"].get(k) != self.identity[k])
             raise InputError(
                 f"{path} holds a run with other settings ({', '.join(changed)} differ): resume with the "
                 "same settings, use another checkpoint dir, or pass resume=False (--no-resume) to start over"

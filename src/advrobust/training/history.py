@@ -37,7 +37,12 @@ class TrainingHistory:
     """What :func:`advrobust.training.fit` returns. ``best_epoch``: the epoch whose weights were
     best on the tracked metric (``best_metric``, its name ``monitor``); ``stop_reason``: why training
     ended before ``epochs`` (early stopping or a method's :class:`~advrobust.training.methods.Stop`);
-    ``final_epoch``: the epoch whose weights the model holds after training (best or last)."""
+    ``final_epoch``: the epoch whose weights the model holds after training (best or last).
+    ``status``: ``"completed"`` (every planned epoch), ``"stopped"`` (early stopping, or a method's
+    stop that is not a failure) or ``"failed"``: the run collapsed (:mod:`advrobust.training.collapse`,
+    or a method's :class:`~advrobust.training.methods.Collapsed`) and the model is **not** trained;
+    ``stop_reason`` then says why and the likely fix, in one line. ``config``: the settings the
+    run used (optimizer, learning rate, schedule, the method and its inner attack)."""
 
     records: list[EpochRecord] = field(default_factory=list)
     monitor: str = "val_acc"
@@ -45,6 +50,13 @@ class TrainingHistory:
     best_metric: float | None = None
     stop_reason: str | None = None
     final_epoch: int | None = None
+    status: str = "running"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run collapsed (``status == "failed"``): its model is not a trained one."""
+        return self.status == "failed"
 
     def __len__(self) -> int:
         return len(self.records)
@@ -64,6 +76,8 @@ class TrainingHistory:
             "best_metric": self.best_metric,
             "stop_reason": self.stop_reason,
             "final_epoch": self.final_epoch,
+            "status": self.status,
+            "config": self.config,
         }
 
     @classmethod
@@ -75,6 +89,8 @@ class TrainingHistory:
             best_metric=data["best_metric"],
             stop_reason=data["stop_reason"],
             final_epoch=data["final_epoch"],
+            status=data.get("status", "running"),
+            config=data.get("config", {}),
         )
 
     def write(self, path: str | os.PathLike[str]) -> None:

@@ -2,13 +2,13 @@
 does everything else (data order, optimizer, schedule, AMP, checkpoints, DDP, logging).
 
 A method implements :class:`TrainingMethod`; ``standard`` (empirical risk minimization,
-``min_θ E[L(θ, x, y)]``, FORMULAS.md "Training") lives here, the adversarial methods (PGD-AT,
+``min_θ E[L(θ, x, y)]``) lives here, the adversarial methods (PGD-AT,
 FGSM-RS, TRADES) in :mod:`advrobust.training.adversarial`, which registers them in :data:`METHODS`
 when imported; :func:`create_method` and :func:`method_names` import it on first use.
 
 A method may also define ``on_epoch_end(history) -> str | None``: a returned string is recorded in
 the history as a warning; a returned :class:`Stop` (a ``str``) also ends training, and the engine
-keeps the best weights seen so far.
+keeps the best weights seen so far; a :class:`Collapsed` marks the run failed.
 """
 
 from __future__ import annotations
@@ -20,14 +20,22 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from advrobust.attacks.base import Attack
 from advrobust.errors import InputError
 
-# Modules that add methods to METHODS when imported (the adversarial methods of issue 7).
+# Modules that add methods to METHODS when imported (the adversarial methods).
 PLUGINS = ("advrobust.training.adversarial",)
 
 
 class Stop(str):
     """Returned by a method's ``on_epoch_end`` to stop training; the text is the reason."""
+
+    __slots__ = ()
+
+
+class Collapsed(Stop):
+    """A :class:`Stop` because training failed (e.g. catastrophic overfitting): the run ends with
+    ``status="failed"``; the text says why and the likely fix."""
 
     __slots__ = ()
 
@@ -55,7 +63,7 @@ class TrainingMethod(Protocol):
 
 
 class Standard:
-    """Standard training: the mean cross-entropy of the clean batch, ``L(θ, x, y)`` (FORMULAS.md)."""
+    """Standard training: the mean cross-entropy of the clean batch, ``L(θ, x, y)``."""
 
     name = "standard"
 
@@ -68,6 +76,19 @@ class Standard:
 
 
 METHODS: dict[str, Callable[..., TrainingMethod]] = {"standard": Standard}
+
+
+def describe_attack(attack: Attack) -> dict[str, Any]:
+    """An attack's name, threat model, plain hyper-parameters and step size in use (``alpha``,
+    where the attack resolves a rule such as ``2.5·ε/steps``), for checkpoint metadata. Not its
+    ``seed``: training draws the random numbers (see ``adversarial.maximize``)."""
+    plain = (bool, int, float, str, type(None))
+    options = {
+        k: v for k, v in vars(attack).items() if not k.startswith("_") and k != "seed" and isinstance(v, plain)
+    }
+    alpha = getattr(attack, "alpha", None)
+    resolved = {"alpha": float(alpha())} if callable(alpha) else {}
+    return {"name": attack.name, "norm": attack.threat.name, "eps": float(attack.threat.eps), **options, **resolved}
 
 _plugins_loaded = False
 
