@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from advrobust.attacks.base import Model, evaluation_mode
 from advrobust.defences.bounds import check_alpha, clopper_pearson_lower, tie_rejected
+from advrobust.defences.inputs import check_pixels, positive_int
 from advrobust.errors import InputError
 from advrobust.models.fast_forward import FastForward
 from advrobust.progress import SILENT, Progress
@@ -48,12 +49,6 @@ ABSTAIN = -1
 
 # independent noise streams per point: selection (n0) and estimation (n) in CERTIFY, PREDICT's
 _SELECT, _ESTIMATE, _PREDICT = 0, 1, 2
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise InputError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def point_generator(seed: int, index: int, stream: int, device: torch.device) -> torch.Generator:
@@ -121,7 +116,7 @@ class GaussianSmoothing:
             raise InputError(f"GaussianSmoothing: sigma must be a positive number (e.g. 0.25), got {sigma!r}")
         self.base = base
         self.sigma = float(sigma)
-        self.batch_size = _positive_int("GaussianSmoothing", "batch_size", batch_size)
+        self.batch_size = positive_int("GaussianSmoothing", "batch_size", batch_size)
 
     def __repr__(self) -> str:
         return f"GaussianSmoothing(sigma={self.sigma}, base={type(self.base).__name__})"
@@ -146,8 +141,8 @@ class GaussianSmoothing:
 
     def sample_counts(self, x: Tensor, n: int, *, seed: int = 0, stream: int = _PREDICT) -> Tensor:
         """Class counts of ``f`` over ``n`` noisy copies of each point: an ``N×K`` integer tensor."""
-        x = _check_x(x)
-        n = _positive_int("sample_counts", "n", n)
+        x = check_pixels(x)
+        n = positive_int("sample_counts", "n", n)
         with torch.no_grad(), evaluation_mode(self.base):
             run = FastForward(self.base)
             return torch.stack([self._counts(run, x[i], n, seed, i, stream) for i in range(x.shape[0])])
@@ -158,8 +153,8 @@ class GaussianSmoothing:
     ) -> Tensor:
         """``PREDICT`` (Cohen et al. 2019): ``g(x)`` per point, or :data:`ABSTAIN`; wrong with
         probability at most ``alpha`` per point."""
-        x = _check_x(x)
-        n = _positive_int("predict", "n", n)
+        x = check_pixels(x)
+        n = positive_int("predict", "n", n)
         alpha = check_alpha(alpha)
         labels = torch.full((x.shape[0],), ABSTAIN, dtype=torch.long, device=x.device)
         with torch.no_grad(), evaluation_mode(self.base), progress.task("predict (smoothed)", total=x.shape[0]) as t:
@@ -188,9 +183,9 @@ class GaussianSmoothing:
         ``p̲_A > 1/2``, else :data:`ABSTAIN`. The paper uses ``n0 = 100``, ``n = 100 000``,
         ``alpha = 0.001``; ``n = 1000`` is our fast default (the largest certifiable radius is then
         ``σ·Φ⁻¹(alpha^(1/n))`` ≈ 2.4σ instead of ≈ 3.8σ)."""
-        x = _check_x(x)
-        n0 = _positive_int("certify", "n0", n0)
-        n = _positive_int("certify", "n", n)
+        x = check_pixels(x)
+        n0 = positive_int("certify", "n0", n0)
+        n = positive_int("certify", "n", n)
         alpha = check_alpha(alpha)
         m = x.shape[0]
         prediction = torch.full((m,), ABSTAIN, dtype=torch.long, device=x.device)
@@ -237,7 +232,7 @@ class SoftSmoothed(nn.Module):
             raise InputError("attacking a smoothed classifier needs gradients: its base must be a torch nn.Module")
         self.base = base
         self.sigma = float(sigma)
-        self.draws = _positive_int("SoftSmoothed", "draws", draws)
+        self.draws = positive_int("SoftSmoothed", "draws", draws)
         self.seed = int(seed)
         self._noise: dict[tuple[Any, ...], Tensor] = {}
 
@@ -255,10 +250,3 @@ class SoftSmoothed(nn.Module):
         probs = torch.softmax(self.base(noisy), dim=1).unflatten(0, (x.shape[0], self.draws)).mean(dim=1)
         return probs.clamp_min(1e-12).log()
 
-
-def _check_x(x: Any) -> Tensor:
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
-        raise InputError("x must be a float tensor of shape (N, C, H, W) with pixels in [0, 1]")
-    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-        raise InputError("x must lie in [0, 1]: pass raw pixels (normalization belongs inside the model)")
-    return x

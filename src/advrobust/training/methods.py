@@ -23,7 +23,11 @@ from torch import Tensor, nn
 from advrobust.errors import InputError
 
 # Modules that add methods to METHODS when imported (the adversarial methods of issue 7).
-PLUGINS = ("advrobust.training.adversarial",)
+PLUGINS = (
+    "advrobust.training.adversarial",
+    "advrobust.training.noise",
+    "advrobust.training.ablation",
+)
 
 
 class Stop(str):
