@@ -54,6 +54,9 @@ ATTACKS: dict[str, AttackSpec] = {
         "jsma", "JSMA", "Jacobian-based Saliency Map Attack, l0 (Papernot et al. 2016)", default_norm="l0"
     ),
     "fmn": AttackSpec("fmn", "FMN", "Fast Minimum-Norm attack, l0/l1/l2/linf (Pintor et al. 2021)", default_norm="l2"),
+    "roa": AttackSpec(
+        "occlusion", "ROA", "rectangular occlusion, eps = its area in pixels (Wu et al. 2020)", default_norm="l0"
+    ),
 }
 
 ALIASES: dict[str, str] = {

@@ -27,6 +27,7 @@ PLUGINS = (
     "advrobust.training.adversarial",
     "advrobust.training.noise",
     "advrobust.training.ablation",
+    "advrobust.training.occlusion",
 )
 
 
