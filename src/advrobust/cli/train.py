@@ -23,7 +23,7 @@ from advrobust.training.methods import method_names, method_options
 
 # CLI option -> keyword of the method's constructor (given only when set; refused if not accepted)
 METHOD_OPTIONS = {"eps": "eps", "norm": "norm", "steps": "steps", "step_size": "step_size",
-                  "beta": "beta", "warmup": "warmup", "inner_attack": "attack"}
+                  "beta": "beta", "warmup": "warmup", "inner_attack": "attack", "sigma": "sigma"}
 # Hyper-parameter defaults of the CLI: the default model's recipe (advrobust.training.pretrained)
 DEFAULTS = {"epochs": 10, "batch_size": 64, "lr": 0.05}
 
@@ -40,6 +40,7 @@ DEFAULTS = {"epochs": 10, "batch_size": 64, "lr": 0.05}
 @click.option("--steps", type=int, default=None, help="inner attack steps (pgd-at, trades)")
 @click.option("--step-size", "--alpha", "step_size", type=float, default=None, help="inner attack step size α")
 @click.option("--beta", type=float, default=None, help="TRADES trade-off β")
+@click.option("--sigma", type=float, default=None, help="noise std of gaussian-noise (randomized smoothing)")
 @click.option("--warmup", type=float, default=None, help="fraction of training over which eps ramps up from 0")
 @click.option("--inner-attack", default=None, help="attack for the inner maximization (pgd-at), e.g. apgd-ce")
 @click.option("--epochs", type=int, default=DEFAULTS["epochs"], show_default=True)
