@@ -165,3 +165,33 @@ def test_bad_input() -> None:
         GaussianSmoothing(model, sigma=0.1).predict(torch.zeros(1, *SHAPE), alpha=1.5)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         GaussianSmoothing(model, sigma=0.1).certify(torch.full((1, *SHAPE), 2.0))
+
+
+def test_evaluate_reports_the_interval_and_the_store_keeps_it(tmp_path) -> None:
+    """ar.evaluate on a smoothed model: certified <= attacked per eps, in the result, its JSON, the
+    table and the results store."""
+    import advrobust as ar
+    from advrobust.cli.evaluate import results_table
+    from advrobust.evaluation import EvaluationResult
+    from advrobust.evaluation.store import ResultStore
+
+    model = _linear()
+    wnorm = float(model.w.detach().norm())
+    x = _points_with_margins(model, [0.15 * wnorm, 0.35 * wnorm, -0.25 * wnorm, 0.6 * wnorm, 0.05 * wnorm])
+    y = torch.tensor([1, 1, 0, 1, 0])  # the last point is misclassified
+    smoothed = GaussianSmoothing(model, sigma=0.25, n0=50, n=2000)
+    store = ResultStore(tmp_path / "results.sqlite")
+    result = ar.evaluate(smoothed, x, y, threat=ar.L2(), epsilons=[0.1, 0.3, 1.0], store=store)
+    certified, attacked = result.certified_accuracy, result.robust_accuracy
+    assert list(certified) == [0.1, 0.3, 1.0]
+    for eps in certified:
+        assert certified[eps] <= attacked[eps] <= result.clean_accuracy == 0.8
+    assert attacked[1.0] == 0.0 and certified[0.1] > 0
+    assert not bool((result.certified & ~result.robust).any())  # per point too
+    again = EvaluationResult.from_json(result.to_json())
+    assert torch.equal(again.certified, result.certified) and again.certification["sigma"] == 0.25
+    row = store.rows()[0]
+    assert row.certified_accuracy == certified and row.flat()["certified@0.3"] == certified[0.3]
+    assert "certified" in str(results_table(result).renderables[1].columns[-1].header)
+    with pytest.raises(InputError, match="l2"):
+        ar.evaluate(smoothed, x, y, threat=ar.Linf(eps=0.1))

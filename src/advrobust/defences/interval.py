@@ -46,8 +46,11 @@ ATTACK_STEPS = 20
 
 @dataclass
 class IntervalResult:
-    """Per eps (l2): ``certified[e] ≤ robust accuracy of g ≤ attacked[e]``; per point: the certified
-    ``radius`` and ``broken[e, i]`` (an attack found a confidently misclassified input)."""
+    """Per eps (l2): ``certified[e] ≤ robust accuracy of g ≤ attacked[e]``; per point: the
+    certificate, ``broken[e, i]`` (an attack found a confidently misclassified input in the ball) and
+    ``norm[i]``, the l2 norm of the first such input found (``inf``: none). ``attacked_points[e]``:
+    how many points the attack ran on at ``epsilons[e]``; ``queries_per_point``: base-classifier
+    evaluations per attacked point (the attack's passes on its noise draws, then ``PREDICT``'s ``n``)."""
 
     epsilons: list[float]
     certified: list[float]
@@ -55,7 +58,10 @@ class IntervalResult:
     clean_accuracy: float
     certificate: Certificate
     broken: Tensor
+    norm: Tensor
     attack: str
+    attacked_points: list[int] = field(default_factory=list)
+    queries_per_point: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, float]]:
@@ -95,9 +101,9 @@ def certify_and_attack(
     y: Tensor,
     epsilons: Sequence[float],
     *,
-    n0: int = 100,
-    n: int = 1000,
-    alpha: float = 0.001,
+    n0: int | None = None,
+    n: int | None = None,
+    alpha: float | None = None,
     draws: int = 32,
     steps: int = ATTACK_STEPS,
     seed: int = 0,
@@ -105,8 +111,8 @@ def certify_and_attack(
 ) -> IntervalResult:
     """Certified and attacked robust accuracy of ``smoothed`` on ``(x, y)`` at each l2 ``eps``.
 
-    ``n0``, ``n``, ``alpha``: ``CERTIFY``'s (``PREDICT`` on the attacked inputs uses ``n`` and
-    ``alpha`` too); ``draws``: noise draws of the soft classifier the attack differentiates;
+    ``n0``, ``n``, ``alpha``: ``CERTIFY``'s, ``smoothed``'s unless given (``PREDICT`` on the attacked
+    inputs uses ``n`` and ``alpha`` too); ``draws``: noise draws of the soft classifier the attack differentiates;
     ``steps``: PGD steps. The attack runs at each eps in increasing order on the points not yet broken
     (a break at a smaller eps holds at every larger one).
     """
@@ -116,6 +122,8 @@ def certify_and_attack(
     y = torch.as_tensor(y, device=x.device).long()
     if y.shape != (x.shape[0],):
         raise InputError(f"y must hold one label per input: shape ({x.shape[0]},), got {tuple(y.shape)}")
+    n0, n = smoothed.n0 if n0 is None else n0, smoothed.n if n is None else n
+    alpha = smoothed.alpha if alpha is None else alpha
     start = time.perf_counter()
     cert = smoothed.certify(x, n0=n0, n=n, alpha=alpha, seed=seed, progress=progress)
     certify_seconds = time.perf_counter() - start
@@ -123,14 +131,19 @@ def certify_and_attack(
     soft = smoothed.soft(draws=draws, seed=seed)
     broken = torch.zeros(len(eps), x.shape[0], dtype=torch.bool, device=x.device)
     hit = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    norm = torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device)
+    attacked_points: list[int] = []
     start = time.perf_counter()
     with progress.task("attack (smoothed)", total=len(eps)) as task:
         for e, budget in enumerate(eps):
             todo = (correct & ~hit).nonzero().squeeze(1)
+            attacked_points.append(int(todo.numel()) if budget > 0 else 0)
             if todo.numel() and budget > 0:
                 x_adv = default_attack(budget, steps)(soft, x[todo], y[todo]).x_adv
                 label = smoothed.predict(x_adv, n=n, alpha=alpha, seed=seed + 1 + e)
-                hit[todo] = (label != ABSTAIN) & (label != y[todo])
+                fresh = (label != ABSTAIN) & (label != y[todo])
+                hit[todo] = fresh
+                norm[todo[fresh]] = (x_adv[fresh] - x[todo[fresh]]).flatten(1).norm(dim=1).double()
             broken[e] = hit
             task.advance(1)
     robust = correct.unsqueeze(0) & ~broken
@@ -141,6 +154,9 @@ def certify_and_attack(
         clean_accuracy=float(correct.float().mean()) if x.shape[0] else 0.0,
         certificate=cert,
         broken=broken,
+        norm=norm,
+        attacked_points=attacked_points,
+        queries_per_point=(steps + 1) * draws + n,
         attack=f"l2 PGD ({steps} steps, CE, no early stop) on the soft smoothed classifier over {draws} fixed "
         f"noise draws; judged by PREDICT (n={n}, alpha={alpha}) with fresh noise",
         seconds={"certify": certify_seconds, "attack": time.perf_counter() - start},

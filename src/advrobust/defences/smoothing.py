@@ -105,21 +105,37 @@ class GaussianSmoothing:
     """The smoothed classifier ``g`` of a base classifier ``f`` under Gaussian noise of std ``sigma``
     (pixel units, inputs in ``[0, 1]``); see the module docstring for the two procedures.
 
-    ``batch_size``: noisy copies per forward call (the base model's own passes are further cut into
-    cache-sized chunks on a CPU).
+    ``n0``, ``n``, ``alpha``: the Monte-Carlo settings :meth:`predict` and :meth:`certify` use unless
+    told otherwise (the paper: ``n0 = 100``, ``n = 100 000``, ``alpha = 0.001``; ``n = 1000`` is our
+    fast default: the largest certifiable radius is then ``σ·Φ⁻¹(alpha^(1/n))`` ≈ 2.4σ instead of
+    ≈ 3.8σ). ``batch_size``: noisy copies per forward call (the base model's own passes are further
+    cut into cache-sized chunks on a CPU).
     """
 
-    def __init__(self, base: Model, sigma: float, *, batch_size: int = 1000) -> None:
+    #: what ``advrobust.evaluate`` certifies for it: l2 radii (it then reports [certified, attacked])
+    certifies = "l2"
+
+    def __init__(
+        self, base: Model, sigma: float, *, n0: int = 100, n: int = 1000, alpha: float = 0.001, batch_size: int = 1000
+    ) -> None:
         if not callable(base):
             raise InputError(f"GaussianSmoothing: the base classifier must be callable, got {type(base).__name__}")
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
             raise InputError(f"GaussianSmoothing: sigma must be a positive number (e.g. 0.25), got {sigma!r}")
         self.base = base
         self.sigma = float(sigma)
+        self.n0 = positive_int("GaussianSmoothing", "n0", n0)
+        self.n = positive_int("GaussianSmoothing", "n", n)
+        self.alpha = check_alpha(alpha)
         self.batch_size = positive_int("GaussianSmoothing", "batch_size", batch_size)
 
     def __repr__(self) -> str:
-        return f"GaussianSmoothing(sigma={self.sigma}, base={type(self.base).__name__})"
+        return (f"GaussianSmoothing(sigma={self.sigma}, n0={self.n0}, n={self.n}, alpha={self.alpha}, "
+                f"base={type(self.base).__name__})")
+
+    def describe(self) -> dict[str, Any]:
+        """The smoothing's settings: ``sigma``, ``n0``, ``n``, ``alpha``."""
+        return {"sigma": self.sigma, "n0": self.n0, "n": self.n, "alpha": self.alpha}
 
     # --- Monte-Carlo counts ------------------------------------------------------------------------
     def _counts(self, run: FastForward, x: Tensor, n: int, seed: int, index: int, stream: int) -> Tensor:
@@ -149,13 +165,14 @@ class GaussianSmoothing:
 
     # --- PREDICT and CERTIFY ---------------------------------------------------------------------
     def predict(
-        self, x: Tensor, *, n: int = 1000, alpha: float = 0.001, seed: int = 0, progress: Progress = SILENT
+        self, x: Tensor, *, n: int | None = None, alpha: float | None = None, seed: int = 0,
+        progress: Progress = SILENT,
     ) -> Tensor:
         """``PREDICT`` (Cohen et al. 2019): ``g(x)`` per point, or :data:`ABSTAIN`; wrong with
-        probability at most ``alpha`` per point."""
+        probability at most ``alpha`` per point (``n``, ``alpha``: the instance's unless given)."""
         x = check_pixels(x)
-        n = positive_int("predict", "n", n)
-        alpha = check_alpha(alpha)
+        n = positive_int("predict", "n", self.n if n is None else n)
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         labels = torch.full((x.shape[0],), ABSTAIN, dtype=torch.long, device=x.device)
         with torch.no_grad(), evaluation_mode(self.base), progress.task("predict (smoothed)", total=x.shape[0]) as t:
             run = FastForward(self.base)
@@ -172,21 +189,19 @@ class GaussianSmoothing:
         self,
         x: Tensor,
         *,
-        n0: int = 100,
-        n: int = 1000,
-        alpha: float = 0.001,
+        n0: int | None = None,
+        n: int | None = None,
+        alpha: float | None = None,
         seed: int = 0,
         progress: Progress = SILENT,
     ) -> Certificate:
         """``CERTIFY`` (Cohen et al. 2019): per point, ``ĉ_A`` from ``n0`` noisy copies, ``p̲_A`` the
         Clopper–Pearson ``1 − alpha`` lower bound from ``n`` fresh ones, radius ``σ·Φ⁻¹(p̲_A)`` if
-        ``p̲_A > 1/2``, else :data:`ABSTAIN`. The paper uses ``n0 = 100``, ``n = 100 000``,
-        ``alpha = 0.001``; ``n = 1000`` is our fast default (the largest certifiable radius is then
-        ``σ·Φ⁻¹(alpha^(1/n))`` ≈ 2.4σ instead of ≈ 3.8σ)."""
+        ``p̲_A > 1/2``, else :data:`ABSTAIN` (``n0``, ``n``, ``alpha``: the instance's unless given)."""
         x = check_pixels(x)
-        n0 = positive_int("certify", "n0", n0)
-        n = positive_int("certify", "n", n)
-        alpha = check_alpha(alpha)
+        n0 = positive_int("certify", "n0", self.n0 if n0 is None else n0)
+        n = positive_int("certify", "n", self.n if n is None else n)
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         m = x.shape[0]
         prediction = torch.full((m,), ABSTAIN, dtype=torch.long, device=x.device)
         radius = torch.zeros(m, dtype=torch.float64, device=x.device)
