@@ -193,5 +193,9 @@ def test_evaluate_reports_the_interval_and_the_store_keeps_it(tmp_path) -> None:
     row = store.rows()[0]
     assert row.certified_accuracy == certified and row.flat()["certified@0.3"] == certified[0.3]
     assert "certified" in str(results_table(result).renderables[1].columns[-1].header)
+    from advrobust.report import write_report
+
+    page = write_report(tmp_path / "report.html", again).read_text()
+    assert "Certified and attacked robust accuracy" in page and "interval.png" in page
     with pytest.raises(InputError, match="l2"):
         ar.evaluate(smoothed, x, y, threat=ar.Linf(eps=0.1))

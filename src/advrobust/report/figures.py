@@ -150,6 +150,29 @@ def robustness_curves(ev: EvaluationView) -> Figure:
     return fig
 
 
+def interval_figure(ev: EvaluationView) -> Figure | None:
+    """Robust accuracy as a band, for a smoothed classifier: the certified accuracy below (a lower
+    bound, Cohen et al. 2019) and the attacked robust accuracy above (an upper bound), both from the
+    clean accuracy at ``eps = 0``; the truth lies in the shaded band. ``None`` without certificates."""
+    certified = ev.certified_accuracy
+    if certified is None:
+        return None
+    fig = _figure(7.2, 3.8)
+    ax = fig.add_subplot()
+    xs = [0.0, *ev.epsilons]
+    lower = [ev.clean_accuracy, *certified]
+    upper = [ev.clean_accuracy, *ev.robust_accuracy]
+    ax.fill_between(xs, lower, upper, color="tab:orange", alpha=0.25, label="not settled by either side")
+    ax.plot(xs, upper, "o-", color="tab:red", lw=2, ms=5, label="attacked (upper bound)")
+    ax.plot(xs, lower, "s-", color="tab:blue", lw=2, ms=5, label="certified (lower bound)")
+    ax.set_xlim(left=0.0, right=max(ev.epsilons, default=1.0) * 1.05)
+    ax.set_xlabel(f"ε (budget of {norm_label(ev.threat)})")
+    ax.set_ylabel("robust accuracy")
+    _percent_axis(ax)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
 def min_norm_figure(ev: EvaluationView) -> Figure | None:
     """The smallest perturbation found per correctly classified point: its histogram, and the
     fraction of all points still correct for every budget ``t`` (``min_norm > t``), with the

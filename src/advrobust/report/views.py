@@ -87,10 +87,18 @@ class EvaluationView:
     examples: tuple[Example, ...]
     clean_accuracy: float
     robust_accuracy: tuple[float, ...]
+    certified: np.ndarray | None = None  # E×N: certified at eps (a smoothed classifier), else None
 
     @property
     def n(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def certified_accuracy(self) -> tuple[float, ...] | None:
+        """Per eps, the certified accuracy (a lower bound), or ``None`` without certificates."""
+        if self.certified is None:
+            return None
+        return tuple(float(row.mean()) if self.n else 0.0 for row in self.certified)
 
     def class_name(self, k: int) -> str:
         return self.classes[k] if 0 <= k < len(self.classes) else str(k)
@@ -192,6 +200,7 @@ def evaluation_view(ev: Any) -> EvaluationView:
     broken = _get(ev, kind, "broken_by", default=None)
     broken = np.full((e, n), "", dtype=object) if broken is None else _broken_by(broken, attacks, (e, n))
     clean_acc = _get(ev, kind, "clean_accuracy", default=None)
+    certified = _get(ev, kind, "certified", default=None)
     return EvaluationView(
         model_name=str(_get(ev, kind, "model_name", default="model")),
         model_fingerprint=str(_get(ev, kind, "model_fingerprint", default="") or ""),
@@ -212,6 +221,7 @@ def evaluation_view(ev: Any) -> EvaluationView:
         robust_accuracy=_robust_accuracy(
             _get(ev, kind, "robust_accuracy", default=None), epsilons, robust
         ),
+        certified=None if certified is None else _array(certified, bool).reshape(e, n),
     )
 
 
