@@ -50,7 +50,7 @@ def test_quantized_input_is_flagged(small_cnn, points):
     assert grads["zero_gradient_fraction"] == 1.0
     black = next(c for c in result.checks if c.name == "white-box>black-box")
     # crafted on the unquantized twin, the examples break the masked model that PGD cannot
-    assert black.evidence["transfer_robust_accuracy"] < black.evidence["pgd_robust_accuracy"]
+    assert black.evidence["transfer_breaks_beyond_pgd"] > 0
     assert black.verdict == "fail"
 
 
@@ -60,3 +60,31 @@ def test_audit_rejects_bad_threats(linear_model):
         ar.audit(linear_model, x, y, ar.Linf())
     with pytest.raises(ar.InputError, match="l0"):
         ar.audit(linear_model, x, y, ar.L0(eps=2))
+
+
+@pytest.mark.filterwarnings("ignore:the model's outputs are non-negative")
+def test_audit_checks_the_inputs_autoattack_checks(small_cnn, points):
+    x, y = points
+    honest = {c.name: c for c in ar.audit(small_cnn, x[:10], y[:10], ar.Linf(eps=0.3), steps=5).checks}
+    assert honest["randomized"].verdict == honest["logits"].verdict == honest["classes"].verdict == "pass"
+    assert honest["randomized"].evidence["max_output_change_between_calls"] == 0.0
+
+    noisy = ar.models.defences.GaussianNoise(small_cnn, sigma=0.1)
+    checks = {c.name: c for c in ar.audit(noisy, x[:10], y[:10], ar.Linf(eps=0.3), steps=5).checks}
+    assert checks["randomized"].verdict == "warn" and "EOT" in checks["randomized"].explanation
+
+    softmax = nn.Sequential(small_cnn, nn.Softmax(dim=1))
+    checks = {c.name: c for c in ar.audit(softmax, x[:10], y[:10], ar.Linf(eps=0.3), steps=5).checks}
+    assert checks["logits"].verdict == "fail" and checks["logits"].evidence["rows_like_probabilities"] == 1.0
+
+    three = nn.Sequential(small_cnn, nn.Linear(10, 3))
+    y3 = three(x).argmax(1).detach()
+    checks = {c.name: c for c in ar.audit(three, x[:10], y3[:10], ar.Linf(eps=0.3), steps=5).checks}
+    assert checks["classes"].verdict == "warn" and checks["classes"].evidence["classes"] == 3
+
+
+def test_quantized_model_names_bpda_as_the_remedy(small_cnn, points):
+    x, y = points
+    checks = {c.name: c for c in ar.audit(Quantized(small_cnn), x[:10], y[:10], ar.Linf(eps=0.3), steps=5).checks}
+    assert checks["gradients"].verdict == "fail"
+    assert "ar.models.BPDA(preprocess, classifier)" in checks["gradients"].explanation

@@ -297,7 +297,7 @@ def evaluate(
     *,
     threat: Threat | None = None,
     epsilons: list[float] | float | None = None,
-    suite: str | list[str | Attack] = "quick",
+    suite: str | list[str | Attack] = "standard",
     batch_size: int = 256,
     store: Any = None,
     run_dir: str | os.PathLike[str] | None = None,
@@ -311,8 +311,9 @@ def evaluate(
     """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
 
     ``threat`` gives the norm and, without ``epsilons``, the one eps (default ``Linf(eps=0.3)``, the
-    MNIST budget of Madry et al. 2018). ``suite``: ``"quick"``, ``"standard"``, ``"seed"`` (see
-    :mod:`~advrobust.evaluation.suites`) or a list of attack names / Attack objects. ``batch_size``
+    MNIST budget of Madry et al. 2018). ``suite``: ``"standard"`` (the default, in the spirit of
+    AutoAttack), ``"plus"``, ``"seed"``, ``"quick"`` (FGSM and PGD: a smoke test, no robustness claim)
+    (see :mod:`~advrobust.evaluation.suites`) or a list of attack names / Attack objects. ``batch_size``
     (default 256) is the chunk of points one unit attacks. ``store``: a SQLite path or
     :class:`~advrobust.evaluation.store.ResultStore` to record the result in. ``run_dir``: where
     finished units are written; the same call with the same ``run_dir`` resumes. ``seed`` (default 0)

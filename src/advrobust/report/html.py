@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from advrobust.evaluation.stats import wilson_interval
+from advrobust.evaluation.suites import suite_caveat
 from advrobust.report.figures import norm_label
 from advrobust.report.views import AuditView, EvaluationView, TrainingView, TransferView
 
@@ -32,6 +33,7 @@ nav { margin: 12px 0 8px; font-size: 0.92em; }
 nav a { margin-right: 14px; color: #0969da; text-decoration: none; }
 .headline { font-size: 1.08em; background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px;
             padding: 12px 16px; }
+.caveat { border: 1px solid var(--warn); border-left-width: 6px; border-radius: 6px; padding: 8px 14px; }
 .cards { display: flex; gap: 14px; flex-wrap: wrap; margin: 14px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 10px 16px; min-width: 200px; }
 .card .value { font-size: 1.8em; font-weight: 600; }
@@ -181,7 +183,9 @@ def summary(ev: EvaluationView, audit: AuditView | None) -> str:
         f"Model fingerprint: "
         f"<code>{esc(ev.model_fingerprint or '—')}</code>.</p>"
     )
-    return headline + f'<div class="cards">{card_html}</div>' + acc_table + audit_line + meta
+    caveat = suite_caveat(ev.suite)
+    caveat_line = f'<p class="caveat"><b>Not a robustness claim.</b> {esc(caveat)}.</p>' if caveat else ""
+    return headline + caveat_line + f'<div class="cards">{card_html}</div>' + acc_table + audit_line + meta
 
 
 def attacks_table(ev: EvaluationView) -> str:
