@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--band", type=int, default=4)
     parser.add_argument("--models", nargs="*", default=None, help="with --only train: which models")
+    parser.add_argument("--sigmas", nargs="*", type=float, default=[0.25, 0.5])
     parser.add_argument("--only", choices=["train", "smoothing", "column", "occlusion"], default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -199,8 +200,9 @@ def main() -> None:
     results.pop("environment", None)
     results["settings"] = {"points": args.points, "n": args.n, "n0": 100, "alpha": 0.001, "band": args.band}
     if args.only in (None, "smoothing"):
-        results["smoothing"] = {f"sigma={s:g}": smoothing(s, args.points, args.n) for s in (0.25, 0.5)}
-        write_results("certified", results)
+        for sigma in args.sigmas:  # written after each: a long run keeps what it finished
+            results.setdefault("smoothing", {})[f"sigma={sigma:g}"] = smoothing(sigma, args.points, args.n)
+            write_results("certified", results)
     if args.only in (None, "column"):
         results["column"] = column(args.points, args.band)
         write_results("certified", results)

@@ -128,6 +128,9 @@ def test_noise_and_ablation_training_methods() -> None:
     clean = nn.functional.cross_entropy(noisy(data.x), data.y)
     assert a.item() == b.item() and a.item() != clean.item()
 
+    with pytest.raises(InputError, match="input_shape=\\(2, H, W\\)"):
+        fit(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(2)), data, method="column-ablation",
+            epochs=1, device="cpu")
     ablated = nn.Sequential(nn.Flatten(), nn.Linear(72, 2))  # 2·C channels
     fit(ablated, data, method="column-ablation", epochs=3, batch_size=32, lr=0.1, device="cpu")
     cert = ColumnSmoothing(ablated, band=2).certify(data.x, patch=1)

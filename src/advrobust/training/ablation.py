@@ -37,6 +37,7 @@ class ColumnAblation:
         self.axis: Axis = axis
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> tuple[Tensor, Tensor]:
+        _check_channels(model, 2 * x.shape[1])
         size = x.shape[3 if self.axis == "column" else 2]
         positions = torch.randint(0, size, (x.shape[0],), device=x.device)
         logits = model(ablate(x, positions, self.band, self.axis))
@@ -44,6 +45,17 @@ class ColumnAblation:
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "band": self.band, "axis": self.axis}
+
+
+def _check_channels(model: nn.Module, channels: int) -> None:
+    """A one-line error for a model whose first convolution does not take the ``2·C`` ablated channels
+    (e.g. one built for the plain images, as ``advrobust train`` does)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and first.in_channels != channels:
+        raise InputError(
+            f"column-ablation trains on the ablated encoding, {channels} input channels, but the model's first "
+            f"convolution takes {first.in_channels}: build it with input_shape=({channels}, H, W)"
+        )
 
 
 METHODS["column-ablation"] = ColumnAblation
