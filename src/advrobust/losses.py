@@ -83,3 +83,11 @@ def is_adversarial(z: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor
     pred = z.argmax(dim=1)
     return pred != y if target is None else pred == target
 
+
+
+def is_adversarial_by_majority(predictions: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    """Per point, from the classes ``predictions`` (``m×N``) of ``m`` fresh draws of a randomized
+    model: is it wrong on more than half of them (untargeted) / the target on more than half
+    (targeted)? One lucky draw never decides (Athalye, Carlini & Wagner 2018, §4.1.2)."""
+    hits = predictions != y if target is None else predictions == target
+    return hits.sum(dim=0) * 2 > predictions.shape[0]

@@ -36,8 +36,10 @@ import math
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.minimal import SmallestAdversarial
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
 from advrobust.tensors import per_point
@@ -95,8 +97,9 @@ class CarliniWagner(MinimumNormAttack):
         lr_decay: bool = False,
         warm_start: bool = False,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if steps < 1 or search_steps < 1:
             raise InputError(f"CarliniWagner: steps and search_steps must be >= 1, got {steps}, {search_steps}")
         if initial_const <= 0 or lr <= 0 or kappa < 0:
@@ -125,9 +128,8 @@ class CarliniWagner(MinimumNormAttack):
         }
         return cls(threat, **kwargs)
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         best = SmallestAdversarial(x, self.threat, done)
         n = x.shape[0]
         const = torch.full((n,), self.initial_const, dtype=x.dtype, device=x.device)

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
 from advrobust.threat import L2, Threat
@@ -64,17 +65,17 @@ class DeepFool(MinimumNormAttack):
         max_iter: int = 50,
         candidates: int = 10,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if overshoot < 0 or max_iter < 1 or candidates < 2:
             raise InputError("DeepFool: overshoot must be >= 0, max_iter >= 1 and candidates >= 2")
         self.overshoot = overshoot
         self.max_iter = max_iter
         self.candidates = candidates
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         active = (~done).nonzero().squeeze(1)
         r_total = torch.zeros_like(x)
         if active.numel() == 0:

@@ -31,7 +31,8 @@ import math
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
@@ -73,8 +74,9 @@ class FMN(MinimumNormAttack):
         gamma_init: float = 0.05,
         gamma_final: float = 0.001,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+        super().__init__(L2() if threat is None else threat, seed=seed, eot=eot)
         if steps < 1 or alpha_init <= 0 or not 0 < gamma_final <= gamma_init < 1:
             raise InputError("FMN: steps >= 1, alpha_init > 0 and 0 < gamma_final <= gamma_init < 1 are required")
         self.steps = steps
@@ -83,9 +85,8 @@ class FMN(MinimumNormAttack):
         self.gamma_init = gamma_init
         self.gamma_final = gamma_final
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         best = SmallestAdversarial(x, self.threat, done)
         index = best.pending()
         if index.numel() == 0:

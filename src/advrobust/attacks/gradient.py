@@ -16,15 +16,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import FixedBudgetAttack, Oracle
-from advrobust.attacks.iterative import (
-    GradientStep,
-    IterativeAttack,
-    MomentumStep,
-    StepRule,
-    check_nonnegative,
-    steepest_step,
-)
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.inputs import check_nonnegative
+from advrobust.attacks.iterative import GradientStep, IterativeAttack, MomentumStep, StepRule, steepest_step
 from advrobust.losses import Objective, get_loss
 from advrobust.threat import Threat
 
@@ -41,28 +36,19 @@ class FGSM(FixedBudgetAttack):
     name = "fgsm"
     norms = ("linf", "l2")
 
-    def __init__(self, threat: Threat, *, loss: str | Objective = "ce", seed: int | None = 0) -> None:
-        super().__init__(threat, seed=seed)
+    def __init__(self, threat: Threat, *, loss: str | Objective = "ce", seed: int | None = 0, eot: int = 1) -> None:
+        super().__init__(threat, seed=seed, eot=eot)
         get_loss(loss)
         self.loss = loss
 
-    def _run(
-        self,
-        oracle: Oracle,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None,
-        generator: torch.Generator,
-        done: Tensor,
-    ) -> Tensor:
-        rows = (~done).nonzero().squeeze(1)
+    def _run(self, ctx: RunContext) -> Tensor:
+        x, rows = ctx.x, ctx.pending()
         x_adv = x.clone()
         if rows.numel() == 0:
             return x_adv
         objective = get_loss(self.loss)
-        t = None if target is None else target[rows]
-        y_rows = y[rows]
-        _, _, grad = oracle.logits_and_grad(x[rows], lambda z: objective(z, y_rows, t), index=rows)
+        t, y_rows = ctx.target_of(rows), ctx.y[rows]
+        _, _, grad = ctx.oracle.logits_and_grad(x[rows], lambda z: objective(z, y_rows, t), index=rows)
         x_adv[rows] = steepest_step(self.threat, x[rows], x[rows], grad, float(self.threat.eps))
         return x_adv
 
@@ -103,8 +89,9 @@ class BIM(_FixedStep):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
+        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed, eot=eot)
 
     @classmethod
     def kurakin(cls, threat: Threat, **kwargs) -> BIM:
@@ -145,6 +132,7 @@ class PGD(_FixedStep):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
         super().__init__(
             threat,
@@ -154,6 +142,7 @@ class PGD(_FixedStep):
             loss=loss,
             early_stop=early_stop,
             seed=seed,
+            eot=eot,
         )
         self.random_start = bool(random_start)
 
@@ -189,8 +178,9 @@ class MIFGSM(_FixedStep):
         loss: str | Objective = "ce",
         early_stop: bool = True,
         seed: int | None = 0,
+        eot: int = 1,
     ) -> None:
-        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
+        super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed, eot=eot)
         self.decay = check_nonnegative("MIFGSM", "decay", decay)
 
     def rule(self) -> StepRule:

@@ -34,8 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from advrobust.attacks.base import FixedBudgetAttack, Oracle
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.iterative import BestTracker
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import cross_entropy, is_adversarial
 from advrobust.threat import L0, Threat
@@ -111,17 +113,13 @@ class ROA(FixedBudgetAttack):
         cols = torch.arange(0, width - self.width + 1, self.stride, device=device)
         return torch.cartesian_prod(rows, cols)
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None,
-        generator: torch.Generator, done: Tensor,
-    ) -> Tensor:
-        best = BestTracker(x, done)
-        todo = best.pending()
+    def _run(self, ctx: RunContext) -> Tensor:
+        best = BestTracker(ctx.x, ctx.done)
+        todo = ctx.pending()
         if todo.numel():
-            xs, ys = x[todo], y[todo]
-            ts = None if target is None else target[todo]
-            mask = self._position(oracle, xs, ys, ts, todo)
-            self._fill(oracle, xs, ys, ts, todo, mask, best)
+            xs, ys, ts = ctx.x[todo], ctx.y[todo], ctx.target_of(todo)
+            mask = self._position(ctx.oracle, xs, ys, ts, todo)
+            self._fill(ctx.oracle, xs, ys, ts, todo, mask, best)
         return best.x_best
 
     def _position(self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, index: Tensor) -> Tensor:

@@ -172,11 +172,14 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
               help="Results store [default: results.sqlite in the advrobust cache].")
 @click.option("--no-store", is_flag=True, help="Do not record the result in the results store.")
+@click.option("--plain-forward", is_flag=True,
+              help="Run the model as it is: no channels-last fast path, no frozen copies (slower; results "
+                   "are confirmed on the plain model either way).")
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
     attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
-    report_path: Path | None, db: Path | None, no_store: bool,
+    report_path: Path | None, db: Path | None, no_store: bool, plain_forward: bool,
 ) -> None:
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
     accuracy (worst case per point, with 95% Wilson intervals) and record the result."""
@@ -185,6 +188,7 @@ def command(
     from advrobust.evaluation.rundir import RunDirMismatch
     from advrobust.evaluation.store import ResultStore
     from advrobust.paths import cache_dir
+    from advrobust.runtime import RuntimePolicy
     from advrobust.threat import threat_from_name
 
     init_from_env()
@@ -203,7 +207,7 @@ def command(
         run_dir = cache_dir() / "runs" / key
     settings = {"threat": threat_from_name(norm), "epsilons": epsilons, "suite": chosen, "batch_size": batch_size,
                 "store": store, "progress": progress, "classes": classes, "model_name": model_name,
-                "data_name": data.name, "seed": seed}
+                "data_name": data.name, "seed": seed, "runtime": RuntimePolicy(fast=not plain_forward)}
     try:
         result = ar.evaluate(model, data, run_dir=run_dir, **settings)
     except RunDirMismatch:

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from advrobust.attacks.base import Model, evaluation_mode
 from advrobust.defences.inputs import check_pixels, positive_int
 from advrobust.errors import InputError
-from advrobust.models.fast_forward import FastForward
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime import RuntimePolicy
 
 Axis = Literal["column", "row"]
 
@@ -119,6 +119,7 @@ class ColumnSmoothing:
         _dim(axis)
         self.axis: Axis = axis
         self.batch_size = positive_int("ColumnSmoothing", "batch_size", batch_size)
+        self.runtime = RuntimePolicy()  # keeps the base model's frozen copy from call to call
 
     def __repr__(self) -> str:
         return f"ColumnSmoothing(band={self.band}, axis={self.axis!r}, base={type(self.base).__name__})"
@@ -140,7 +141,7 @@ class ColumnSmoothing:
         positions = torch.arange(size, device=x.device)
         parts = []
         with torch.no_grad(), evaluation_mode(self.base), progress.task("ablations", total=x.shape[0]) as task:
-            run = FastForward(self.base)
+            run = self.runtime.runner(self.base)
             for chunk in x.split(points):
                 rows = chunk.repeat_interleave(size, dim=0)
                 logits = run(ablate(rows, positions.repeat(chunk.shape[0]), self.band, self.axis))

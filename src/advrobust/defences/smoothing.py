@@ -20,8 +20,8 @@ its two Monte-Carlo procedures are implemented as in the paper's pseudocode:
 
 The noise is drawn per point from its own seeded stream (the seed, the point's index and the stage),
 so a point's outcome depends neither on the batch it is certified in nor on ``batch_size``. Noise is
-not clipped to the pixel box, as in the paper. The base classifier runs forward only, through
-:class:`~advrobust.models.fast_forward.FastForward` (channels-last, then a frozen copy).
+not clipped to the pixel box, as in the paper. The base classifier runs forward only, on the
+runner :class:`~advrobust.runtime.RuntimePolicy` picks (on a CPU: channels-last, then a frozen copy).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from advrobust.attacks.base import Model, evaluation_mode
 from advrobust.defences.bounds import check_alpha, clopper_pearson_lower, tie_rejected
 from advrobust.defences.inputs import check_pixels, positive_int
 from advrobust.errors import InputError
-from advrobust.models.fast_forward import FastForward
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime import Runner, RuntimePolicy
 
 #: the label ``predict`` and ``certify`` return where the smoothed classifier abstains
 ABSTAIN = -1
@@ -128,6 +128,7 @@ class GaussianSmoothing:
         self.n = positive_int("GaussianSmoothing", "n", n)
         self.alpha = check_alpha(alpha)
         self.batch_size = positive_int("GaussianSmoothing", "batch_size", batch_size)
+        self.runtime = RuntimePolicy()  # keeps the base model's frozen copy from call to call
 
     def __repr__(self) -> str:
         return (f"GaussianSmoothing(sigma={self.sigma}, n0={self.n0}, n={self.n}, alpha={self.alpha}, "
@@ -138,7 +139,7 @@ class GaussianSmoothing:
         return {"sigma": self.sigma, "n0": self.n0, "n": self.n, "alpha": self.alpha}
 
     # --- Monte-Carlo counts ------------------------------------------------------------------------
-    def _counts(self, run: FastForward, x: Tensor, n: int, seed: int, index: int, stream: int) -> Tensor:
+    def _counts(self, run: Runner, x: Tensor, n: int, seed: int, index: int, stream: int) -> Tensor:
         """``counts[c]``: how many of ``n`` noisy copies of the point ``x`` (C×H×W) ``f`` labels ``c``."""
         generator = point_generator(seed, index, stream, x.device)
         counts: Tensor | None = None
@@ -160,7 +161,7 @@ class GaussianSmoothing:
         x = check_pixels(x)
         n = positive_int("sample_counts", "n", n)
         with torch.no_grad(), evaluation_mode(self.base):
-            run = FastForward(self.base)
+            run = self.runtime.runner(self.base)
             return torch.stack([self._counts(run, x[i], n, seed, i, stream) for i in range(x.shape[0])])
 
     # --- PREDICT and CERTIFY ---------------------------------------------------------------------
@@ -175,7 +176,7 @@ class GaussianSmoothing:
         alpha = check_alpha(self.alpha if alpha is None else alpha)
         labels = torch.full((x.shape[0],), ABSTAIN, dtype=torch.long, device=x.device)
         with torch.no_grad(), evaluation_mode(self.base), progress.task("predict (smoothed)", total=x.shape[0]) as t:
-            run = FastForward(self.base)
+            run = self.runtime.runner(self.base)
             for i in range(x.shape[0]):
                 counts = self._counts(run, x[i], n, seed, i, _PREDICT)
                 top2 = counts.topk(min(2, counts.numel()))
@@ -208,7 +209,7 @@ class GaussianSmoothing:
         p_lower = torch.zeros(m, dtype=torch.float64, device=x.device)
         start = time.perf_counter()
         with torch.no_grad(), evaluation_mode(self.base), progress.task("certify (smoothed)", total=m) as t:
-            run = FastForward(self.base)
+            run = self.runtime.runner(self.base)
             for i in range(m):
                 c_a = int(self._counts(run, x[i], n0, seed, i, _SELECT).argmax())
                 n_a = int(self._counts(run, x[i], n, seed, i, _ESTIMATE)[c_a])

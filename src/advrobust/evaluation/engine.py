@@ -1,7 +1,7 @@
 """``advrobust.evaluate``: robust accuracy under the worst case per point over an ensemble of attacks.
 
 The procedure (Croce & Hein 2020's ensemble evaluation, generalized to many eps and both kinds of
-attack, DESIGN.md):
+attack):
 
 1. Clean pass: points the model misclassifies are never attacked and never robust.
 2. The attacks run in the suite's order; each runs only on the points still robust.
@@ -11,10 +11,13 @@ attack, DESIGN.md):
    * A minimum-norm attack runs once (unbounded) on the points robust at the smallest eps; the norm
      of what it finds, measured in the threat's norm, breaks the point at every eps >= that norm.
 3. ``robust[e, i]`` is true iff point ``i`` is classified correctly and no attack broke it at eps_e:
-   an upper bound on the true robust accuracy. For deterministic attacks a point robust to the
-   ensemble is robust to each member run alone; a randomized member (random start, Square) draws
-   other random numbers alone than on the ensemble's smaller set of points, so for it the
-   comparison holds in distribution, not draw by draw.
+   an upper bound on the true robust accuracy. For a randomized model (its outputs change between two
+   passes of the same inputs, :mod:`advrobust.runtime.randomness`) every verdict, clean or adversarial,
+   is taken over ``VERDICT_DRAWS`` fresh draws (wrong on more than half of them), the ``standard`` and
+   ``plus`` suites give way to ``rand`` (APGD with EOT), and the result says so. For deterministic
+   attacks a point robust to the ensemble is robust to each member run alone; a randomized member
+   (random start, Square) draws other random numbers alone than on the ensemble's smaller set of
+   points, so for it the comparison holds in distribution, not draw by draw.
 
 The work is cut into units (attack × eps × chunk of ``batch_size`` points), each deterministic,
 written to ``run_dir`` as it finishes (:mod:`~advrobust.evaluation.rundir`, for resuming) and dealt
@@ -35,22 +38,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Attack, Model, check_inputs, evaluation_mode, model_access
+from advrobust.attacks.access import allows, model_access
+from advrobust.attacks.base import Attack, FixedBudgetAttack
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
+from advrobust.attacks.oracle import VERDICT_DRAWS
 from advrobust.errors import InputError
 from advrobust.evaluation.distributed import gather, rank_and_world
 from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
 from advrobust.evaluation.rundir import RunDir
-from advrobust.evaluation.suites import Member, build_suite
+from advrobust.evaluation.suites import RAND_REPLACES, Member, build_suite
+from advrobust.losses import is_adversarial_by_majority
 from advrobust.progress import SILENT, Progress
-from advrobust.threat import Linf, Threat
+from advrobust.runtime.policy import RuntimePolicy
+from advrobust.runtime.randomness import check_randomness
+from advrobust.runtime.runner import Model
+from advrobust.threat import Linf, Threat, within_budget
 
-#: relative and absolute slack when comparing a norm to eps (float round-off of the projection)
-_RTOL, _ATOL = 1e-6, 1e-9
-
-
-def _within(norm: Tensor | float, eps: float) -> Any:
-    """``norm <= eps`` up to round-off (a tensor of bools, or a bool for a float)."""
-    return norm <= eps * (1 + _RTOL) + _ATOL
+#: points of the batch run twice to tell whether the model is randomized
+RANDOMNESS_PROBE = 64
 
 
 def model_fingerprint(model: Model) -> str:
@@ -135,8 +141,10 @@ class _Evaluation:
         rundir: RunDir,
         progress: Progress,
         n_examples: int,
+        runtime: RuntimePolicy,
     ) -> None:
         self.model, self.x, self.y, self.threat = model, x, y, threat
+        self.runtime = runtime
         self.epsilons, self.batch_size, self.rundir = epsilons, batch_size, rundir
         self.progress, self.n_examples = progress, n_examples
 
@@ -158,15 +166,30 @@ class _Evaluation:
             outs.append(out)
         return torch.cat(outs) if outs else torch.zeros(0, 0)
 
+    def clean_verdicts(self, randomized: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, predicted class, correct)`` per point: one pass, or for a randomized model the
+        mean logits, the most frequent class and "right on more than half" of ``VERDICT_DRAWS`` draws."""
+        draws = VERDICT_DRAWS if randomized else 1
+        passes = [self.logits(self.x) for _ in range(draws)]
+        logits = torch.stack(passes).mean(dim=0)
+        n = self.x.shape[0]
+        if n and int(self.y.max()) >= logits.shape[1]:
+            raise InputError(f"labels go up to {int(self.y.max())} but the model has {logits.shape[1]} classes")
+        if not n:
+            return logits, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+        predictions = torch.stack([z.argmax(dim=1) for z in passes])
+        wrong = is_adversarial_by_majority(predictions, self.y) if randomized else predictions[0] != self.y
+        return logits, predictions.mode(dim=0).values, ~wrong
+
     # --- units --------------------------------------------------------------------------------
     def _run_unit(self, attack: Attack, index: Tensor, eps: float | None) -> dict[str, Any]:
         start = time.perf_counter()
         x = self.x[index]
-        res = attack(self.model, x, self.y[index])
+        res = attack(self.model, x, self.y[index], runtime=self.runtime)
         norm = self.threat.norm(res.x_adv - x)
         success = res.success.clone()
         if eps is not None:  # defense in depth: a fixed-budget success must lie inside the ball
-            success &= _within(norm, eps)
+            success &= within_budget(norm, eps)
         norm = torch.where(success, norm, torch.full_like(norm, math.inf))
         keep = _varied(success.nonzero().squeeze(1), self.y[index], self.n_examples)
         return {
@@ -212,14 +235,14 @@ class _Evaluation:
             for e in eps_hits:
                 if e < e_min:
                     continue
-                hit = success & _within(norm, self.epsilons[e])
+                hit = success & within_budget(norm, self.epsilons[e])
                 state.mark(e, index[hit], name)
             won = index[success]
             state.min_norm[won] = torch.minimum(state.min_norm[won], norm[success])
             for pos, x_adv in zip(unit["keep"].tolist(), unit["x_adv"], strict=True):
                 i, n = int(index[pos]), float(norm[pos])
                 for e in eps_hits:
-                    if e >= e_min and i not in state.examples[e] and _within(n, self.epsilons[e]):
+                    if e >= e_min and i not in state.examples[e] and within_budget(n, self.epsilons[e]):
                         self._offer_example(state.examples[e], i, (x_adv, n, name))
 
     def _offer_example(self, kept: dict[int, tuple[Tensor, float, str]], i: int,
@@ -262,7 +285,7 @@ def _record(
     norm = torch.cat([u["norm"] for u in units])
     queries = torch.cat([u["queries"] for u in units]).float()
     if within is not None:
-        success = success & _within(norm, within)
+        success = success & within_budget(norm, within)
     if attacked is not None:  # min-norm: only the points still robust at this eps when it ran
         mask = attacked[index]
         success, norm = success[mask], norm[mask]
@@ -307,6 +330,7 @@ def evaluate(
     data_name: str | None = None,
     seed: int = 0,
     n_examples: int = 4,
+    runtime: RuntimePolicy | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
 
@@ -318,6 +342,8 @@ def evaluate(
     :class:`~advrobust.evaluation.store.ResultStore` to record the result in. ``run_dir``: where
     finished units are written; the same call with the same ``run_dir`` resumes. ``seed`` (default 0)
     seeds the attacks built from names. ``n_examples`` (default 4): broken points kept per eps.
+    ``runtime`` decides how the attacks run the model (default ``RuntimePolicy()``: the CPU fast path
+    where it applies; results are confirmed on the plain model either way).
 
     A smoothed classifier (:class:`advrobust.defences.GaussianSmoothing`) is evaluated as an interval:
     certified accuracy (lower bound) and attacked robust accuracy (upper bound) per l2 eps, in
@@ -339,12 +365,14 @@ def evaluate(
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     x, y, _ = check_inputs(model, x, y)
+    with evaluation_mode(model):
+        randomized = check_randomness(model, x[:RANDOMNESS_PROBE]).randomized
+    if randomized and isinstance(suite, str) and suite.strip().lower() in RAND_REPLACES:
+        suite = "rand"  # a randomized model is evaluated with EOT and verdicts over draws
     label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed)
     for m in members:
-        if m.attack is not None and m.skipped_reason is None:
-            order = {"labels": 0, "scores": 1, "gradients": 2}
-            if order[model_access(model)] < order[m.attack.needs]:
-                m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"
+        if m.attack is not None and m.skipped_reason is None and not allows(model_access(model), m.attack.needs):
+            m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"
     fingerprint = model_fingerprint(model)
     identity = {
         "model": fingerprint,
@@ -355,17 +383,15 @@ def evaluate(
         "batch_size": int(batch_size),
         "seed": int(seed),
         "n_examples": int(n_examples),
+        "randomized": randomized,
     }
     run = _Evaluation(
-        model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples
+        model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples,
+        runtime if runtime is not None else RuntimePolicy(),
     )
     n, n_eps = x.shape[0], len(eps_list)
     with evaluation_mode(model):
-        clean_logits = run.logits(x)
-        if n and (int(y.max()) >= clean_logits.shape[1]):
-            raise InputError(f"labels go up to {int(y.max())} but the model has {clean_logits.shape[1]} classes")
-        clean_pred = clean_logits.argmax(dim=1) if n else torch.zeros(0, dtype=torch.long)
-        correct = clean_pred == y
+        clean_logits, clean_pred, correct = run.clean_verdicts(randomized)
         state = _State(
             robust=correct[None, :].repeat(n_eps, 1),
             broken_by=[[None] * n for _ in range(n_eps)],
@@ -395,6 +421,8 @@ def evaluate(
         versions=versions(),
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=time.perf_counter() - started,
+        randomized=randomized,
+        verdict_rule=f"wrong on more than half of {VERDICT_DRAWS} draws of the model" if randomized else "one pass",
     )
     _add_to_store(store, result)
     return result
@@ -420,7 +448,7 @@ def _run_members(run: _Evaluation, state: _State, members: list[Member]) -> list
                 for e, eps in enumerate(run.epsilons)
             ]
             continue
-        if member.attack.kind == "fixed-budget":
+        if isinstance(member.attack, FixedBudgetAttack):
             for e, eps in enumerate(run.epsilons):
                 todo = state.robust[e].nonzero().squeeze(1)
                 attack = member.attack.with_threat(run.threat.with_eps(eps))

@@ -122,6 +122,10 @@ class EvaluationResult:
     versions: dict[str, str] = field(default_factory=dict)
     timestamp: str = ""
     seconds: float = 0.0
+    #: the model's outputs changed between two passes of the same inputs (a randomized defence)
+    randomized: bool = False
+    #: how a point's verdicts were decided: one pass, or a majority over fresh draws of the model
+    verdict_rule: str = "one pass"
     certified: Tensor | None = None
     certification: dict[str, Any] = field(default_factory=dict)
 
@@ -236,6 +240,8 @@ class EvaluationResult:
             "versions": self.versions,
             "timestamp": self.timestamp,
             "seconds": self.seconds,
+            "randomized": self.randomized,
+            "verdict_rule": self.verdict_rule,
             "certified": None if self.certified is None else self.certified.tolist(),
             "certification": self.certification,
             # derived, for readers that do not load the object (the store, other tools)
@@ -296,6 +302,8 @@ class EvaluationResult:
             versions=dict(d["versions"]),
             timestamp=d["timestamp"],
             seconds=float(d["seconds"]),
+            randomized=bool(d.get("randomized", False)),
+            verdict_rule=str(d.get("verdict_rule", "one pass")),
             certified=None if d.get("certified") is None
             else torch.tensor(d["certified"], dtype=torch.bool).reshape(n_eps, -1),
             certification=dict(d.get("certification") or {}),

@@ -13,6 +13,10 @@
   four-minute evaluation).
 * ``plus`` — ``standard`` and APGD-DLR with 5 restarts besides, in the spirit of AutoAttack's "plus"
   version (AA+, Croce & Hein 2020, §5).
+* ``rand`` — for randomized defences, in the spirit of AutoAttack's ``version="rand"``: APGD-CE and
+  APGD-DLR with expectation over transformation, each step's gradient averaged over 20 draws of the
+  model (EOT, Athalye et al. 2018), one restart. :func:`advrobust.evaluate` runs it in place of
+  ``standard`` and ``plus`` when the model's outputs change from call to call.
 * ``seed`` — the seed document's attacks side by side: FGSM, I-FGSM, MI-FGSM, One-Pixel, L-BFGS-B,
   JSMA.
 
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advrobust.attacks import registry
-from advrobust.attacks.base import Attack
+from advrobust.attacks.base import Attack, FixedBudgetAttack
 from advrobust.errors import InputError
 from advrobust.threat import Threat, threat_from_name
 
@@ -47,8 +51,12 @@ SUITES: dict[str, tuple[Entry, ...]] = {
     "quick": ("fgsm", "pgd"),
     "standard": (("apgd-ce", _RESTARTS), "apgd-t", "fmn", "square"),
     "plus": (("apgd-ce", _RESTARTS), ("apgd-dlr", _RESTARTS), "apgd-t", "fmn", "square"),
+    "rand": (("apgd-ce", {"eot": 20}), ("apgd-dlr", {"eot": 20})),
     "seed": ("fgsm", "i-fgsm", "mi-fgsm", "one-pixel", "lbfgs", "jsma"),
 }
+
+#: the suites that a randomized model's evaluation replaces by ``rand``
+RAND_REPLACES = ("standard", "plus")
 
 
 #: what a suite's number does not mean, printed with its table and in its report
@@ -83,12 +91,12 @@ def _from_name(name: str, threat: Threat, seed: int, options: dict[str, Any]) ->
     except (ImportError, AttributeError) as exc:
         raise InputError(f"attack {key!r} is not available in this installation ({exc})") from None
     if threat.name not in cls.norms:
-        if cls.kind == "fixed-budget":
+        if issubclass(cls, FixedBudgetAttack):
             reason = f"defined for {', '.join(cls.norms)}, not {threat.name}"
             return Member(key, None, reason)
         attack = _create(key, threat_from_name(cls.norms[0]), options)
     else:
-        eps = threat.eps if cls.kind == "fixed-budget" else None
+        eps = threat.eps if issubclass(cls, FixedBudgetAttack) else None
         attack = _create(key, threat.with_eps(eps), options)
     attack.seed = seed
     return Member(key, attack)
@@ -103,7 +111,7 @@ def _create(key: str, threat: Threat, options: dict[str, Any]) -> Attack:
 
 def _from_attack(attack: Attack, threat: Threat) -> Member:
     name = attack.name or type(attack).__name__.lower()
-    if attack.kind == "fixed-budget" and attack.threat.name != threat.name:
+    if isinstance(attack, FixedBudgetAttack) and attack.threat.name != threat.name:
         return Member(name, None, f"configured for {attack.threat.name}, not {threat.name}")
     return Member(name, attack)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Model
+from advrobust.runtime.runner import Model
 
 #: relative and absolute tolerance under which two passes of the same inputs count as equal
 SAME_OUTPUT = {"rtol": 1e-5, "atol": 1e-6}

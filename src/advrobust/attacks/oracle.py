@@ -1,0 +1,112 @@
+"""The model as an attack sees it: scores and input gradients, each call counted per point.
+
+The :class:`Oracle` is handed a :class:`~advrobust.runtime.runner.Runner` (which decides *how* a
+pass is computed: plain, the CPU fast path, an average over random draws) and keeps what the attack
+contract needs of every pass: a query counted per row for the point it belongs to, scores of the
+shape the model must return, gradients only where the model offers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advrobust.attacks.access import Access, model_access
+from advrobust.errors import InputError, ModelAccessError
+from advrobust.losses import is_adversarial, is_adversarial_by_majority
+from advrobust.runtime.randomness import check_randomness
+from advrobust.runtime.runner import Model, Runner
+
+#: fresh draws of a randomized model behind each verdict: a point counts as misclassified when the
+#: model is wrong on more than half of them (odd, so there are no ties)
+VERDICT_DRAWS = 11
+
+
+class Oracle:
+    """Logits and input gradients of ``runner``'s model for a batch of ``n`` points, counted per point.
+
+    ``index`` names, for every row of a call, the point of the original batch it belongs to
+    (repeats allowed: a population of candidates for one image counts once per candidate).
+    """
+
+    def __init__(self, runner: Runner, n: int, device: torch.device) -> None:
+        self.runner = runner
+        self.access: Access = model_access(runner.model)
+        self.queries = torch.zeros(n, dtype=torch.long, device=device)
+        #: whether the model's outputs changed between two plain passes (:meth:`notice_randomness`)
+        self.randomized = False
+
+    @property
+    def model(self) -> Model:
+        return self.runner.model
+
+    def count(self, rows: int, index: Tensor | None) -> None:
+        """Count the runner's passes per row (one, or an EOT runner's draws), for points ``index``
+        (``None``: one row per point of the batch)."""
+        passes = self.runner.passes
+        if index is None:
+            if rows != self.queries.shape[0]:
+                raise ValueError("Oracle: pass `index` when querying a subset of the points")
+            self.queries += passes
+        else:
+            self.queries.index_add_(0, index, torch.full_like(index, passes, dtype=torch.long))
+
+    def confirm(self, x: Tensor) -> Tensor:
+        """The plain model's scores for ``x`` (not counted, never the fast path): the confirmation
+        pass that decides every reported success."""
+        with torch.no_grad():
+            return self._scores(self.runner.exact(x), x)
+
+    def notice_randomness(self, x: Tensor) -> None:
+        """Run the plain model twice more on ``x`` (not counted): outputs that differ make the model
+        randomized, and every verdict of this call is then taken over :data:`VERDICT_DRAWS` draws."""
+        self.randomized = check_randomness(lambda rows: self._scores(self.runner.exact(rows), rows), x).randomized
+
+    def adversarial(self, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """The verdict per point on ``x`` (not counted, never the fast path): misclassified
+        (untargeted) or classified as ``target``, by the plain model — on more than half of
+        :data:`VERDICT_DRAWS` fresh draws for a randomized model (Athalye, Carlini & Wagner 2018,
+        §4.1.2: a single draw is luck)."""
+        if not self.randomized:
+            return is_adversarial(self.confirm(x), y, target)
+        predictions = torch.stack([self.confirm(x).argmax(dim=1) for _ in range(VERDICT_DRAWS)])
+        return is_adversarial_by_majority(predictions, y, target)
+
+    @staticmethod
+    def _scores(out: Any, x: Tensor) -> Tensor:
+        if not isinstance(out, Tensor):
+            out = torch.as_tensor(out, device=x.device)
+        if out.dim() != 2 or out.shape[0] != x.shape[0]:
+            raise InputError(
+                f"the model must return scores of shape (N, classes); for an input of shape "
+                f"{tuple(x.shape)} it returned {tuple(out.shape)}"
+            )
+        return out
+
+    @torch.no_grad()
+    def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        """The model's output for ``x``: one query per row."""
+        self.count(x.shape[0], index)
+        return self._scores(self.runner.forward(x), x)
+
+    def logits_and_grad(
+        self,
+        x: Tensor,
+        objective: Callable[[Tensor], Tensor],
+        index: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, objective(logits), ∇_x objective)`` with the objective per point; one query a row.
+
+        The gradient is taken w.r.t. ``x`` alone (``torch.autograd.grad``): no ``.grad`` is written
+        into the model's parameters.
+        """
+        if self.access != "gradients":
+            raise ModelAccessError(
+                f"this attack needs gradients, but the model offers only {self.access}: "
+                "use a query attack (e.g. 'square', 'one-pixel') or pass a differentiable torch model"
+            )
+        self.count(x.shape[0], index)
+        return self.runner.forward_and_grad(x, lambda out: objective(self._scores(out, x)))
