@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from rich.console import Console
 from torch import nn
 
 import advrobust as ar
+from advrobust.cli.evaluate import results_table
 from advrobust.losses import is_adversarial_by_majority
 from advrobust.models.defences import GaussianNoise, InferenceDropout, RandomResizePad
+from advrobust.report import write_report
 from advrobust.runtime.randomness import check_randomness
 
 
@@ -99,11 +102,17 @@ def test_plain_pgd_overstates_a_randomized_model_and_eot_does_not(small_cnn, mni
 
 
 @pytest.mark.slow
-def test_evaluate_notices_a_randomized_model_and_runs_the_rand_suite(small_cnn, mnist_batch):
+def test_evaluate_notices_a_randomized_model_and_runs_the_rand_suite(small_cnn, mnist_batch, tmp_path):
     x, y = mnist_batch[0][:20], mnist_batch[1][:20]
     defended = GaussianNoise(small_cnn, sigma=0.2)
     rep = ar.evaluate(defended, x, y, threat=ar.Linf(eps=0.3))
     assert rep.randomized and rep.suite == "rand" and "11 draws" in rep.verdict_rule
     assert rep.attacks == ["apgd-ce", "apgd-dlr"]
+    again = ar.evaluation.EvaluationResult.from_json(rep.to_json())
+    assert again.randomized and again.verdict_rule == rep.verdict_rule
+    assert "Randomized model" in write_report(tmp_path / "r.html", again).read_text()
+    console = Console(record=True, width=200)
+    console.print(results_table(again))
+    assert "Randomized model" in console.export_text()
     plain = ar.evaluate(small_cnn, x, y, threat=ar.Linf(eps=0.3), suite=["fgsm"])
     assert not plain.randomized and plain.verdict_rule == "one pass"

@@ -142,10 +142,15 @@ def results_table(result: Any) -> Group:
         table.add_row(f"{eps:g}", *cells, pct_ci(acc, ci[eps]), *([pct(certified[eps])] if certified else []))
     from advrobust.evaluation.suites import suite_caveat
 
+    notes = []
+    if result.randomized:
+        notes.append(Text(
+            f"Randomized model (its outputs change between calls): attacks average gradients over draws (EOT); "
+            f"a point counts as misclassified when the model is {result.verdict_rule}.", style="bold yellow"))
     caveat = suite_caveat(result.suite)
     if caveat:
-        return Group(heading, table, Text(f"Not a robustness claim: {caveat}.", style="bold yellow"))
-    return Group(heading, table)
+        notes.append(Text(f"Not a robustness claim: {caveat}.", style="bold yellow"))
+    return Group(heading, table, *notes)
 
 
 def _run_dir_key(parts: dict[str, Any]) -> str:

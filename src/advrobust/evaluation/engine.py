@@ -59,6 +59,22 @@ from advrobust.threat import Linf, Threat, within_budget
 RANDOMNESS_PROBE = 64
 
 
+@torch.no_grad()
+def _logits_of(model: Model, chunk: Tensor) -> Tensor:
+    """``model(chunk)``, with a one-line error when the model fails on the data or returns no logits."""
+    try:
+        out = model(chunk)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"the model failed on inputs of shape {tuple(chunk.shape[1:])}: {first} "
+            "(does the data match the model's input shape and channels?)"
+        ) from None
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != chunk.shape[0]:
+        raise InputError("the model must return logits of shape (N, classes)")
+    return out
+
+
 def model_fingerprint(model: Model) -> str:
     """SHA-256 of the weights (``advrobust.models``); ``"unknown"`` for a model that is no Module."""
     if not isinstance(model, torch.nn.Module):
@@ -151,19 +167,7 @@ class _Evaluation:
     # --- clean pass ---------------------------------------------------------------------------
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
-        outs = []
-        for chunk in x.split(self.batch_size):
-            try:
-                out = self.model(chunk)
-            except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise InputError(
-                    f"the model failed on inputs of shape {tuple(chunk.shape[1:])}: {first} "
-                    "(does the data match the model's input shape and channels?)"
-                ) from None
-            if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != chunk.shape[0]:
-                raise InputError("the model must return logits of shape (N, classes)")
-            outs.append(out)
+        outs = [_logits_of(self.model, chunk) for chunk in x.split(self.batch_size)]
         return torch.cat(outs) if outs else torch.zeros(0, 0)
 
     def clean_verdicts(self, randomized: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -366,7 +370,7 @@ def evaluate(
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     x, y, _ = check_inputs(model, x, y)
     with evaluation_mode(model):
-        randomized = check_randomness(model, x[:RANDOMNESS_PROBE]).randomized
+        randomized = check_randomness(lambda rows: _logits_of(model, rows), x[:RANDOMNESS_PROBE]).randomized
     if randomized and isinstance(suite, str) and suite.strip().lower() in RAND_REPLACES:
         suite = "rand"  # a randomized model is evaluated with EOT and verdicts over draws
     label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed)

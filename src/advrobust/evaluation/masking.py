@@ -51,8 +51,9 @@ from advrobust.attacks import registry
 from advrobust.attacks.base import Attack
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.attacks.inputs import check_inputs
+from advrobust.attacks.oracle import VERDICT_DRAWS
 from advrobust.errors import InputError
-from advrobust.losses import margin
+from advrobust.losses import is_adversarial_by_majority, margin
 from advrobust.progress import SILENT, Progress
 from advrobust.runtime.randomness import check_randomness
 from advrobust.runtime.runner import Model
@@ -98,13 +99,22 @@ def _box_diameter(threat: Threat, x: Tensor) -> float:
     return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d)}[threat.name]
 
 
+#: EOT draws of the audit's gradient attacks on a randomized model (the ``rand`` suite's)
+AUDIT_EOT = 20
+
+
 class _Auditor:
     def __init__(self, model: Model, x: Tensor, y: Tensor, threat: Threat, steps: int, tol: float) -> None:
         self.model, self.threat, self.steps, self.tol = model, threat, steps, tol
         self.n = x.shape[0]
         self.randomness = check_randomness(model, x)
         self.clean_logits = self.randomness.logits
-        correct = self.clean_logits.argmax(1) == y
+        if self.randomness.randomized:  # clean verdicts over draws, as every attack's
+            with torch.no_grad():
+                predictions = torch.stack([model(x).argmax(1) for _ in range(VERDICT_DRAWS)])
+            correct = ~is_adversarial_by_majority(predictions, y)
+        else:
+            correct = self.clean_logits.argmax(1) == y
         self.x, self.y = x[correct], y[correct]  # clean errors are never robust, never attacked
 
     def accuracy(self, success: Tensor) -> float:
@@ -117,6 +127,8 @@ class _Auditor:
         keep = torch.ones(self.x.shape[0], dtype=torch.bool, device=self.x.device) if keep is None else keep
         success = torch.zeros(self.x.shape[0], dtype=torch.bool, device=self.x.device)
         if bool(keep.any()):
+            if self.randomness.randomized and registry.get(name).needs == "gradients":
+                kw.setdefault("eot", AUDIT_EOT)
             attack: Attack = registry.create(name, threat=self.threat.with_eps(eps), **kw)
             success[keep] = attack(self.model, self.x[keep], self.y[keep]).success
         return success

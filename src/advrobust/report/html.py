@@ -185,6 +185,12 @@ def summary(ev: EvaluationView, audit: AuditView | None) -> str:
     )
     caveat = suite_caveat(ev.suite)
     caveat_line = f'<p class="caveat"><b>Not a robustness claim.</b> {esc(caveat)}.</p>' if caveat else ""
+    if ev.randomized:
+        caveat_line += (
+            f'<p class="caveat"><b>Randomized model.</b> Its outputs changed between two passes of the same '
+            f"inputs. The attacks averaged their gradients over draws of the model (EOT), and a point counts "
+            f"as misclassified when the model is {esc(ev.verdict_rule)}.</p>"
+        )
     return headline + caveat_line + f'<div class="cards">{card_html}</div>' + acc_table + audit_line + meta
 
 

@@ -87,6 +87,8 @@ class EvaluationView:
     examples: tuple[Example, ...]
     clean_accuracy: float
     robust_accuracy: tuple[float, ...]
+    randomized: bool = False
+    verdict_rule: str = "one pass"
     certified: np.ndarray | None = None  # E×N: certified at eps (a smoothed classifier), else None
 
     @property
@@ -221,6 +223,8 @@ def evaluation_view(ev: Any) -> EvaluationView:
         robust_accuracy=_robust_accuracy(
             _get(ev, kind, "robust_accuracy", default=None), epsilons, robust
         ),
+        randomized=bool(_get(ev, kind, "randomized", default=False)),
+        verdict_rule=str(_get(ev, kind, "verdict_rule", default="one pass")),
         certified=None if certified is None else _array(certified, bool).reshape(e, n),
     )
 
