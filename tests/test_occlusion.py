@@ -68,6 +68,16 @@ def test_roa_targeted_hits_the_target_and_registry() -> None:
         ROA(size=13)(PlantedRegion(), x, y)
 
 
+def test_roa_in_a_sweep_shrinks_to_the_budget() -> None:
+    roa = ROA(size=(3, 4))
+    assert (roa.with_threat(ar.L0(eps=20)).height, roa.with_threat(ar.L0(eps=20)).width) == (3, 4)
+    small = roa.with_threat(ar.L0(eps=10))
+    assert (small.height, small.width) == (3, 3) and (roa.height, roa.width) == (3, 4)
+    x = torch.rand(2, 1, 12, 12) * 0.2
+    sweep = ROA(size=3, steps=10).sweep(PlantedRegion(), x, torch.zeros(2, dtype=torch.long), [4, 9])
+    assert not sweep.success[0].any() and sweep.success[1].all()  # a 2×2 square cannot cover the 3×3 region
+
+
 def test_rectangle_masks() -> None:
     masks = rectangle_masks((4, 5), (2, 3), torch.tensor([[0, 0], [2, 2]]))
     assert masks.shape == (2, 1, 4, 5) and masks.sum().item() == 12

@@ -105,6 +105,16 @@ class ROA(FixedBudgetAttack):
         self.search, self.candidates, self.stride = search, int(candidates), int(stride)
         self.steps, self.step_size = int(steps), float(step_size)
 
+    def with_threat(self, threat: Threat) -> ROA:
+        """A copy for another l0 budget (an eps sweep): the same rectangle if it fits the budget, else
+        the largest square that does."""
+        clone = super().with_threat(threat)
+        assert isinstance(clone, ROA)
+        if threat.eps is not None and self.height * self.width > threat.eps:
+            side = max(1, math.isqrt(int(threat.eps)))
+            clone.height, clone.width = side, side
+        return clone
+
     def corners(self, height: int, width: int, device: torch.device) -> Tensor:
         """Every top-left corner tried, ``K×2`` (row, column), on the ``stride`` grid."""
         if self.height > height or self.width > width:
