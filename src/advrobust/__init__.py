@@ -14,8 +14,8 @@ from advrobust.lazy import lazy_attributes
 from advrobust.threat import L0, L1, L2, Linf, Threat
 from advrobust.version import __version__
 
-_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat", "runtime",
-               "transforms", "faces"}
+_SUBMODULES = {"attacks", "data", "defences", "models", "training", "evaluation", "report", "losses", "threat",
+               "runtime", "transforms", "faces"}
 # public name -> "module:attribute", resolved lazily
 _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",

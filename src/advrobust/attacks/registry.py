@@ -56,6 +56,9 @@ ATTACKS: dict[str, AttackSpec] = {
     "fmn": AttackSpec("fmn", "FMN", "Fast Minimum-Norm attack, l0/l1/l2/linf (Pintor et al. 2021)", default_norm="l2"),
     "fgsm-rs": AttackSpec("fgsm_rs", "RandomStartFGSM", "FGSM from a random start, step 1.25 eps (Wong et al. 2020)"),
     "trades-kl": AttackSpec("trades_kl", "KLAttack", "PGD on KL(f(x) || f(x')), TRADES' inner step (Zhang 2019)"),
+    "roa": AttackSpec(
+        "occlusion", "ROA", "rectangular occlusion, eps = its area in pixels (Wu et al. 2020)", default_norm="l0"
+    ),
 }
 
 ALIASES: dict[str, str] = {

@@ -49,6 +49,9 @@ def results_table(result: Any) -> Group:
     for name in result.attacks:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("robust [95% CI]", justify="right", style="bold", no_wrap=True)
+    certified = result.certified_accuracy  # a smoothed classifier: its certified lower bound too
+    if certified is not None:
+        table.add_column("certified (lower bound)", justify="right", style="bold", no_wrap=True)
     ci = result.robust_accuracy_ci
     for eps, acc in result.robust_accuracy.items():
         by_attack = {r.attack: r for r in result.records_for(eps)}
@@ -56,7 +59,7 @@ def results_table(result: Any) -> Group:
             "skipped" if by_attack[name].skipped_reason else pct(by_attack[name].robust_accuracy)
             for name in result.attacks
         ]
-        table.add_row(f"{eps:g}", *cells, pct_ci(acc, ci[eps]))
+        table.add_row(f"{eps:g}", *cells, pct_ci(acc, ci[eps]), *([pct(certified[eps])] if certified else []))
     from advrobust.evaluation.suites import suite_caveat
 
     notes = []

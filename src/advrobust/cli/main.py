@@ -18,6 +18,7 @@ from advrobust.errors import AdvrobustError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train a model (standard or adversarial) and save a checkpoint."),
     "evaluate": ("evaluate", "Attack a model and print its clean and robust accuracy."),
+    "certify": ("certify", "Certified robust accuracy of a smoothed model, beside the attacked one."),
     "audit": ("audit", "Check an evaluation for gradient masking, with a verdict per check."),
     "patch": ("patch", "Train a universal adversarial patch, measure it under transformations, export it."),
     "transfer": ("transfer", "Craft on surrogate models, attack targets: the transfer matrix."),

@@ -28,7 +28,7 @@ from advrobust.training.methods import method_names, method_options
 from advrobust.training.recipes import MEASURED, METHOD_SETTINGS, Recipe, recipe_for
 
 # CLI option -> keyword of the method's constructor, beside the recipe's own method settings
-THREAT_OPTIONS = {"eps": "eps", "norm": "norm", "inner_attack": "attack"}
+THREAT_OPTIONS = {"eps": "eps", "norm": "norm", "inner_attack": "attack", "sigma": "sigma"}
 RECIPE_OPTIONS = tuple(f.name for f in fields(Recipe) if f.name != "source")
 #: test points the `standard` suite attacks at the end of adversarial training
 VERIFY_POINTS = 200
@@ -90,6 +90,7 @@ def _fmt(value: Any) -> str:
 @click.option("--step-size", "--alpha", "step_size", type=float, default=None,
               help="inner attack step size α [recipe: the method's rule]")
 @click.option("--beta", type=float, default=None, help="TRADES trade-off β [recipe]")
+@click.option("--sigma", type=float, default=None, help="noise std of gaussian-noise (randomized smoothing)")
 @click.option("--warmup", type=float, default=None, help="fraction of training over which eps ramps up from 0 [recipe]")
 @click.option("--inner-attack", default=None, help="attack for the inner maximization (pgd-at), e.g. apgd-ce")
 @click.option("--epochs", type=int, default=None, help="[recipe]")

@@ -338,9 +338,23 @@ def evaluate(
     seeds the attacks built from names. ``n_examples`` (default 4): broken points kept per eps.
     ``runtime`` decides how the attacks run the model (default ``RuntimePolicy()``: the CPU fast path
     where it applies; results are confirmed on the plain model either way).
+
+    A smoothed classifier (:class:`advrobust.defences.GaussianSmoothing`) is evaluated as an interval:
+    certified accuracy (lower bound) and attacked robust accuracy (upper bound) per l2 eps, in
+    ``result.certified_accuracy`` and ``result.robust_accuracy`` (:mod:`~advrobust.evaluation.certified`).
     """
     started = time.perf_counter()
     x, y, data_classes, data_label = _as_data(x, y)
+    if getattr(model, "certifies", None) == "l2":  # a smoothed classifier: [certified, attacked] per eps
+        from advrobust.evaluation.certified import evaluate_smoothed
+
+        result = evaluate_smoothed(
+            model, x, y, threat=threat, epsilons=epsilons, model_fingerprint=model_fingerprint(model.base),
+            versions=versions(), progress=progress, classes=classes or data_classes, model_name=model_name,
+            data_name=data_name or data_label, seed=seed,
+        )
+        _add_to_store(store, result)
+        return result
     threat, eps_list = resolve_threat(threat, epsilons)
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -403,11 +417,16 @@ def evaluate(
         randomized=randomized,
         verdict_rule=f"wrong on more than half of {VERDICT_DRAWS} draws of the model" if randomized else "one pass",
     )
+    _add_to_store(store, result)
+    return result
+
+
+def _add_to_store(store: Any, result: EvaluationResult) -> None:
+    """Record ``result`` in ``store`` (a path or a ResultStore; ``None``: nowhere), from rank 0 only."""
     if store is not None and rank_and_world()[0] == 0:
         from advrobust.evaluation.store import ResultStore
 
         (store if isinstance(store, ResultStore) else ResultStore(store)).add(result)
-    return result
 
 
 def _run_members(run: _Evaluation, state: _State, members: list[Member]) -> list[AttackRecord]:

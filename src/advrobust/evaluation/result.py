@@ -101,6 +101,11 @@ class EvaluationResult:
     ``‖r‖_p`` of an adversarial example any attack found; ``0`` for clean errors, ``inf`` if never
     broken). Per eps × point (``E×N``): ``robust`` and ``broken_by`` (the attack that first broke
     the point at that eps, ``None`` if robust or misclassified clean).
+
+    For a smoothed classifier (:class:`advrobust.defences.GaussianSmoothing`), ``certified`` (E×N)
+    marks the points *certified* at each eps: robust accuracy is then the interval
+    ``[certified_accuracy, robust_accuracy]``; ``certification`` holds the certificate's settings
+    (σ, n0, n, α, samples per second). Both are ``None`` / empty for an ordinary model.
     """
 
     model_name: str
@@ -127,6 +132,8 @@ class EvaluationResult:
     randomized: bool = False
     #: how a point's verdicts were decided: one pass, or a majority over fresh draws of the model
     verdict_rule: str = "one pass"
+    certified: Tensor | None = None
+    certification: dict[str, Any] = field(default_factory=dict)
 
     # --- headline numbers ---------------------------------------------------------------------
     @property
@@ -153,6 +160,14 @@ class EvaluationResult:
             eps: wilson_interval(int(self.robust[e].sum()), self.n_points)
             for e, eps in enumerate(self.epsilons)
         }
+
+    @property
+    def certified_accuracy(self) -> dict[float, float] | None:
+        """Certified accuracy at each eps (a lower bound), or ``None`` if nothing was certified."""
+        if self.certified is None:
+            return None
+        n = max(self.n_points, 1)
+        return {eps: float(self.certified[e].sum()) / n for e, eps in enumerate(self.epsilons)}
 
     def _eps_index(self, eps: float) -> int:
         for e, value in enumerate(self.epsilons):
@@ -233,11 +248,15 @@ class EvaluationResult:
             "seconds": self.seconds,
             "randomized": self.randomized,
             "verdict_rule": self.verdict_rule,
+            "certified": None if self.certified is None else self.certified.tolist(),
+            "certification": self.certification,
             # derived, for readers that do not load the object (the store, other tools)
             "summary": {
                 "n_points": self.n_points,
                 "clean_accuracy": self.clean_accuracy,
                 "robust_accuracy": {str(k): v for k, v in self.robust_accuracy.items()},
+                "certified_accuracy": None if self.certified_accuracy is None
+                else {str(k): v for k, v in self.certified_accuracy.items()},
             },
         }
 
@@ -291,6 +310,9 @@ class EvaluationResult:
             seconds=float(d["seconds"]),
             randomized=bool(d.get("randomized", False)),
             verdict_rule=str(d.get("verdict_rule", "one pass")),
+            certified=None if d.get("certified") is None
+            else torch.tensor(d["certified"], dtype=torch.bool).reshape(n_eps, -1),
+            certification=dict(d.get("certification") or {}),
         )
 
     @classmethod

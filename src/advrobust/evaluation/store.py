@@ -5,7 +5,8 @@ Tables (one row per evaluation in ``runs``, with the full result as JSON so noth
 * ``runs``: id, time, model name and fingerprint (SHA-256 of the weights), data, threat, suite,
   number of points, clean accuracy, seconds, versions (JSON), the result (JSON);
 * ``robustness``: per run and eps, the ensemble's robust accuracy and its 95% Wilson interval;
-* ``attacks``: per run, attack and eps, the :class:`~advrobust.evaluation.result.AttackRecord`.
+* ``attacks``: per run, attack and eps, the :class:`~advrobust.evaluation.result.AttackRecord`;
+* ``certified``: per run and eps, the certified accuracy (a lower bound), for smoothed classifiers.
 
 The default file is ``results.sqlite`` in the advrobust cache directory (``$ADVROBUST_HOME``, else
 ``$XDG_CACHE_HOME/advrobust``, else ``~/.cache/advrobust``; :mod:`advrobust.paths`).
@@ -20,7 +21,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ CREATE TABLE IF NOT EXISTS attacks (
     broken INTEGER NOT NULL,
     skipped_reason TEXT
 );
+CREATE TABLE IF NOT EXISTS certified (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    eps REAL NOT NULL,
+    certified_accuracy REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS robustness_run ON robustness(run_id);
 CREATE INDEX IF NOT EXISTS attacks_run ON attacks(run_id);
 """
@@ -87,6 +93,7 @@ class Row:
     clean_accuracy: float
     seconds: float
     robust_accuracy: dict[float, tuple[float, float, float]]  # eps -> (acc, ci_low, ci_high)
+    certified_accuracy: dict[float, float] = field(default_factory=dict)  # eps -> lower bound (smoothed only)
 
     def flat(self) -> dict[str, Any]:
         """A flat dict (for CSV): one ``robust@eps`` column per eps."""
@@ -98,6 +105,8 @@ class Row:
         for eps, (acc, lo, hi) in sorted(self.robust_accuracy.items()):
             out[f"robust@{eps:g}"] = acc
             out[f"robust@{eps:g}_ci"] = f"{lo:.4f}-{hi:.4f}"
+        for eps, acc in sorted(self.certified_accuracy.items()):
+            out[f"certified@{eps:g}"] = acc
         return out
 
 
@@ -148,6 +157,10 @@ class ResultStore:
                   None if math.isnan(r.median_norm) else r.median_norm, r.mean_queries, r.seconds,
                   r.attacked, r.broken, r.skipped_reason) for r in result.per_attack],
             )
+            con.executemany(
+                "INSERT INTO certified VALUES (?, ?, ?)",
+                [(run_id, eps, acc) for eps, acc in (result.certified_accuracy or {}).items()],
+            )
         return run_id
 
     def get(self, run_id: int) -> EvaluationResult:
@@ -194,7 +207,10 @@ class ResultStore:
             query = "SELECT run_id, eps, robust_accuracy, ci_low, ci_high FROM robustness"
             for run_id, e, acc, lo, hi in con.execute(query):
                 robust.setdefault(run_id, {})[e] = (acc, lo, hi)
-        out = [Row(*r, robust_accuracy=robust.get(r[0], {})) for r in runs]
+            certified: dict[int, dict[float, float]] = {}
+            for run_id, e, acc in con.execute("SELECT run_id, eps, certified_accuracy FROM certified"):
+                certified.setdefault(run_id, {})[e] = acc
+        out = [Row(*r, robust_accuracy=robust.get(r[0], {}), certified_accuracy=certified.get(r[0], {})) for r in runs]
         if eps is not None:
             out = [r for r in out if any(math.isclose(e, eps, abs_tol=1e-12) for e in r.robust_accuracy)]
 

@@ -116,6 +116,15 @@ def _percent_axis(ax: Axes) -> None:
     ax.grid(alpha=0.3)
 
 
+def _accuracy_against_eps(ax: Axes, ev: EvaluationView) -> None:
+    """Axes of robust accuracy (in percent) against eps, from 0 to the largest eps, with a legend."""
+    ax.set_xlim(left=0.0, right=max(ev.epsilons, default=1.0) * 1.05)
+    ax.set_xlabel(f"ε (budget of {norm_label(ev.threat)})")
+    ax.set_ylabel("robust accuracy")
+    _percent_axis(ax)
+    ax.legend(fontsize=8, loc="lower left")
+
+
 def robustness_curves(ev: EvaluationView) -> Figure:
     """Robust accuracy against ``eps``, starting from clean accuracy at ``eps = 0``: a dashed line
     per attack giving the ensemble's accuracy after it (attacks run in order, each on the points
@@ -142,11 +151,26 @@ def robustness_curves(ev: EvaluationView) -> Figure:
             label="overall (worst case, 95% interval)")
     ax.axhline(ev.clean_accuracy, color="grey", ls=":", lw=1.5,
                label=f"clean accuracy {ev.clean_accuracy:.1%}")
-    ax.set_xlim(left=0.0, right=max(ev.epsilons, default=1.0) * 1.05)
-    ax.set_xlabel(f"ε (budget of {norm_label(ev.threat)})")
-    ax.set_ylabel("robust accuracy")
-    _percent_axis(ax)
-    ax.legend(fontsize=8, loc="lower left")
+    _accuracy_against_eps(ax, ev)
+    return fig
+
+
+def interval_figure(ev: EvaluationView) -> Figure | None:
+    """Robust accuracy as a band, for a smoothed classifier: the certified accuracy below (a lower
+    bound, Cohen et al. 2019) and the attacked robust accuracy above (an upper bound), both from the
+    clean accuracy at ``eps = 0``; the truth lies in the shaded band. ``None`` without certificates."""
+    certified = ev.certified_accuracy
+    if certified is None:
+        return None
+    fig = _figure(7.2, 3.8)
+    ax = fig.add_subplot()
+    xs = [0.0, *ev.epsilons]
+    lower = [ev.clean_accuracy, *certified]
+    upper = [ev.clean_accuracy, *ev.robust_accuracy]
+    ax.fill_between(xs, lower, upper, color="tab:orange", alpha=0.25, label="not settled by either side")
+    ax.plot(xs, upper, "o-", color="tab:red", lw=2, ms=5, label="attacked (upper bound)")
+    ax.plot(xs, lower, "s-", color="tab:blue", lw=2, ms=5, label="certified (lower bound)")
+    _accuracy_against_eps(ax, ev)
     return fig
 
 

@@ -90,6 +90,15 @@ def evaluation_sections(ev: EvaluationView, audit: AuditView | None, figs: Figur
         "line is the accuracy after that attack (attacks run in order, each on the points the "
         "earlier ones left unbroken).",
     ) + html.attacks_table(ev)))
+    band = figs.add(
+        "interval", figures.interval_figure(ev), "certified and attacked robust accuracy against epsilon",
+        "A smoothed classifier's robust accuracy is known to lie in the shaded band: below it the "
+        "certified accuracy (points whose prediction is certified on the whole ball, Cohen et al. "
+        "2019), above it the accuracy the attack left (points it could not break). A wide band is "
+        "robustness neither side could settle.",
+    )
+    if band:
+        out.append(("interval", "Certified and attacked robust accuracy", band))
     dist = figs.add(
         "min_norm", figures.min_norm_figure(ev), "distribution of minimal perturbations",
         "Left: per point, the smallest perturbation that any attack found to change the "

@@ -88,10 +88,18 @@ class EvaluationView:
     robust_accuracy: tuple[float, ...]
     randomized: bool = False
     verdict_rule: str = "one pass"
+    certified: np.ndarray | None = None  # E×N: certified at eps (a smoothed classifier), else None
 
     @property
     def n(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def certified_accuracy(self) -> tuple[float, ...] | None:
+        """Per eps, the certified accuracy (a lower bound), or ``None`` without certificates."""
+        if self.certified is None:
+            return None
+        return tuple(float(row.mean()) if self.n else 0.0 for row in self.certified)
 
     def class_name(self, k: int) -> str:
         return self.classes[k] if 0 <= k < len(self.classes) else str(k)
@@ -148,6 +156,7 @@ def evaluation_view(ev: EvaluationResult | Mapping[str, Any]) -> EvaluationView:
         robust_accuracy=tuple(ev.robust_accuracy.values()),
         randomized=ev.randomized,
         verdict_rule=ev.verdict_rule,
+        certified=None if ev.certified is None else ev.certified.detach().cpu().numpy().astype(bool).reshape(e, n),
     )
 
 

@@ -24,7 +24,12 @@ from advrobust.attacks.base import Attack
 from advrobust.errors import InputError
 
 # Modules that add methods to METHODS when imported (the adversarial methods).
-PLUGINS = ("advrobust.training.adversarial",)
+PLUGINS = (
+    "advrobust.training.adversarial",
+    "advrobust.training.noise",
+    "advrobust.training.ablation",
+    "advrobust.training.occlusion",
+)
 
 
 class Stop(str):
