@@ -69,5 +69,7 @@ def resolve_task(task: str | Task | None, model: Any = None, y: Any = None) -> T
     if isinstance(declared, Task):
         return declared
     if isinstance(declared, str) and declared.strip().lower() in TASKS:
+        if declared.strip().lower() == "detection":
+            return Detection(stride=int(getattr(model, "stride", 4)))
         return _named(declared)
     return _inferred(y)

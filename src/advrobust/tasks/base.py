@@ -73,8 +73,12 @@ class Task(ABC):
     def objective(self, loss: str | Objective) -> Objective:
         """The per-input objective ``(z, y, target) -> N`` an attack maximizes, for a loss name."""
 
+    def dense_logits(self, z: Tensor) -> Tensor:
+        """The class scores ``N×K×P`` of the ``P`` targets of each input (dense tasks only)."""
+        raise InputError(f"the {self.name} task has no per-pixel or per-proposal targets: DAG needs a dense task")
+
     def dense_view(self, z: Tensor, y: Tensor) -> DenseView:
-        """The dense classification view (dense tasks only)."""
+        """The dense classification view: :meth:`dense_logits` with the true class of each target."""
         raise InputError(f"the {self.name} task has no per-pixel or per-proposal targets: DAG needs a dense task")
 
     def __repr__(self) -> str:

@@ -176,14 +176,15 @@ class Detection(Task):
                 cells[i, max(ci - 1, 0) : ci + 2, max(cj - 1, 0) : cj + 2] = int(label)
         return cells
 
+    def dense_logits(self, z: Tensor) -> Tensor:
+        return z[:, : z.shape[1] - BOX_CHANNELS].reshape(z.shape[0], z.shape[1] - BOX_CHANNELS, -1)
+
     def dense_view(self, z: Tensor, y: Tensor) -> DenseView:
-        n, c, h, w = z.shape
-        k = c - BOX_CHANNELS
-        logits = z[:, :k]
-        owned = self.object_cells(y, z)
-        predicted = logits.detach().argmax(dim=1)
-        labels = torch.where(owned > 0, owned, predicted)
-        return DenseView(logits.reshape(n, k, -1), labels.reshape(n, -1), (labels != BACKGROUND).reshape(n, -1))
+        n = z.shape[0]
+        logits = self.dense_logits(z)
+        owned = self.object_cells(y, z).reshape(n, -1)
+        labels = torch.where(owned > 0, owned, logits.detach().argmax(dim=1))
+        return DenseView(logits, labels, labels != BACKGROUND)
 
     # --- decoding ----------------------------------------------------------------------------------
     def decode(self, z: Tensor) -> list[Detections]:

@@ -102,10 +102,13 @@ class Segmentation(Task):
 
         return mean_over_pixels
 
+    def dense_logits(self, z: Tensor) -> Tensor:
+        return z.reshape(z.shape[0], z.shape[1], -1)
+
     def dense_view(self, z: Tensor, y: Tensor) -> DenseView:
-        n, k = z.shape[:2]
+        n = z.shape[0]
         counted = y != self.ignore_index
-        return DenseView(z.reshape(n, k, -1), y.masked_fill(~counted, 0).reshape(n, -1), counted.reshape(n, -1))
+        return DenseView(self.dense_logits(z), y.masked_fill(~counted, 0).reshape(n, -1), counted.reshape(n, -1))
 
     def __repr__(self) -> str:
         return f"Segmentation(ignore_index={self.ignore_index}, min_fraction={self.min_fraction})"
