@@ -49,7 +49,7 @@ def _read_mask(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as mask:
             if mask.mode not in ("L", "P"):
-                raise DataError(f"{path}: a mask must be an 8-bit grayscale or palette PNG of class ids, not {mask.mode}")
+                raise DataError(f"{path}: masks must be 8-bit grayscale or palette PNG of class ids, not {mask.mode}")
             return np.asarray(mask)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable PNG mask ({exc})") from exc
