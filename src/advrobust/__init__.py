@@ -17,7 +17,7 @@ from advrobust.threat import L0, L1, L2, Linf, Threat
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat"}
+_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat", "tasks"}
 # public name -> "module:attribute", resolved lazily
 _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",

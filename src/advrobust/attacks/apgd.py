@@ -173,6 +173,7 @@ class APGDT(APGD):
     """
 
     name = "apgd-t"
+    tasks = ("classification",)  # its aims are the highest-scoring wrong classes of a classifier
 
     def __init__(
         self,

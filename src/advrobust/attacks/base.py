@@ -25,19 +25,18 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from advrobust.errors import InputError, ModelAccessError
-from advrobust.losses import is_adversarial
 from advrobust.models.fast_forward import FastForward
+from advrobust.tasks import CLASSIFICATION, Task, resolve_task
 from advrobust.tensors import per_point
 from advrobust.threat import Threat
 
@@ -60,6 +59,8 @@ class AttackResult:
     norm: Tensor
     queries: Tensor
     target: Tensor | None = None
+    #: per-point diagnostics an attack reports besides the contract's fields (DAG: iterations, flipped)
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
@@ -76,6 +77,7 @@ class AttackResult:
             norm=self.norm[index],
             queries=self.queries[index],
             target=None if self.target is None else self.target[index],
+            extras={k: v[index] for k, v in self.extras.items()},
         )
 
 
@@ -128,13 +130,17 @@ class Oracle:
 
     ``index`` names, for every row of a call, the point of the original batch it belongs to
     (repeats allowed: a population of candidates for one image counts once per candidate).
+    ``task`` says what the model returns (its output is checked against it on every call);
+    ``extras`` collects the per-point diagnostics an attack reports in its result.
     """
 
-    def __init__(self, model: Model, n: int, device: torch.device) -> None:
+    def __init__(self, model: Model, n: int, device: torch.device, task: Task = CLASSIFICATION) -> None:
         self.model = model
+        self.task = task
         self.run = FastForward(model)  # the same function, in the CPU's fastest layout and batches
         self.access: Access = model_access(model)
         self.queries = torch.zeros(n, dtype=torch.long, device=device)
+        self.extras: dict[str, Tensor] = {}
 
     def count(self, rows: int, index: Tensor | None) -> None:
         """Count one query per row, for points ``index`` (``None``: one row per point of the batch)."""
@@ -154,16 +160,8 @@ class Oracle:
         with torch.no_grad():
             return self._scores(self.run.exact(x), x)
 
-    @staticmethod
-    def _scores(out: Any, x: Tensor) -> Tensor:
-        if not isinstance(out, Tensor):
-            out = torch.as_tensor(out, device=x.device)
-        if out.dim() != 2 or out.shape[0] != x.shape[0]:
-            raise InputError(
-                f"the model must return scores of shape (N, classes); for an input of shape "
-                f"{tuple(x.shape)} it returned {tuple(out.shape)}"
-            )
-        return out
+    def _scores(self, out: Any, x: Tensor) -> Tensor:
+        return self.task.check_output(out, x)
 
     @torch.no_grad()
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
@@ -196,25 +194,11 @@ class Oracle:
         return z.detach(), value.detach(), grad.detach()
 
 
-def _as_labels(name: str, t: Any, n: int, device: torch.device) -> Tensor:
-    if not isinstance(t, Tensor):
-        try:
-            t = torch.as_tensor(t, device=device)
-        except (TypeError, ValueError):
-            raise InputError(f"{name} must be a tensor of class indices, got {type(t).__name__}") from None
-    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-        raise InputError(f"{name} must hold integer class indices, got dtype {t.dtype}")
-    if t.dim() != 1 or t.shape[0] != n:
-        raise InputError(f"{name} must have shape ({n},), one class index per input; got {tuple(t.shape)}")
-    if t.device != device:
-        raise InputError(f"{name} is on {t.device} but x is on {device}: move them to one device")
-    return t.long()
-
-
 def check_inputs(
-    model: Model, x: Any, y: Any, target: Any = None
+    model: Model, x: Any, y: Any, target: Any = None, task: Task = CLASSIFICATION
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Validate an attack's inputs; return them as tensors (labels as ``int64``)."""
+    """Validate an attack's inputs; return them as tensors (``y`` and ``target`` in the task's form:
+    for classification ``int64`` class ids)."""
     if not callable(model):
         raise InputError(f"model must be callable (x -> logits), got {type(model).__name__}")
     if not isinstance(x, Tensor):
@@ -233,32 +217,10 @@ def check_inputs(
     device = _model_device(model)
     if device is not None and device != x.device:
         raise InputError(f"x is on {x.device} but the model is on {device}: move them to one device")
-    n = x.shape[0]
-    y = _as_labels("y", y, n, x.device)
+    y = task.labels(y, x)
     if target is not None:
-        target = _as_labels("target", target, n, x.device)
-        same = target == y
-        if bool(same.any()):
-            i = int(same.nonzero()[0])
-            raise InputError(f"target equals the label at index {i} (class {int(y[i])}): a target must differ")
+        target = task.targets(target, y, x)
     return x, y, target
-
-
-def _check_classes(z: Tensor, y: Tensor, target: Tensor | None, model: Model) -> None:
-    k = z.shape[1]
-    if k < 2:
-        raise InputError(f"the model returns {k} score per input: a classifier needs at least 2 classes")
-    for name, labels in (("y", y), ("target", target)):
-        if labels is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
-            raise InputError(f"{name} holds class indices outside [0, {k - 1}] for a model with {k} classes")
-    if model_access(model) == "gradients" and z.numel():
-        rows = z.detach()
-        if bool((rows >= 0).all()) and bool(((rows.sum(dim=1) - 1).abs() < 1e-3).all()):
-            warnings.warn(
-                "the model's outputs are non-negative and sum to 1: they look like probabilities. "
-                "Gradient attacks need logits; remove the final softmax from the model.",
-                stacklevel=4,
-            )
 
 
 class Attack(ABC):
@@ -283,6 +245,10 @@ class Attack(ABC):
     needs: ClassVar[Access] = "gradients"
     #: whether the attack works on pixels and so needs inputs of shape (N, C, H, W)
     needs_images: ClassVar[bool] = False
+    #: the tasks (advrobust.tasks) the attack is defined for
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    #: whether a fixed-budget attack needs an eps (False: the ball is optional, e.g. DAG)
+    needs_budget: ClassVar[bool] = True
 
     def __init__(self, threat: Threat, *, seed: int | None = 0) -> None:
         if not isinstance(threat, Threat):
@@ -294,7 +260,7 @@ class Attack(ABC):
             raise InputError(
                 f"{type(self).__name__} is defined for {', '.join(self.norms)}; got {threat.name}"
             )
-        if self.kind == "fixed-budget" and not threat.bounded:
+        if self.kind == "fixed-budget" and self.needs_budget and not threat.bounded:
             raise InputError(f"{type(self).__name__} is a fixed-budget attack: give the threat model an eps")
         self.threat = threat
         self.seed = seed
@@ -308,17 +274,22 @@ class Attack(ABC):
         target: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        task: str | Task | None = None,
     ) -> AttackResult:
-        x, y, target = self._checked(model, x, y, target)
+        """Attack ``model`` on ``(x, y)``. ``task`` names what the model does (``"segmentation"``, a
+        :class:`~advrobust.tasks.Task`, ...); by default the model's ``task`` attribute, else inferred
+        from the form of ``y`` (:func:`advrobust.tasks.resolve_task`)."""
+        task = resolve_task(task, model, y)
+        x, y, target = self._checked(model, x, y, target, task)
         n = x.shape[0]
         with evaluation_mode(model):
-            oracle = Oracle(model, n, x.device)
+            oracle = Oracle(model, n, x.device, task)
             if n == 0:
                 return self._finalize(oracle, x, y, target, x.clone())
             clean = oracle.logits(x)
-            _check_classes(clean, y, target, model)
+            task.check_classes(clean, y, target, model_access(model) == "gradients")
             generator = generator if generator is not None else self.make_generator(x.device)
-            x_adv = self._run(oracle, x, y, target, generator, is_adversarial(clean, y, target))
+            x_adv = self._run(oracle, x, y, target, generator, task.is_adversarial(clean, y, target))
             return self._finalize(oracle, x, y, target, x_adv)
 
     def perturb(
@@ -329,6 +300,7 @@ class Attack(ABC):
         target: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        task: str | Task | None = None,
     ) -> Tensor:
         """``x_adv`` for **every** point, the ones already misclassified included: the inner
         maximization of adversarial training (Madry et al. 2018, eq. 2.1), where each point's loss is
@@ -336,19 +308,25 @@ class Attack(ABC):
         runs in eval mode and is left as found) and projected onto the ball and the box, but with no
         bookkeeping: no clean pass, no query counts, no confirmation pass. Use ``__call__`` to
         *measure* robustness."""
-        x, y, target = self._checked(model, x, y, target)
+        task = resolve_task(task, model, y)
+        x, y, target = self._checked(model, x, y, target, task)
         generator = generator if generator is not None else self.make_generator(x.device)
         with evaluation_mode(model):
-            oracle = Oracle(model, x.shape[0], x.device)
+            oracle = Oracle(model, x.shape[0], x.device, task)
             nothing_done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             x_adv = self._run(oracle, x, y, target, generator, nothing_done)
         return self.threat.project(x_adv.detach(), x)
 
     def _checked(
-        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None
+        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None, task: Task = CLASSIFICATION
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The inputs of ``__call__`` and ``perturb``, checked (box, labels, image shape, model access)."""
-        x, y, target = check_inputs(model, x, y, target)
+        """The inputs of ``__call__`` and ``perturb``, checked (task, box, labels, image shape, model access)."""
+        if task.name not in self.tasks:
+            raise InputError(
+                f"{type(self).__name__} is defined for {', '.join(self.tasks)}, not {task.name}: for a dense task "
+                "use 'dag' or a gradient attack (fgsm, i-fgsm, pgd, mi-fgsm, apgd)"
+            )
+        x, y, target = check_inputs(model, x, y, target, task)
         if self.needs_images and x.dim() != 4:
             raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
         self._check_access(model)
@@ -376,16 +354,21 @@ class Attack(ABC):
         y: Tensor,
         epsilons: Sequence[float],
         target: Tensor | None = None,
+        *,
+        task: str | Task | None = None,
     ) -> SweepResult:
         """Success at every budget in ``epsilons`` (DESIGN.md: many budgets from one call)."""
         eps = sorted(float(e) for e in epsilons)
         if not eps:
             raise InputError("sweep needs at least one epsilon")
-        return self._sweep(model, x, y, eps, target)
+        task = resolve_task(task, model, y)
+        if task is not CLASSIFICATION:  # labels in tensor form, so the points can be subset
+            x, y, target = self._checked(model, x, y, target, task)
+        return self._sweep(model, x, y, eps, target, task)
 
     @abstractmethod
     def _sweep(
-        self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None
+        self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None, task: Task
     ) -> SweepResult: ...
 
     # --- helpers for subclasses and callers ----------------------------------------------------
@@ -422,7 +405,7 @@ class Attack(ABC):
             x_adv = x_adv.clamp(0.0, 1.0)
         if x.shape[0]:
             z = oracle.confirm(x_adv)
-            success = is_adversarial(z, y, target)
+            success = oracle.task.is_adversarial(z, y, target)
         else:
             success = torch.zeros(0, dtype=torch.bool, device=x.device)
         norm = self.threat.norm(x_adv - x)
@@ -431,7 +414,9 @@ class Attack(ABC):
                 success &= norm <= self.threat.eps * (1 + 1e-6) + 1e-9
             x_adv = torch.where(per_point(success, x), x_adv, x)
             norm = torch.where(success, norm, torch.full_like(norm, math.inf))
-        return AttackResult(x_adv=x_adv, success=success, norm=norm, queries=oracle.queries, target=target)
+        return AttackResult(
+            x_adv=x_adv, success=success, norm=norm, queries=oracle.queries, target=target, extras=oracle.extras
+        )
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -448,7 +433,7 @@ class FixedBudgetAttack(Attack):
     kind = "fixed-budget"
 
     def _sweep(
-        self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None
+        self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None, task: Task
     ) -> SweepResult:
         n = x.shape[0]
         success = torch.zeros(len(epsilons), n, dtype=torch.bool, device=x.device)
@@ -458,7 +443,7 @@ class FixedBudgetAttack(Attack):
             todo = (~broken).nonzero().squeeze(1)
             if todo.numel():
                 sub_target = None if target is None else target[todo]
-                res = self.with_threat(self.threat.with_eps(eps))(model, x[todo], y[todo], sub_target)
+                res = self.with_threat(self.threat.with_eps(eps))(model, x[todo], y[todo], sub_target, task=task)
                 broken[todo] = res.success
                 queries[todo] += res.queries
             success[e] = broken
@@ -477,10 +462,10 @@ class MinimumNormAttack(Attack):
     kind = "minimum-norm"
 
     def _sweep(
-        self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None
+        self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None, task: Task
     ) -> SweepResult:
         unbounded = self.with_threat(self.threat.with_eps(None))
-        res = unbounded(model, x, y, target)
+        res = unbounded(model, x, y, target, task=task)
         eps = torch.tensor(epsilons, dtype=torch.float64)
         norm = res.norm.double().cpu()
         success = res.success.cpu()[None, :] & (norm[None, :] <= eps[:, None] * (1 + 1e-6) + 1e-9)

@@ -6,7 +6,8 @@ proposals of a detector: here the detector's grid cells, :mod:`advrobust.tasks.d
 a true class ``l_n`` and an adversarial class ``l'_n``. With ``f_c(x, t_n)`` the score of class ``c``
 at target ``t_n``, DAG iterates (``m = 1, 2, …``):
 
-* ``T_m = {n : argmax_c f_c(x + r, t_n) = l_n}`` — the targets still correct;
+* ``T_m = {n : argmax_c f_c(x + r, t_n) = l_n}`` — the targets still correct (for a detector: or
+  whose class ``l_n`` still scores above the detection threshold, so it would still be detected);
 * ``r_m = Σ_{n ∈ T_m} [∇_x f_{l'_n}(x + r, t_n) − ∇_x f_{l_n}(x + r, t_n)]``;
 * ``r ← r + γ·r_m / ‖r_m‖_∞`` with ``γ = 0.5`` (pixel values 0..255 in the paper: here ``γ`` is in
   those units, so a step moves a pixel by at most ``γ/255``);
@@ -31,10 +32,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import FixedBudgetAttack, Oracle
+from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle
 from advrobust.attacks.iterative import check_nonnegative, check_positive_int
 from advrobust.errors import InputError
-from advrobust.tasks import Detection, Segmentation, Task
+from advrobust.tasks import Detection, Segmentation, Task, resolve_task
 from advrobust.tensors import per_point
 from advrobust.threat import Linf, Threat
 
@@ -74,9 +75,11 @@ def dag_value(logits: Tensor, labels: Tensor, adv: Tensor, active: Tensor) -> Te
     return (gain * active).sum(dim=1)
 
 
-def still_correct(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
-    """``T_m``: the valid targets whose prediction is still the true class (``N×P`` bool)."""
-    return valid & (logits.detach().argmax(dim=1) == labels)
+def still_correct(task: Task, logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
+    """``T_m``: the valid targets whose prediction is still the true class (``N×P`` bool), in the
+    task's sense (:meth:`~advrobust.tasks.Task.still_correct`: for a detector, while it would still be
+    detected)."""
+    return valid & task.still_correct(logits, labels)
 
 
 def linf_normalized(r: Tensor, gamma: float) -> Tensor:
@@ -97,6 +100,7 @@ class DAG(FixedBudgetAttack):
 
     name = "dag"
     norms = ("linf", "l2")
+    tasks = ("segmentation", "detection")
     needs_budget = False
 
     def __init__(
@@ -119,13 +123,24 @@ class DAG(FixedBudgetAttack):
         self.gamma = gamma
         self.max_iter = check_positive_int("DAG", "max_iter", max_iter)
 
-    def call_target(self, task: Task, x: Tensor, target: Tensor | None) -> Tensor | None:
-        """The goal the call is judged by: the user's target; for a detector with ``"vanish"`` or a
-        class id, that class per image; otherwise untargeted."""
-        if target is not None or not isinstance(task, Detection) or self.targets == "permute":
-            return target
-        return torch.full((x.shape[0],), 0 if self.targets == "vanish" else int(self.targets), dtype=torch.long,
-                          device=x.device)
+    def __call__(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        task: str | Task | None = None,
+    ) -> AttackResult:
+        """The attack contract; against a detector with ``targets="vanish"`` (or a class id) and no
+        ``target``, the call is judged as targeted at that class per image (``"vanish"``: success
+        means no detection at all)."""
+        resolved = resolve_task(task, model, y)
+        if target is None and isinstance(resolved, Detection) and self.targets != "permute" and isinstance(x, Tensor):
+            cls = 0 if self.targets == "vanish" else int(self.targets)
+            target = torch.full((x.shape[0],), cls, dtype=torch.long, device=x.device)
+        return super().__call__(model, x, y, target, generator=generator, task=resolved)
 
     def _targets_of(self, task: Task, labels: Tensor, k: int, target: Tensor | None, generator: torch.Generator):
         if target is not None:
@@ -161,9 +176,9 @@ class DAG(FixedBudgetAttack):
                 raise InputError(f"DAG: target class {self.targets} is outside [0, {k - 1}] for this model")
             adv = self._targets_of(task, view.labels, k, None if target is None else target[rows], generator)
             valid = view.mask & (adv != view.labels)
-            start = still_correct(view.logits, view.labels, valid)
+            start = still_correct(task, view.logits, view.labels, valid)
             self._ascend(oracle, task, x, x_adv, rows, view.labels, adv, valid, iterations)
-            end = still_correct(task.dense_logits(oracle.logits(x_adv[rows], index=rows)), view.labels, valid)
+            end = still_correct(task, task.dense_logits(oracle.logits(x_adv[rows], index=rows)), view.labels, valid)
             flipped[rows] = ((start & ~end).sum(dim=1) / start.sum(dim=1).clamp_min(1)).to(x.dtype)
         oracle.extras.update(iterations=iterations, flipped=flipped)
         return x_adv
@@ -181,7 +196,7 @@ class DAG(FixedBudgetAttack):
 
             def objective(z: Tensor, live: Tensor = live, counts: Tensor = active_count) -> Tensor:
                 logits = task.dense_logits(z)
-                active = still_correct(logits, labels[live], valid[live])
+                active = still_correct(task, logits, labels[live], valid[live])
                 counts.copy_(active.sum(dim=1))
                 return dag_value(logits, labels[live], adv[live], active)
 

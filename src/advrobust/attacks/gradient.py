@@ -40,6 +40,7 @@ class FGSM(FixedBudgetAttack):
 
     name = "fgsm"
     norms = ("linf", "l2")
+    tasks = ("classification", "segmentation", "detection", "verification")
 
     def __init__(self, threat: Threat, *, loss: str | Objective = "ce", seed: int | None = 0) -> None:
         super().__init__(threat, seed=seed)
@@ -59,7 +60,7 @@ class FGSM(FixedBudgetAttack):
         x_adv = x.clone()
         if rows.numel() == 0:
             return x_adv
-        objective = get_loss(self.loss)
+        objective = oracle.task.objective(self.loss)
         t = None if target is None else target[rows]
         y_rows = y[rows]
         _, _, grad = oracle.logits_and_grad(x[rows], lambda z: objective(z, y_rows, t), index=rows)

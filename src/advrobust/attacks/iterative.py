@@ -33,7 +33,7 @@ from torch import Tensor
 
 from advrobust.attacks.base import FixedBudgetAttack, Oracle
 from advrobust.errors import InputError
-from advrobust.losses import Objective, get_loss, is_adversarial
+from advrobust.losses import Objective, get_loss
 from advrobust.tensors import per_point
 from advrobust.threat import Threat
 
@@ -207,7 +207,7 @@ def ascend(
             loss, grad = objective(z), None
         else:
             z, loss, grad = problem.oracle.logits_and_grad(active.x_cur, objective, index=active.index)
-        adv = is_adversarial(z, active.y, active.goal)
+        adv = problem.oracle.task.is_adversarial(z, active.y, active.goal)
         problem.tracker.update(active.index, active.x_cur, loss, adv)
         if last:
             return
@@ -248,6 +248,7 @@ class IterativeAttack(FixedBudgetAttack):
     """
 
     norms = ("linf", "l2")
+    tasks = ("classification", "segmentation", "detection", "verification")
 
     def __init__(
         self,
@@ -279,8 +280,9 @@ class IterativeAttack(FixedBudgetAttack):
         """The objective's target for each round of restarts (default: one round, the call's goal)."""
         yield None
 
-    def objective(self) -> Objective:
-        return get_loss(self.loss)
+    def objective(self, oracle: Oracle) -> Objective:
+        """The call's objective: the loss in the form of the oracle's task (per pixel for a segmenter)."""
+        return oracle.task.objective(self.loss)
 
     def _run(
         self,
@@ -292,7 +294,7 @@ class IterativeAttack(FixedBudgetAttack):
         done: Tensor,
     ) -> Tensor:
         tracker = BestTracker(x, done)
-        problem = Problem(oracle, self.objective(), x, y, target, tracker, self.early_stop)
+        problem = Problem(oracle, self.objective(oracle), x, y, target, tracker, self.early_stop)
         attacked = (~done).nonzero().squeeze(1)
         for aim in self.aims(oracle, x, y, target):
             for restart in range(self.restarts):

@@ -54,6 +54,9 @@ ATTACKS: dict[str, AttackSpec] = {
         "jsma", "JSMA", "Jacobian-based Saliency Map Attack, l0 (Papernot et al. 2016)", default_norm="l0"
     ),
     "fmn": AttackSpec("fmn", "FMN", "Fast Minimum-Norm attack, l0/l1/l2/linf (Pintor et al. 2021)", default_norm="l2"),
+    "dag": AttackSpec(
+        "dag", "DAG", "Dense Adversary Generation, segmentation and detection (Xie et al. 2017)"
+    ),
 }
 
 ALIASES: dict[str, str] = {

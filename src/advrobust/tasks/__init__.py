@@ -24,8 +24,8 @@ from advrobust.tasks.segmentation import Segmentation
 from advrobust.tasks.verification import Verification
 
 __all__ = [
-    "TASKS", "Classification", "DenseView", "Detection", "Detections", "Segmentation", "Task", "Verification",
-    "resolve_task",
+    "CLASSIFICATION", "TASKS", "Classification", "DenseView", "Detection", "Detections", "Segmentation", "Task",
+    "Verification", "resolve_task",
 ]
 
 TASKS: dict[str, type[Task]] = {

@@ -81,6 +81,11 @@ class Task(ABC):
         """The dense classification view: :meth:`dense_logits` with the true class of each target."""
         raise InputError(f"the {self.name} task has no per-pixel or per-proposal targets: DAG needs a dense task")
 
+    def still_correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Per target (``logits`` ``N×K×P``, ``labels`` ``N×P``): does the model still output its true
+        class? By default: the class of highest score."""
+        return logits.detach().argmax(dim=1) == labels
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

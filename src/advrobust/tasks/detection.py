@@ -186,6 +186,12 @@ class Detection(Task):
         labels = torch.where(owned > 0, owned, logits.detach().argmax(dim=1))
         return DenseView(logits, labels, labels != BACKGROUND)
 
+    def still_correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """A proposal still shows its class while that class wins *or* keeps a probability of at
+        least ``score_threshold`` (it would still be decoded as a detection)."""
+        prob = logits.detach().float().softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+        return (logits.detach().argmax(dim=1) == labels) | (prob >= self.score_threshold)
+
     # --- decoding ----------------------------------------------------------------------------------
     def decode(self, z: Tensor) -> list[Detections]:
         """The detections of each image (see the module docstring)."""
