@@ -165,20 +165,33 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
               help="Results store [default: results.sqlite in the advrobust cache].")
 @click.option("--no-store", is_flag=True, help="Do not record the result in the results store.")
+@click.option("--task", default="classification", show_default=True,
+              type=click.Choice(["classification", "segmentation", "detection"]),
+              help="What the model does: segmentation/detection report mIoU/mAP under DAG and PGD "
+                   "(default model and data: the built-in segmenter/detector on mnist-seg/mnist-det).")
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
     attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
-    report_path: Path | None, db: Path | None, no_store: bool,
+    report_path: Path | None, db: Path | None, no_store: bool, task: str,
 ) -> None:
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
-    accuracy (worst case per point, with 95% Wilson intervals) and record the result."""
+    accuracy (worst case per point, with 95% Wilson intervals) and record the result. With --task
+    segmentation or detection: the task's metrics clean and under each attack at each eps."""
     import advrobust as ar
     from advrobust.evaluation.distributed import init_from_env, rank_and_world
     from advrobust.evaluation.rundir import RunDirMismatch
     from advrobust.evaluation.store import ResultStore
     from advrobust.paths import cache_dir
     from advrobust.threat import threat_from_name
+
+    if task != "classification":
+        from advrobust.cli import tasks
+
+        tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm, parse_eps(eps_values),
+                  attack_names, min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
+                  RichProgress())
+        return
 
     init_from_env()
     rank, _ = rank_and_world()
