@@ -49,7 +49,7 @@ def load_task_data(task: str, name: str, root: str | None, split: str, n: int | 
 
     key = BUILTIN[task] if name == "mnist-5k" else name.lower()
     if key in SCENE_DATASETS:
-        data = load_scenes(key, split)
+        data = load_scenes(key, split, n)
     elif key in ("masks", "coco"):
         if root is None:
             what = "the folder with images/ and masks/" if key == "masks" else "the COCO JSON file"

@@ -114,12 +114,14 @@ def compose(
 
 
 @lru_cache(maxsize=4)
-def _scenes(split: str) -> tuple[np.ndarray, np.ndarray, list[list[tuple[int, int, int, int, int]]]]:
+def _scenes(split: str, count: int) -> tuple[np.ndarray, np.ndarray, list[list[tuple[int, int, int, int, int]]]]:
+    """The first ``count`` scenes of ``split`` (scenes are drawn one after the other, so the first
+    ``k`` are the same whatever ``count``)."""
     images, labels = _raw()
     index = split_indices(labels)[split]
     rng = _generator("mnist-scenes", split)
     canvases, maps, boxes = [], [], []
-    for _ in range(SCENES[split]):
+    for _ in range(min(count, SCENES[split])):
         count = int(rng.integers(DIGITS_PER_SCENE[0], DIGITS_PER_SCENE[1] + 1))
         canvas, label_map, scene_boxes = compose(images[index], labels[index], count, rng)
         canvases.append(canvas)
@@ -146,17 +148,17 @@ def pack(boxes: list[list[tuple[int, int, int, int, int]]]) -> torch.Tensor:
     return out
 
 
-def load_mnist_seg(split: str = "test") -> SceneDataset:
-    """Scenes with per-pixel labels (background + 10 digits)."""
-    parts = [_scenes(p) for p in _parts(split)]
+def load_mnist_seg(split: str = "test", limit: int | None = None) -> SceneDataset:
+    """Scenes with per-pixel labels (background + 10 digits); ``limit``: only the first scenes."""
+    parts = [_scenes(p, limit or SCENES[p]) for p in _parts(split)]
     x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)[:, None]
     y = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return SceneDataset("mnist-seg", split, x, y, list(SEG_CLASSES), "segmentation")
 
 
-def load_mnist_det(split: str = "test") -> SceneDataset:
-    """The same scenes with one box and label per digit."""
-    parts = [_scenes(p) for p in _parts(split)]
+def load_mnist_det(split: str = "test", limit: int | None = None) -> SceneDataset:
+    """The same scenes with one box and label per digit; ``limit``: only the first scenes."""
+    parts = [_scenes(p, limit or SCENES[p]) for p in _parts(split)]
     x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)[:, None]
     y = pack([b for p in parts for b in p[2]])
     return SceneDataset("mnist-det", split, x, y, list(SEG_CLASSES), "detection")
@@ -165,9 +167,9 @@ def load_mnist_det(split: str = "test") -> SceneDataset:
 SCENE_DATASETS = {"mnist-seg": load_mnist_seg, "mnist-det": load_mnist_det}
 
 
-def load_scenes(name: str, split: str = "test") -> SceneDataset:
-    """A built-in scene data set by name (``mnist-seg``, ``mnist-det``)."""
+def load_scenes(name: str, split: str = "test", limit: int | None = None) -> SceneDataset:
+    """A built-in scene data set by name (``mnist-seg``, ``mnist-det``); ``limit``: the first scenes."""
     key = name.lower()
     if key not in SCENE_DATASETS:
         raise DataError(f"unknown scene data set {name!r}: choose one of {', '.join(SCENE_DATASETS)}")
-    return SCENE_DATASETS[key](split)
+    return SCENE_DATASETS[key](split, limit)

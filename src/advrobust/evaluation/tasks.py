@@ -181,7 +181,12 @@ def evaluate_task(
     y = task.labels(y, x)
     threat = threat if threat is not None else Linf()
     eps_list = list(epsilons) if epsilons is not None else [threat.eps]
-    built = [a if isinstance(a, Attack) else create(str(a), threat=threat, seed=seed) for a in attacks]
+    some_eps = next((e for e in eps_list if e is not None), 1.0)
+    built = [a if isinstance(a, Attack) else create(str(a), threat=threat.with_eps(some_eps), seed=seed)
+             for a in attacks]
+    for a in built:
+        if None in eps_list and a.needs_budget:
+            raise InputError(f"{type(a).__name__} needs an eps: the unbounded budget (None) is for DAG")
     names = [a.name or type(a).__name__ for a in built]
     n = x.shape[0]
     clean_out = outputs(model, x)
