@@ -19,6 +19,8 @@ from advrobust.tasks.metrics import (
     box_iou,
     confusion_matrix,
     mean_average_precision,
+    miou_interval,
+    per_image_confusion,
     segmentation_metrics,
 )
 
@@ -248,3 +250,15 @@ def test_coco_json_round_trip_and_errors(tmp_path):
     path.write_text(json.dumps(spec))
     with pytest.raises(DataError, match="one.png is 20×16 but boxes.json says 32×16"):
         load_coco(path)
+
+
+def test_per_image_confusions_sum_to_the_whole_and_the_bootstrap_interval_holds_the_mIoU():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (20, 6, 6), generator=gen)
+    pred = torch.where(torch.rand(20, 6, 6, generator=gen) < 0.8, y, torch.randint(0, 3, (20, 6, 6), generator=gen))
+    y[0, 0, 0] = 255
+    per_image = per_image_confusion(pred, y, 3)
+    assert torch.equal(per_image.sum(dim=0), confusion_matrix(pred, y, 3))
+    lo, hi = miou_interval(per_image)
+    miou = segmentation_metrics(per_image.sum(dim=0))["miou"]
+    assert lo < miou < hi and hi - lo < 0.3

@@ -25,7 +25,13 @@ from advrobust.models.fingerprint import fingerprint
 from advrobust.progress import SILENT, Progress
 from advrobust.tasks import Detection, Segmentation, Task, resolve_task
 from advrobust.tasks.detection import unpack_boxes
-from advrobust.tasks.metrics import confusion_matrix, mean_average_precision, segmentation_metrics
+from advrobust.tasks.metrics import (
+    confusion_matrix,
+    mean_average_precision,
+    miou_interval,
+    per_image_confusion,
+    segmentation_metrics,
+)
 from advrobust.threat import Linf, Threat, threat_from_name
 
 BATCH = 128
@@ -109,6 +115,8 @@ class TaskEvaluation:
     extras: dict[str, dict[str, dict[str, float]]]
     examples: list[TaskExample] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    #: segmentation: 95% bootstrap intervals of the mIoU over images, ``"clean"`` and per eps and attack
+    intervals: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     timestamp: str = ""
 
@@ -134,6 +142,14 @@ def _damage(z: Tensor, y: Tensor, task: Task) -> Tensor:
         return task.fooled(z, y, None)
     found = [task.found(d, y[i]) for i, d in enumerate(task.decode(z))]
     return torch.tensor([1.0 - float(f.float().mean()) if f.numel() else 0.0 for f in found], device=z.device)
+
+
+def _interval(z: Tensor, y: Tensor, task: Task) -> list[float] | None:
+    """The mIoU's bootstrap interval (segmentation; ``None`` for detection, whose mAP is not
+    resampled here)."""
+    if not isinstance(task, Segmentation):
+        return None
+    return list(miou_interval(per_image_confusion(z.argmax(dim=1), y, z.shape[1], task.ignore_index)))
 
 
 def _summary(z: Tensor, task: Task) -> list[Tensor]:
@@ -194,13 +210,14 @@ def evaluate_task(
         task=task.name, model_name=model_name or type(model).__name__, model_fingerprint=fingerprint(model),
         data_name=data_name or "tensors", n_points=n, threat=threat.name, epsilons=eps_list, attacks=names,
         clean=metrics_of_outputs(clean_out, y, task), metrics={}, norms={}, extras={}, classes=classes,
+        intervals={"clean": _interval(clean_out, y, task)},
     )
     linf, l2 = threat_from_name("linf"), threat_from_name("l2")
     with progress.task(f"{task.name}: {', '.join(names)}", total=len(eps_list) * len(built)) as bar:
         for eps in eps_list:
             key = TaskEvaluation.key(eps)
             worst_x, worst_damage = x.clone(), torch.full((n,), -1.0)
-            result.metrics[key], result.norms[key], result.extras[key] = {}, {}, {}
+            result.metrics[key], result.norms[key], result.extras[key], result.intervals[key] = {}, {}, {}, {}
             for name, attack in zip(names, built, strict=True):
                 attack = attack.with_threat(threat.with_eps(eps))
                 parts = [attack(model, x[i : i + batch_size], y[i : i + batch_size], task=task)
@@ -208,6 +225,7 @@ def evaluate_task(
                 x_adv = torch.cat([p.x_adv for p in parts])
                 z = outputs(model, x_adv)
                 result.metrics[key][name] = metrics_of_outputs(z, y, task)
+                result.intervals[key][name] = _interval(z, y, task)
                 r = x_adv - x
                 result.norms[key][name] = {"median_linf": float(linf.norm(r).median()),
                                            "median_l2": float(l2.norm(r).median())}
@@ -219,7 +237,9 @@ def evaluate_task(
                 if len(result.examples) < n_examples * len(eps_list):
                     _keep_examples(result, task, eps, name, x, x_adv, clean_out, z, y, n_examples)
                 bar.advance(1)
-            result.metrics[key]["worst"] = metrics_of_outputs(outputs(model, worst_x), y, task)
+            z_worst = outputs(model, worst_x)
+            result.metrics[key]["worst"] = metrics_of_outputs(z_worst, y, task)
+            result.intervals[key]["worst"] = _interval(z_worst, y, task)
     result.seconds = time.perf_counter() - started
     result.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if store is not None:

@@ -73,19 +73,29 @@ def examples_figure(examples: list[dict[str, Any]], task: str, classes: list[str
     return fig
 
 
+def _with_interval(value: float, interval: Any) -> str:
+    return html.pct(value) + (f" [{interval[0]:.1%}, {interval[1]:.1%}]" if interval else "")
+
+
 def metrics_table(ev: dict[str, Any]) -> str:
     names = list(ev["clean"])
-    rows: list[list[html.Cell]] = [["clean", "—", *(html.pct(ev["clean"][m]) for m in names), "—", "—", "—"]]
+    intervals = ev.get("intervals", {})
+
+    def cells(values: dict[str, float], interval: Any) -> list[html.Cell]:
+        return [_with_interval(values[m], interval if m == "miou" else None) for m in names]
+
+    rows: list[list[html.Cell]] = [["clean", "—", *cells(ev["clean"], intervals.get("clean")), "—", "—", "—"]]
     for eps, by_attack in ev["metrics"].items():
         for attack, values in by_attack.items():
             norms = ev["norms"].get(eps, {}).get(attack, {})
             extras = ev["extras"].get(eps, {}).get(attack, {})
             rows.append([
-                eps, attack, *(html.pct(values[m]) for m in names),
+                eps, attack, *cells(values, intervals.get(eps, {}).get(attack)),
                 html.num(norms.get("median_linf", float("nan"))), html.num(norms.get("median_l2", float("nan"))),
                 html.num(extras.get("iterations", float("nan"))),
             ])
-    head = ["eps", "attack", *(LABELS.get(m, m) for m in names), "median ‖r‖∞", "median ‖r‖₂", "mean iterations"]
+    head = ["eps", "attack", *(LABELS.get(m, m) + (" [95% CI]" if m == "miou" else "") for m in names),
+            "median ‖r‖∞", "median ‖r‖₂", "mean iterations"]
     return html.table(head, rows, [False, False, *([True] * (len(names) + 3))])
 
 

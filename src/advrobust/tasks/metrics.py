@@ -36,6 +36,37 @@ def segmentation_metrics(confusion: Tensor) -> dict[str, float]:
     return {"miou": miou, "pixel_accuracy": float(tp.sum()) / total if total else 0.0}
 
 
+def per_image_confusion(pred: Tensor, y: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """``N×K×K``: the confusion matrix of each image (labelled pixels only)."""
+    counted = y != ignore_index
+    index = (y.long() * num_classes + pred.long()).masked_fill(~counted, 0).flatten(1)
+    out = torch.zeros(y.shape[0], num_classes * num_classes, dtype=torch.long, device=y.device)
+    out.scatter_add_(1, index, counted.flatten(1).long())
+    return out.view(-1, num_classes, num_classes).cpu()
+
+
+def miou_interval(confusions: Tensor, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mIoU over images (Efron & Tibshirani 1993): images are
+    drawn with replacement ``resamples`` times and the mIoU recomputed from their summed confusion."""
+    n = confusions.shape[0]
+    if n == 0:
+        return (0.0, 0.0)
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n, (resamples, n), generator=gen)
+    weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(resamples, n, dtype=torch.float64))
+    sums = weights @ confusions.flatten(1).double()
+    k = confusions.shape[1]
+    c = sums.view(resamples, k, k)
+    tp = c.diagonal(dim1=1, dim2=2)
+    union = c.sum(dim=1) + c.sum(dim=2) - tp
+    present = union > 0
+    iou = torch.where(present, tp / union.clamp_min(1e-12), torch.zeros_like(tp))
+    miou = iou.sum(dim=1) / present.sum(dim=1).clamp_min(1)
+    lo, hi = torch.quantile(miou, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return (lo, hi)
+
+
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of every box of ``a`` (``A×4``) with every box of ``b`` (``B×4``), boxes ``(x1, y1, x2, y2)``."""
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
