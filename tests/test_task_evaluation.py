@@ -68,3 +68,13 @@ def test_cli_evaluate_task_segmentation(tmp_path, capsys):
     assert info.value.code == 0, out
     assert "miou" in out and "pgd" in out and (tmp_path / "r.html").exists()
     assert ResultStore(tmp_path / "r.sqlite").task_metrics(1)[0][:3] == ("clean", "none", "miou")
+
+
+def test_ar_evaluate_hands_a_segmenter_to_evaluate_task():
+    import advrobust as ar
+
+    model = per_pixel_linear()
+    x = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(1)) * 0.2 + 0.4
+    y = model(x).argmax(dim=1)
+    ev = ar.evaluate(model, x, y, epsilons=[0.2], suite=["pgd"])
+    assert ev.task == "segmentation" and ev.attacks == ["pgd"] and ev.metrics["0.2"]["pgd"]["pixel_accuracy"] < 0.05
