@@ -14,14 +14,16 @@ On ``--n`` test scenes (default 100) of ``mnist-seg`` / ``mnist-det`` with the c
   off) as a ratio to their floor: the same number of forward+backward passes (and forward passes) of
   the model on the same batch (goal <= 1.2x).
 
-    .venv/bin/python benchmarks/bench_tasks.py [--n 100] [--eps 0.05]
+    .venv/bin/python benchmarks/bench_tasks.py [--n 100] [--eps 0.05] [--task segmentation|detection]
 
-Writes ``benchmarks/results/tasks.json``; records ``uptime``'s load average (the machine is shared).
+Writes ``benchmarks/results/tasks.json`` (``--task`` runs one half and keeps the other from the file);
+records ``uptime``'s load average before and after each half (the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_results  # noqa: E402
+from common import RESULTS, write_results  # noqa: E402
 
 from advrobust.attacks.dag import DAG  # noqa: E402
 from advrobust.attacks.gradient import PGD  # noqa: E402
@@ -129,19 +131,25 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--eps", type=float, default=0.05)
     parser.add_argument("--speed-batch", type=int, default=32)
+    parser.add_argument("--task", choices=["segmentation", "detection"], default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    results: dict[str, object] = {"load_before": load_average(), "n": args.n, "eps": args.eps}
+    previous = RESULTS / "tasks.json"
+    results: dict[str, object] = json.loads(previous.read_text()) if args.task and previous.exists() else {}
+    results.pop("environment", None)
     for name, loader, data_name, dags in (
         ("segmentation", default_segmenter, "mnist-seg", {"dag_permute": DAG()}),
         ("detection", default_detector, "mnist-det", {"dag_permute": DAG(), "dag_vanish": DAG(targets="vanish")}),
     ):
+        if args.task not in (None, name):
+            continue
+        load_before = load_average()
         model, meta = loader()
         data = load_scenes(data_name, "test", args.n)
         task = resolve_task(None, model, data.y)
         y = task.labels(data.y, data.x)
-        block: dict[str, object] = {"model": meta["arch"], "clean_test_400": meta["clean_metrics"],
-                                    "clean": task_metrics(model, data.x, y)}
+        block: dict[str, object] = {"load_before": load_before, "n": args.n, "eps": args.eps, "model": meta["arch"],
+                                    "clean_test_400": meta["clean_metrics"], "clean": task_metrics(model, data.x, y)}
         for key, attack in dags.items():
             block[key] = attack_block(model, data.x, y, attack)
         block["pgd"] = attack_block(model, data.x, y, PGD(Linf(eps=args.eps), steps=20))
@@ -149,8 +157,8 @@ def main() -> None:
             xs, ys = data.x[: args.speed_batch], y[: args.speed_batch]
             outputs(model, xs)  # warm up
             block["speed"] = speed(model, xs, ys)
+        block["load_after"] = load_average()
         results[name] = block
-    results["load_after"] = load_average()
     print(write_results("tasks", results))
 
 

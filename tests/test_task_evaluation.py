@@ -40,6 +40,11 @@ def test_segmentation_metrics_fall_with_eps_and_the_worst_case_is_never_better(t
     page = write_task_report(tmp_path / "seg.html", ev).read_text()
     assert "mIoU" in page and "data:image/png;base64" in page and (tmp_path / "seg_figures" / "examples.png").exists()
     assert json.loads(json.dumps(ev.to_dict()))["metrics"]["0.2"]["dag"]["miou"] == ev.metrics["0.2"]["dag"]["miou"]
+    lo, hi = ev.intervals["clean"]
+    assert lo <= 1.0 <= hi + 1e-12
+    with pytest.raises(SystemExit) as info:  # the saved JSON renders again from the command line
+        main(["report", str(ev.save(tmp_path / "seg.json")), "--out", str(tmp_path / "again.html")])
+    assert info.value.code in (0, None) and "mIoU" in (tmp_path / "again.html").read_text()
 
 
 def test_detection_map_under_dag_vanish(tmp_path):
