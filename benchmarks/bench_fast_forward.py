@@ -1,10 +1,10 @@
-"""What the fast path (:mod:`advrobust.models.fast_forward`) buys: rows per second of the plain model
+"""What the fast path (:mod:`advrobust.runtime.fast_forward`) buys: rows per second of the plain model
 and of the fast path (channels-last weights, chunks of ``CPU_ROWS``), forward only (a query attack's
 pass) and forward+backward w.r.t. the input (a gradient attack's), at several batch sizes; for the
-forward pass also of the frozen copy (:mod:`advrobust.models.frozen`) that query attacks run on; and
+forward pass also of the frozen copy (:mod:`advrobust.runtime.frozen`) that query attacks run on; and
 for One-Pixel's passes (``EDITS`` one-pixel edits of 100 test images), whole painted images through
 the plain model and the frozen copy against the receptive-field forward
-(:mod:`advrobust.models.local_forward`), which computes only the window an edit can change.
+(:mod:`advrobust.runtime.local_forward`), which computes only the window an edit can change.
 
 Timings on a shared CPU drift by tens of percent within a minute, so each configuration is timed in
 short interleaved rounds (plain, fast, frozen, plain, ...) and the median of the rounds is reported;
@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import bench_model, floor_seconds, rows_per_second, timed, write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
-from advrobust.models.fast_forward import CPU_ROWS, FROZEN_AFTER_ROWS, FastForward  # noqa: E402
-from advrobust.models.local_forward import local_forward  # noqa: E402
+from advrobust.runtime.chunks import CPU_ROWS  # noqa: E402
+from advrobust.runtime.fast_forward import FROZEN_AFTER_ROWS, FastForward  # noqa: E402
+from advrobust.runtime.local_forward import local_forward  # noqa: E402
 from advrobust.tensors import painted_copies  # noqa: E402
 
 #: one-pixel edits per timed pass: One-Pixel's ``max_batch``

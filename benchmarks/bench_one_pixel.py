@@ -7,7 +7,7 @@ seeded random other class), queries per image, wall time, and the ratio to the f
 a query attack: its floor is the time of the same number of *forward* passes of the plain model
 (in the batches of ``CPU_ROWS`` rows the model sees), measured as rows per second on this machine.
 The attack scores its one-pixel edits on the pixel's receptive field
-(:mod:`advrobust.models.local_forward`: a frozen crop network and the dense layer's window), about
+(:mod:`advrobust.runtime.local_forward`: a frozen crop network and the dense layer's window), about
 7× the plain model's rows per second on the default CNN, so its ratio to this floor is well below 1.
 
 Peer: if ``$ART_PYTHON`` (default ``/tmp/peers/bin/python``) is a Python with the same torch, IBM
@@ -53,7 +53,7 @@ from common import rows_per_second, write_results  # noqa: E402
 from advrobust.attacks.one_pixel import OnePixel  # noqa: E402
 from advrobust.data import load  # noqa: E402
 from advrobust.models import save_checkpoint  # noqa: E402
-from advrobust.models.fast_forward import CPU_ROWS  # noqa: E402
+from advrobust.runtime.chunks import CPU_ROWS  # noqa: E402
 from advrobust.threat import L0  # noqa: E402
 from advrobust.training.pretrained import default_model  # noqa: E402
 

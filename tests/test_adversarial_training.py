@@ -145,8 +145,8 @@ def test_minimum_norm_attack_is_refused():
     class Nearest(MinimumNormAttack):
         name = "nearest"
 
-        def _run(self, oracle, x, y, target, generator, done):
-            return x
+        def _run(self, ctx):
+            return ctx.x
 
     with pytest.raises(InputError, match="fixed-budget"):
         PGDAT(attack=Nearest(ar.L2()))

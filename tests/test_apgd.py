@@ -12,10 +12,12 @@ from torch import nn
 
 import advrobust as ar
 from advrobust.attacks.apgd import APGD, APGDT, APGDStep, checkpoints, halve_step
-from advrobust.attacks.base import Oracle
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.gradient import PGD
 from advrobust.attacks.iterative import Active
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
+from advrobust.runtime import RuntimePolicy
 from advrobust.threat import L1, L2, Linf
 from test_attacks_gradient import _attacked, _robust
 
@@ -96,8 +98,9 @@ def test_apgd_stays_in_ball_and_box(norm, eps_frac, n, k, seed, targeted, cls):
     target = (y + torch.randint(1, k, (n,), generator=gen)) % k if targeted else None
     threat = {"linf": Linf(eps_frac), "l2": L2(3 * eps_frac), "l1": L1(10 * eps_frac)}[norm]
     attack = cls(threat, steps=6, early_stop=bool(seed % 2))
-    raw = attack._run(Oracle(model, n, x.device), x, y, target, attack.make_generator(x.device),
-                      torch.zeros(n, dtype=torch.bool))
+    ctx = RunContext(Oracle(RuntimePolicy().runner(model), n, x.device), x, y, target,
+                     attack.make_generator(x.device), torch.zeros(n, dtype=torch.bool))
+    raw = attack._run(ctx)
     assert bool(threat.contains(raw, x).all())
     res = attack(model, x, y, target)
     with torch.no_grad():

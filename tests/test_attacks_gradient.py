@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.base import Oracle
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.gradient import BIM, FGSM, MIFGSM, PGD
 from advrobust.attacks.iterative import BestTracker
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
+from advrobust.runtime import RuntimePolicy
 from advrobust.threat import L1, L2, Linf
 
 ITERATIVE = (BIM, PGD, MIFGSM)
@@ -77,9 +79,9 @@ def test_every_iterate_and_result_stay_in_ball_and_box(
     kwargs = {} if cls is FGSM else {"early_stop": early_stop}
     attack = _make(cls, threat, steps=4, **kwargs)
     # what the attack itself returns, before the base's safety projection
-    oracle = Oracle(model, n, x.device)
+    oracle = Oracle(RuntimePolicy().runner(model), n, x.device)
     done = torch.zeros(n, dtype=torch.bool)
-    raw = attack._run(oracle, x, y, target, attack.make_generator(x.device), done)
+    raw = attack._run(RunContext(oracle, x, y, target, attack.make_generator(x.device), done))
     assert bool(threat.contains(raw, x).all())
     assert float(raw.min()) >= 0.0 and float(raw.max()) <= 1.0
     res = attack(model, x, y, target)

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.base import FixedBudgetAttack, MinimumNormAttack, Oracle
+from advrobust.attacks.base import FixedBudgetAttack, MinimumNormAttack
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError, ModelAccessError
+from advrobust.runtime import Runner
 
 
 class RandomInBall(FixedBudgetAttack):
@@ -19,10 +21,10 @@ class RandomInBall(FixedBudgetAttack):
 
     name = "random-in-ball"
 
-    def _run(self, oracle, x, y, target, generator, done):
-        oracle.logits_and_grad(x, lambda z: z.sum(dim=1))
+    def _run(self, ctx):
+        ctx.oracle.logits_and_grad(ctx.x, lambda z: z.sum(dim=1))
         # deliberately outside the ball: the base must project it back
-        return self.threat.random_start(x, generator) + 0.5
+        return self.threat.random_start(ctx.x, ctx.generator) + 0.5
 
 
 class ClaimsEverything(MinimumNormAttack):
@@ -31,9 +33,9 @@ class ClaimsEverything(MinimumNormAttack):
     name = "claims-everything"
     norms = ("l2",)
 
-    def _run(self, oracle, x, y, target, generator, done):
-        x_adv = x.clone()
-        x_adv[0] = 1.0 - x[0]
+    def _run(self, ctx):
+        x_adv = ctx.x.clone()
+        x_adv[0] = 1.0 - ctx.x[0]
         return x_adv
 
 
@@ -171,7 +173,7 @@ def test_gradient_attacks_refuse_score_only_models(linear_model, batch):
 
 
 def test_oracle_counts_repeated_rows_per_point(linear_model):
-    oracle = Oracle(linear_model, 3, torch.device("cpu"))
+    oracle = Oracle(Runner(linear_model), 3, torch.device("cpu"))
     x = torch.rand(5, 1, 4, 4)
     oracle.logits(x, index=torch.tensor([0, 0, 0, 2, 2]))
     assert oracle.queries.tolist() == [3, 0, 2]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
 from advrobust.errors import InputError
 from advrobust.evaluation import EvaluationResult
 
@@ -36,7 +36,8 @@ class LinearMinNorm(MinimumNormAttack):
     name = "linear-min"
     norms = ("linf",)
 
-    def _run(self, oracle: Oracle, x, y, target, generator, done):
+    def _run(self, ctx):
+        oracle, x, y = ctx.oracle, ctx.x, ctx.y
         model = oracle.model
         oracle.logits(x)
         w = model.w.detach()

@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.base import Oracle
-from advrobust.models.fast_forward import CPU_ROWS, FROZEN_AFTER_ROWS, FastForward
+from advrobust.attacks.oracle import Oracle
+from advrobust.runtime import FrozenCopies, Runner, RuntimePolicy
+from advrobust.runtime.chunks import CPU_ROWS
+from advrobust.runtime.fast_forward import FROZEN_AFTER_ROWS, FastForward
 
 
 def _cnn(seed: int = 0) -> nn.Module:
@@ -65,7 +67,7 @@ class _RowCounter(nn.Module):
 @pytest.fixture
 def build_at_once(monkeypatch):
     """Switch to the frozen copy on the first pass without gradients (the default waits for 8k rows)."""
-    monkeypatch.setattr("advrobust.models.fast_forward.FROZEN_AFTER_ROWS", 1)
+    monkeypatch.setattr("advrobust.runtime.fast_forward.FROZEN_AFTER_ROWS", 1)
 
 
 def _x(n: int = 300) -> torch.Tensor:
@@ -132,12 +134,18 @@ def test_reported_successes_are_decided_by_the_plain_model(monkeypatch):
     assert torch.equal(res.success, plain_wrong)
 
 
+def test_the_policy_picks_the_fast_path_for_cpu_modules_only():
+    assert isinstance(RuntimePolicy().runner(_cnn()), FastForward)
+    for runner in (RuntimePolicy(fast=False).runner(_cnn()), RuntimePolicy().runner(lambda x: x.flatten(1))):
+        assert type(runner) is Runner and runner.layout == "default" and not runner.frozen
+
+
 def test_the_environment_switch_turns_the_fast_path_off(monkeypatch, build_at_once):
     monkeypatch.setenv("ADVROBUST_FAST_FORWARD", "0")
-    fast = FastForward(_cnn())
+    runner = RuntimePolicy().runner(_cnn())
     with torch.no_grad():
-        fast(_x(16))
-    assert fast.layout == "default" and fast.rows is None and not fast.frozen
+        runner(_x(16))
+    assert type(runner) is Runner and runner.layout == "default" and not runner.frozen
 
 
 def test_callables_and_black_boxes_are_called_as_they_are():
@@ -147,9 +155,9 @@ def test_callables_and_black_boxes_are_called_as_they_are():
         calls.append(x.shape[0])
         return x.flatten(1)[:, :10]
 
-    oracle = Oracle(scores, 300, torch.device("cpu"))
+    oracle = Oracle(RuntimePolicy().runner(scores), 300, torch.device("cpu"))
     oracle.logits(_x(300))
-    assert calls == [300] and oracle.run.layout == "default"
+    assert calls == [300] and oracle.runner.layout == "default"
 
 
 @pytest.mark.parametrize("arch", ["mnist-cnn", "small-resnet"])
@@ -163,7 +171,7 @@ def test_registered_architectures_take_the_fast_path(arch):
     assert fast.layout == "channels_last"
 
 
-# --- the frozen copy for passes without gradients (advrobust.models.frozen) ---------------------
+# --- the frozen copy for passes without gradients (advrobust.runtime.frozen) ---------------------
 
 
 class _Branchy(nn.Module):
@@ -227,11 +235,11 @@ def test_a_copy_that_computes_other_scores_is_rejected(build_at_once):
 
 
 def test_a_copy_is_rebuilt_when_the_weights_change(build_at_once):
-    model, x = _cnn(), _x(32)
+    model, x, copies = _cnn(), _x(32), FrozenCopies()
     with torch.no_grad():
-        FastForward(model)(x)
+        FastForward(model, copies=copies)(x)
         model[0].weight.mul_(-1)  # in place, as an optimizer step does
-        fast = FastForward(model)
+        fast = FastForward(model, copies=copies)
         out = fast(x)
         assert fast.frozen
         torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-5)
@@ -241,10 +249,11 @@ def test_a_copy_is_not_used_once_a_module_is_put_in_training_mode(build_at_once)
     """Batch norm in training mode normalizes with each batch's own statistics: the copy built in eval
     mode is another function then, and no copy of the training-mode model passes the check."""
     model = ar.models.create("small-resnet", num_classes=10, input_shape=(1, 28, 28), seed=0).eval()
+    copies = FrozenCopies()
     with torch.no_grad():
-        FastForward(model)(_x(16))
+        FastForward(model, copies=copies)(_x(16))
         model.stem[1].train()
-        fast = FastForward(model)
+        fast = FastForward(model, copies=copies)
         fast(_x(16))
     assert not fast.frozen and model.stem[1].training
 
@@ -252,17 +261,17 @@ def test_a_copy_is_not_used_once_a_module_is_put_in_training_mode(build_at_once)
 def test_the_switch_to_a_frozen_copy_does_not_depend_on_earlier_attacks():
     """A copy cached by an earlier attack saves the build, never the rows before the switch: the
     paths round differently, so an attack must not run otherwise because of what ran before it."""
-    model = _cnn()
+    model, copies = _cnn(), FrozenCopies()
     with torch.no_grad():
-        first = FastForward(model)
+        first = FastForward(model, copies=copies)
         first(_x(FROZEN_AFTER_ROWS))
-        second = FastForward(model)
+        second = FastForward(model, copies=copies)
         second(_x(16))
     assert first.frozen and not second.frozen
 
 
 def test_an_attack_run_twice_gives_the_same_result(monkeypatch):
-    monkeypatch.setattr("advrobust.models.fast_forward.FROZEN_AFTER_ROWS", 200)  # switch mid-attack
+    monkeypatch.setattr("advrobust.runtime.fast_forward.FROZEN_AFTER_ROWS", 200)  # switch mid-attack
     model, x = _cnn(), _x(24)
     y = model(x).argmax(1)
     attack = ar.attacks.Square(ar.Linf(eps=0.1), queries=60)

@@ -1,4 +1,4 @@
-"""The receptive-field forward of one-pixel edits (advrobust.models.local_forward): the same function
+"""The receptive-field forward of one-pixel edits (advrobust.runtime.local_forward): the same function
 as the model on every pixel, refused for models it cannot compute exactly, and used by One-Pixel."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.base import Oracle
 from advrobust.attacks.one_pixel import OnePixel
+from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.pixel_edits import PixelEdits
-from advrobust.models import local_forward as lf
 from advrobust.models.architectures import create
 from advrobust.models.normalize import with_normalization
+from advrobust.runtime import RuntimePolicy
+from advrobust.runtime import local_forward as lf
 from advrobust.tensors import painted_copies
 
 
@@ -160,7 +161,7 @@ def test_one_pixel_scores_edits_locally_and_counts_each_as_a_query(monkeypatch):
     model, shape = MODELS["default mnist-cnn, normalized"]()
     x = torch.rand(4, *shape)
     points = torch.tensor([3, 1, 0, 2])
-    oracle = Oracle(model, 4, x.device)
+    oracle = Oracle(RuntimePolicy().runner(model), 4, x.device)
     edits = PixelEdits(oracle, x, points, pixels=1)
     assert edits.local is not None
     img, pos = torch.tensor([0, 0, 1, 3, 3, 3]), torch.tensor([[0], [400], [27], [783], [5], [6]])
@@ -173,8 +174,10 @@ def test_one_pixel_scores_edits_locally_and_counts_each_as_a_query(monkeypatch):
     assert oracle.queries.tolist() == [0, 1, 3, 2]  # images 0, 0, 1, 3, 3, 3 are points 3, 3, 1, 2, 2, 2
     # two pixels per edit, or the fast path turned off: whole images through the oracle
     assert PixelEdits(oracle, x, points, pixels=2).local is None
-    monkeypatch.setenv("ADVROBUST_FAST_FORWARD", "0")
-    assert PixelEdits(Oracle(model, 4, x.device), x, points, pixels=1).local is None
+    assert PixelEdits(Oracle(RuntimePolicy(fast=False).runner(model), 4, x.device), x, points, pixels=1).local is None
+    assert PixelEdits(Oracle(RuntimePolicy(freeze=False).runner(model), 4, x.device), x, points, pixels=1).local is None
+    monkeypatch.setenv("ADVROBUST_FAST_FORWARD", "0")  # the documented override of every policy
+    assert PixelEdits(Oracle(RuntimePolicy().runner(model), 4, x.device), x, points, pixels=1).local is None
 
 
 def _planted_pixel_cnn(size: int, row: int, col: int) -> nn.Module:

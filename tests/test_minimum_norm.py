@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import advrobust as ar
+from advrobust.attacks.base import MinimumNormAttack
 from advrobust.attacks.cw import CarliniWagner
 from advrobust.attacks.deepfool import DeepFool
 from advrobust.attacks.fmn import FMN
@@ -114,7 +115,7 @@ def test_targeted_hits_the_target(name):
 def test_minimum_norm_attacks_are_registered():
     for name, cls in [("lbfgs", LBFGS), ("cw", CarliniWagner), ("deepfool", DeepFool), ("jsma", JSMA), ("fmn", FMN)]:
         attack = ar.attacks.create(name)
-        assert isinstance(attack, cls) and attack.kind == "minimum-norm" and not attack.threat.bounded
+        assert isinstance(attack, cls) and isinstance(attack, MinimumNormAttack) and not attack.threat.bounded
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])

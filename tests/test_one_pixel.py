@@ -8,10 +8,12 @@ from torch import nn
 
 import advrobust as ar
 from advrobust.attacks import one_pixel
-from advrobust.attacks.base import Oracle
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.one_pixel import OnePixel, _distinct_parents, one_pixel_all_targets
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError, ModelAccessError
 from advrobust.models.blackbox import LabelModel, ScoreModel
+from advrobust.runtime import RuntimePolicy
 
 
 class PixelTrigger(nn.Module):
@@ -142,10 +144,11 @@ def test_bad_configuration_fails_early():
         OnePixel(ar.L0(pixels=1), population=3)
     with pytest.raises(InputError):
         OnePixel(ar.L0(pixels=1, per_feature=True))
-    oracle = Oracle(PixelTrigger([(0, 0)]), 1, torch.device("cpu"))
+    oracle = Oracle(RuntimePolicy().runner(PixelTrigger([(0, 0)])), 1, torch.device("cpu"))
+    ctx = RunContext(oracle, _dark(1), torch.zeros(1, dtype=torch.long), None, torch.Generator(),
+                     torch.zeros(1, dtype=torch.bool))
     with pytest.raises(InputError):
-        OnePixel(ar.L0(pixels=65))._run(oracle, _dark(1), torch.zeros(1, dtype=torch.long), None,
-                                       torch.Generator(), torch.zeros(1, dtype=torch.bool))
+        OnePixel(ar.L0(pixels=65))._run(ctx)
 
 
 def test_two_pixel_lock_needs_two_pixels():

@@ -9,12 +9,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.base import Oracle
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.gradient import PGD
+from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.square import Square, pseudo_gaussian, square_fraction
 from advrobust.errors import InputError, ModelAccessError
 from advrobust.losses import is_adversarial
 from advrobust.models.blackbox import LabelModel, ScoreModel
+from advrobust.runtime import RuntimePolicy
 
 
 class BallChecker(nn.Module):
@@ -35,9 +37,9 @@ class BallChecker(nn.Module):
 
 def _raw_run(attack, model, x, y, target=None, seed=0):
     """The attack's own output, before the base class projects it once more."""
-    oracle = Oracle(model, len(x), x.device)
+    oracle = Oracle(RuntimePolicy().runner(model), len(x), x.device)
     done = is_adversarial(oracle.logits(x), y, target)
-    return attack._run(oracle, x, y, target, torch.Generator().manual_seed(seed), done), oracle
+    return attack._run(RunContext(oracle, x, y, target, torch.Generator().manual_seed(seed), done)), oracle
 
 
 _RGB = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,6 +40,14 @@ from advrobust.tensors import flat as _flat
 from advrobust.tensors import per_point as _per_point
 
 _TINY = 1e-12
+
+#: relative and absolute slack when comparing a norm to eps: the round-off of a projection onto the ball
+BUDGET_RTOL, BUDGET_ATOL = 1e-6, 1e-9
+
+
+def within_budget(norm: Any, eps: Any) -> Any:
+    """``norm <= eps`` up to the round-off of a projection (tensors broadcast; floats give a bool)."""
+    return norm <= eps * (1 + BUDGET_RTOL) + BUDGET_ATOL
 
 
 def _check_eps(name: str, eps: float | None) -> float | None:

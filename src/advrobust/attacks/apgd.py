@@ -31,14 +31,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Oracle
-from advrobust.attacks.iterative import (
-    Active,
-    IterativeAttack,
-    StepRule,
-    check_positive_int,
-    steepest_step,
-)
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.inputs import check_positive_int
+from advrobust.attacks.iterative import Active, IterativeAttack, StepRule, steepest_step
 from advrobust.errors import InputError
 from advrobust.losses import Objective
 from advrobust.tensors import per_point
@@ -189,13 +184,13 @@ class APGDT(APGD):
         super().__init__(threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, early_stop=early_stop, seed=seed)
         self.n_target_classes = check_positive_int("APGDT", "n_target_classes", n_target_classes)
 
-    def aims(self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None) -> Iterator[Tensor | None]:
-        if target is not None:
+    def aims(self, ctx: RunContext) -> Iterator[Tensor | None]:
+        if ctx.target is not None:
             yield None
             return
-        z = oracle.logits(x)
+        z = ctx.oracle.logits(ctx.x)
         if z.shape[1] < 4:
             raise InputError(f"APGDT needs at least 4 classes (targeted DLR), the model has {z.shape[1]}; use APGD")
-        ranked = z.scatter(1, y[:, None], -math.inf).argsort(dim=1, descending=True)
+        ranked = z.scatter(1, ctx.y[:, None], -math.inf).argsort(dim=1, descending=True)
         for rank in range(min(self.n_target_classes, z.shape[1] - 1)):
             yield ranked[:, rank]

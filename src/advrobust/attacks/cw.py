@@ -36,8 +36,10 @@ import math
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.minimal import SmallestAdversarial
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
 from advrobust.tensors import per_point
@@ -125,9 +127,8 @@ class CarliniWagner(MinimumNormAttack):
         }
         return cls(threat, **kwargs)
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         best = SmallestAdversarial(x, self.threat, done)
         n = x.shape[0]
         const = torch.full((n,), self.initial_const, dtype=x.dtype, device=x.device)

@@ -32,9 +32,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle
-from advrobust.attacks.iterative import check_nonnegative, check_positive_int
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.inputs import check_nonnegative, check_positive_int
+from advrobust.attacks.oracle import Oracle
+from advrobust.attacks.result import AttackResult
 from advrobust.errors import InputError
+from advrobust.runtime.policy import RuntimePolicy
+from advrobust.runtime.runner import Model
 from advrobust.tasks import Detection, Segmentation, Task, resolve_task
 from advrobust.tensors import per_point
 from advrobust.threat import Linf, Threat
@@ -131,6 +136,7 @@ class DAG(FixedBudgetAttack):
         target: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        runtime: RuntimePolicy | None = None,
         task: str | Task | None = None,
     ) -> AttackResult:
         """The attack contract; against a detector with ``targets="vanish"`` (or a class id) and no
@@ -140,7 +146,7 @@ class DAG(FixedBudgetAttack):
         if target is None and isinstance(resolved, Detection) and self.targets != "permute" and isinstance(x, Tensor):
             cls = 0 if self.targets == "vanish" else int(self.targets)
             target = torch.full((x.shape[0],), cls, dtype=torch.long, device=x.device)
-        return super().__call__(model, x, y, target, generator=generator, task=resolved)
+        return super().__call__(model, x, y, target, generator=generator, runtime=runtime, task=resolved)
 
     def _targets_of(self, task: Task, labels: Tensor, k: int, target: Tensor | None, generator: torch.Generator):
         if target is not None:
@@ -152,15 +158,8 @@ class DAG(FixedBudgetAttack):
         first = 1 if isinstance(task, Detection) else 0
         return adversarial_labels(labels, self.targets, k, generator, first)
 
-    def _run(
-        self,
-        oracle: Oracle,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None,
-        generator: torch.Generator,
-        done: Tensor,
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, generator, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.generator, ctx.done
         task = oracle.task
         if not task.dense:
             raise InputError(f"DAG attacks dense tasks (segmentation, detection), not {task.name}")

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
 from advrobust.threat import L2, Threat
@@ -72,9 +73,8 @@ class DeepFool(MinimumNormAttack):
         self.max_iter = max_iter
         self.candidates = candidates
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         active = (~done).nonzero().squeeze(1)
         r_total = torch.zeros_like(x)
         if active.numel() == 0:

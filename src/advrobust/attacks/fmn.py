@@ -31,7 +31,8 @@ import math
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
@@ -83,9 +84,8 @@ class FMN(MinimumNormAttack):
         self.gamma_init = gamma_init
         self.gamma_final = gamma_final
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         best = SmallestAdversarial(x, self.threat, done)
         index = best.pending()
         if index.numel() == 0:

@@ -30,9 +30,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Model, Oracle, check_inputs, evaluation_mode, model_access
+from advrobust.attacks.access import model_access
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError, ModelAccessError
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime.policy import RuntimePolicy
+from advrobust.runtime.runner import Model
 
 #: the paper's mutation settings (Nguyen et al. 2015, §2.2)
 MUTATION_RATE = 0.1
@@ -70,13 +75,15 @@ def fooling_images(
     step_size: float = 0.01,
     seed: int = 0,
     progress: Progress = SILENT,
+    runtime: RuntimePolicy | None = None,
 ) -> FoolingResult:
     """Search a fooling image for each of ``classes`` (default: every class of the model).
 
     ``input_shape`` is ``(C, H, W)``; ``encoding`` (``"direct"`` or ``"cppn"``) applies to the
     evolution. See the module docstring for the methods and defaults;
     ``population`` is the evolutionary population per class (default 4, ours: on the small MNIST
-    CNN an elite of 4 reached 99.6% in fewer queries than 8 or 32).
+    CNN an elite of 4 reached 99.6% in fewer queries than 8 or 32). ``runtime`` decides how the model
+    is run (default ``RuntimePolicy()``).
     """
     if not 0 < confidence < 1:
         raise InputError(f"confidence is a probability in (0, 1), got {confidence}")
@@ -104,7 +111,7 @@ def fooling_images(
         cls = cls.to(probe.device)
         if cls.numel() and (int(cls.min()) < 0 or int(cls.max()) >= k):
             raise InputError(f"classes must lie in [0, {k - 1}] for this model")
-        oracle = Oracle(model, len(cls), probe.device)
+        oracle = Oracle((runtime or RuntimePolicy()).runner(model), len(cls), probe.device)
         threshold = math.log(confidence)
         if method == "evolution":
             coding = DirectEncoding(input_shape) if encoding == "direct" else CPPNEncoding(input_shape)

@@ -16,15 +16,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import FixedBudgetAttack, Oracle
-from advrobust.attacks.iterative import (
-    GradientStep,
-    IterativeAttack,
-    MomentumStep,
-    StepRule,
-    check_nonnegative,
-    steepest_step,
-)
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.inputs import check_nonnegative
+from advrobust.attacks.iterative import GradientStep, IterativeAttack, MomentumStep, StepRule, steepest_step
 from advrobust.losses import Objective, get_loss
 from advrobust.threat import Threat
 
@@ -47,23 +42,14 @@ class FGSM(FixedBudgetAttack):
         get_loss(loss)
         self.loss = loss
 
-    def _run(
-        self,
-        oracle: Oracle,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None,
-        generator: torch.Generator,
-        done: Tensor,
-    ) -> Tensor:
-        rows = (~done).nonzero().squeeze(1)
+    def _run(self, ctx: RunContext) -> Tensor:
+        x, rows = ctx.x, ctx.pending()
         x_adv = x.clone()
         if rows.numel() == 0:
             return x_adv
-        objective = oracle.task.objective(self.loss)
-        t = None if target is None else target[rows]
-        y_rows = y[rows]
-        _, _, grad = oracle.logits_and_grad(x[rows], lambda z: objective(z, y_rows, t), index=rows)
+        objective = ctx.oracle.task.objective(self.loss)
+        t, y_rows = ctx.target_of(rows), ctx.y[rows]
+        _, _, grad = ctx.oracle.logits_and_grad(x[rows], lambda z: objective(z, y_rows, t), index=rows)
         x_adv[rows] = steepest_step(self.threat, x[rows], x[rows], grad, float(self.threat.eps))
         return x_adv
 

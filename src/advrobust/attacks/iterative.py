@@ -31,8 +31,10 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import FixedBudgetAttack, Oracle
-from advrobust.errors import InputError
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.inputs import check_positive_int
+from advrobust.attacks.oracle import Oracle
 from advrobust.losses import Objective, get_loss
 from advrobust.tensors import per_point
 from advrobust.threat import Threat
@@ -220,20 +222,6 @@ def ascend(
         active.x_cur = rule.step(n, active, grad, loss)
 
 
-def check_positive_int(owner: str, name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise InputError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_nonnegative(owner: str, name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if not float(value) >= 0 or value == float("inf"):
-        raise InputError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 class IterativeAttack(FixedBudgetAttack):
     """Base of the iterative gradient attacks: restarts (and aims) over the one loop :func:`ascend`.
 
@@ -276,7 +264,7 @@ class IterativeAttack(FixedBudgetAttack):
         """The first iterate ``x_0`` (default: the clean input, as in I-FGSM)."""
         return x.clone()
 
-    def aims(self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None) -> Iterator[Tensor | None]:
+    def aims(self, ctx: RunContext) -> Iterator[Tensor | None]:
         """The objective's target for each round of restarts (default: one round, the call's goal)."""
         yield None
 
@@ -284,23 +272,15 @@ class IterativeAttack(FixedBudgetAttack):
         """The call's objective: the loss in the form of the oracle's task (per pixel for a segmenter)."""
         return oracle.task.objective(self.loss)
 
-    def _run(
-        self,
-        oracle: Oracle,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None,
-        generator: torch.Generator,
-        done: Tensor,
-    ) -> Tensor:
-        tracker = BestTracker(x, done)
-        problem = Problem(oracle, self.objective(oracle), x, y, target, tracker, self.early_stop)
-        attacked = (~done).nonzero().squeeze(1)
-        for aim in self.aims(oracle, x, y, target):
+    def _run(self, ctx: RunContext) -> Tensor:
+        tracker = BestTracker(ctx.x, ctx.done)
+        problem = Problem(ctx.oracle, self.objective(ctx.oracle), ctx.x, ctx.y, ctx.target, tracker, self.early_stop)
+        attacked = ctx.pending()
+        for aim in self.aims(ctx):
             for restart in range(self.restarts):
                 rows = tracker.pending() if self.early_stop else attacked
                 if rows.numel() == 0:
                     return tracker.x_best
-                ascend(problem, rows, self.start(x[rows], restart, generator), self.rule(), self.steps, aim)
+                ascend(problem, rows, self.start(ctx.x[rows], restart, ctx.generator), self.rule(), self.steps, aim)
         return tracker.x_best
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.minimal import SmallestAdversarial
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
 from advrobust.threat import L0, Threat
@@ -74,9 +76,8 @@ class JSMA(MinimumNormAttack):
         """How many feature pairs may change for inputs of ``features`` features (``⌊γ·D/2⌋``)."""
         return int(self.gamma * features) // 2
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         best = SmallestAdversarial(x, self.threat, done)
         index = best.pending()
         if self.max_pairs(x[0].numel()) < 1:

@@ -32,8 +32,10 @@ import torch
 from scipy.optimize import Bounds, minimize
 from torch import Tensor
 
-from advrobust.attacks.base import MinimumNormAttack, Oracle
+from advrobust.attacks.base import MinimumNormAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.minimal import SmallestAdversarial
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
 from advrobust.threat import L2, Threat
@@ -81,9 +83,8 @@ class LBFGS(MinimumNormAttack):
         self.search_steps = search_steps
         self.max_iter = max_iter
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None, generator: torch.Generator, done: Tensor
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
         best = SmallestAdversarial(x, self.threat, done)
         index = best.pending()
         if index.numel() == 0:

@@ -21,9 +21,9 @@ preset (population 100, 30 generations), ours, for quick audits.
 Speed: the candidates of every still-running image are scored in batches of up to ``max_batch``
 rows, many images' populations per pass, as edits of their images (:mod:`advrobust.attacks.pixel_edits`):
 with one pixel on a white-box CPU CNN, on the pixel's receptive field only
-(:mod:`advrobust.models.local_forward`, 2.1× the frozen whole-image pass on the default MNIST CNN);
+(:mod:`advrobust.runtime.local_forward`, 2.1× the frozen whole-image pass on the default MNIST CNN);
 otherwise painted into copies of their images by one ``scatter`` and run through the oracle's fast
-path (:mod:`advrobust.models.fast_forward`). Exactly ``k`` distinct pixels are written (a candidate
+path (:mod:`advrobust.runtime.fast_forward`). Exactly ``k`` distinct pixels are written (a candidate
 whose pixels collide is repaired by moving the later pixel to the next free position); nothing else
 changes.
 
@@ -46,10 +46,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import AttackResult, FixedBudgetAttack, Model, Oracle, check_inputs, evaluation_mode
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
+from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.pixel_edits import PixelEdits
+from advrobust.attacks.result import AttackResult
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime.runner import Model
 from advrobust.tensors import paint
 from advrobust.threat import L0, Threat
 
@@ -126,15 +132,8 @@ class OnePixel(FixedBudgetAttack):
         return cls(threat, **{"population": 100, "generations": 30, **kwargs})
 
     # --- differential evolution -----------------------------------------------------------------
-    def _run(
-        self,
-        oracle: Oracle,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None,
-        generator: torch.Generator,
-        done: Tensor,
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, generator, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.generator, ctx.done
         n, c, h, w = x.shape
         k = int(self.threat.eps)
         if k > h * w:

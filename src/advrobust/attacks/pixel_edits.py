@@ -1,21 +1,21 @@
 """How l0 query attacks reach the model: scores of copies of their images with a few pixels replaced.
 
 One-Pixel scores its candidates as edits of the images under attack. Each edit is one query of the
-:class:`~advrobust.attacks.base.Oracle`. A one-pixel edit of a white-box CPU model that
-:func:`~advrobust.models.local_forward.local_forward` accepts (a chain of local layers into a dense
-layer, e.g. the default MNIST CNN) is computed on the pixel's receptive field only; every other edit
-is painted into a whole copy of its image and run through the oracle's fast path. Both compute the
-model's function up to float rounding, and attacks confirm every success with the plain model.
-``ADVROBUST_FAST_FORWARD=0`` (or an oracle whose :class:`~advrobust.models.fast_forward.FastForward`
-does not freeze) keeps every edit on whole images.
+:class:`~advrobust.attacks.oracle.Oracle`. A one-pixel edit of a white-box model whose runner offers
+a receptive-field forward (:meth:`~advrobust.runtime.runner.Runner.one_pixel_edits`: the CPU fast
+path, for a chain of local layers into a dense layer such as the default MNIST CNN) is computed on
+the pixel's receptive field only; every other edit is painted into a whole copy of its image and
+run through the oracle's runner. Both compute the model's function up to float rounding, and
+attacks confirm every success with the plain model. A plain runner (``RuntimePolicy(fast=False)``
+or ``freeze=False``, ``ADVROBUST_FAST_FORWARD=0``) keeps every edit on whole images.
 """
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from advrobust.attacks.base import Oracle
-from advrobust.models.local_forward import LocalForward, local_forward
+from advrobust.attacks.oracle import Oracle
+from advrobust.runtime.local_forward import LocalForward
 from advrobust.tensors import painted_copies
 
 
@@ -27,9 +27,8 @@ class PixelEdits:
     def __init__(self, oracle: Oracle, base: Tensor, points: Tensor, pixels: int) -> None:
         self.oracle, self.base, self.points = oracle, base, points
         self.local: LocalForward | None = None
-        model = oracle.model
-        if pixels == 1 and oracle.access == "gradients" and oracle.run.may_freeze and isinstance(model, nn.Module):
-            self.local = local_forward(model, base)
+        if pixels == 1 and oracle.access == "gradients":  # a white-box model: its runner may look inside
+            self.local = oracle.runner.one_pixel_edits(base)
 
     def logits(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
         index = self.points.index_select(0, img)

@@ -33,7 +33,8 @@ import math
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import FixedBudgetAttack, Oracle
+from advrobust.attacks.base import FixedBudgetAttack
+from advrobust.attacks.context import RunContext
 from advrobust.errors import InputError
 from advrobust.losses import Objective, get_loss, is_adversarial
 from advrobust.progress import SILENT, Progress
@@ -116,15 +117,8 @@ class Square(FixedBudgetAttack):
         """Our fast preset: 1000 queries per point."""
         return cls(threat, **{"queries": 1000, **kwargs})
 
-    def _run(
-        self,
-        oracle: Oracle,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None,
-        generator: torch.Generator,
-        done: Tensor,
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x, y, target, generator, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.generator, ctx.done
         linf = self.threat.name == "linf"
         p_init = self.p_init if self.p_init is not None else (0.8 if linf else 0.1)
         objective = get_loss(self.loss if self.loss is not None else ("margin" if target is None else "ce"))

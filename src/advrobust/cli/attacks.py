@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import click
 from rich.table import Table
 
+from advrobust.attacks.base import kind_of
 from advrobust.attacks.registry import ALIASES, ATTACKS, list_attacks
 from advrobust.cli.console import console, is_piped
 from advrobust.errors import InputError
@@ -46,7 +47,7 @@ def describe(name: str) -> AttackInfo:
     params.update(spec.preset)
     defaults = ", ".join(f"{k}={v!r}" for k, v in params.items())
     norms = ", ".join(n if n != spec.default_norm else f"{n}*" for n in cls.norms)
-    return AttackInfo(name, aliases, cls.kind, norms, spec.summary, defaults)
+    return AttackInfo(name, aliases, kind_of(cls), norms, spec.summary, defaults)
 
 
 @click.command("attacks")

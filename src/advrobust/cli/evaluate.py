@@ -165,6 +165,9 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
               help="Results store [default: results.sqlite in the advrobust cache].")
 @click.option("--no-store", is_flag=True, help="Do not record the result in the results store.")
+@click.option("--plain-forward", is_flag=True,
+              help="Run the model as it is: no channels-last fast path, no frozen copies (slower; results "
+                   "are confirmed on the plain model either way).")
 @click.option("--task", default="classification", show_default=True,
               type=click.Choice(["classification", "segmentation", "detection"]),
               help="What the model does: segmentation/detection report mIoU/mAP under DAG and PGD "
@@ -173,7 +176,7 @@ def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
     attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
-    report_path: Path | None, db: Path | None, no_store: bool, task: str,
+    report_path: Path | None, db: Path | None, no_store: bool, plain_forward: bool, task: str,
 ) -> None:
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
     accuracy (worst case per point, with 95% Wilson intervals) and record the result. With --task
@@ -183,6 +186,7 @@ def command(
     from advrobust.evaluation.rundir import RunDirMismatch
     from advrobust.evaluation.store import ResultStore
     from advrobust.paths import cache_dir
+    from advrobust.runtime import RuntimePolicy
     from advrobust.threat import threat_from_name
 
     if task != "classification":
@@ -190,7 +194,7 @@ def command(
 
         tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm, parse_eps(eps_values),
                   attack_names, min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
-                  RichProgress())
+                  RichProgress(), RuntimePolicy(fast=not plain_forward))
         return
 
     init_from_env()
@@ -209,7 +213,7 @@ def command(
         run_dir = cache_dir() / "runs" / key
     settings = {"threat": threat_from_name(norm), "epsilons": epsilons, "suite": chosen, "batch_size": batch_size,
                 "store": store, "progress": progress, "classes": classes, "model_name": model_name,
-                "data_name": data.name, "seed": seed}
+                "data_name": data.name, "seed": seed, "runtime": RuntimePolicy(fast=not plain_forward)}
     try:
         result = ar.evaluate(model, data, run_dir=run_dir, **settings)
     except RunDirMismatch:

@@ -86,7 +86,7 @@ def metrics_table(result: Any) -> Table:
 def run(
     task: str, model_spec: str | None, data_name: str, root: str | None, split: str, n_points: int | None,
     seed: int, norm: str, epsilons: list[float] | None, attack_names: tuple[str, ...], batch_size: int,
-    json_path: Path | None, report_path: Path | None, store: Any, progress: Progress,
+    json_path: Path | None, report_path: Path | None, store: Any, progress: Progress, runtime: Any = None,
 ) -> None:
     """The ``evaluate --task`` command (after its options are parsed)."""
     from advrobust.evaluation.tasks import evaluate_task
@@ -99,7 +99,7 @@ def run(
     result = evaluate_task(
         model, data, task=task, attacks=list(attack_names) or DEFAULT_TASK_ATTACKS, threat=threat_from_name(norm),
         epsilons=epsilons or DEFAULT_TASK_EPS, batch_size=batch_size, store=store, progress=progress,
-        model_name=model_name, seed=seed,
+        model_name=model_name, seed=seed, runtime=runtime,
     )
     console.print(metrics_table(result))
     console.print(f"{result.seconds:.1f} s" + (f"; recorded in {store.path}" if store else ""))

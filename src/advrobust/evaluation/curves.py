@@ -25,9 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Attack, Model, check_inputs, evaluation_mode
+from advrobust.attacks.base import Attack, FixedBudgetAttack, MinimumNormAttack, kind_of
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime.runner import Model
 
 CLEAN = "clean"  # "broken by" for points the model already misclassifies
 
@@ -141,8 +144,8 @@ def minimal_perturbations(
     if not named:
         raise InputError("minimal_perturbations needs at least one minimum-norm attack")
     norms = {a.threat.name for _, a in named}
-    if len(norms) > 1 or any(a.kind != "minimum-norm" for _, a in named):
-        got = ", ".join(f"{n} ({a.kind}, {a.threat.name})" for n, a in named)
+    if len(norms) > 1 or any(not isinstance(a, MinimumNormAttack) for _, a in named):
+        got = ", ".join(f"{n} ({kind_of(a)}, {a.threat.name})" for n, a in named)
         raise InputError(f"minimal_perturbations takes minimum-norm attacks of one norm, got {got}")
     with evaluation_mode(model), torch.no_grad():
         correct = model(x).argmax(dim=1) == y
@@ -220,9 +223,10 @@ def cross_check(
 ) -> CrossCheck:
     """Merge the curve at ``eps`` with a fixed-budget ``attack`` run at ``eps`` (same norm) on the
     clean-correct points: per point the minimum of both, and which attack broke it."""
-    if attack.kind != "fixed-budget" or attack.threat.name != minimal.norm_name:
+    if not isinstance(attack, FixedBudgetAttack) or attack.threat.name != minimal.norm_name:
         raise InputError(
-            f"cross_check needs a fixed-budget attack in {minimal.norm_name}, got {attack.kind} in {attack.threat.name}"
+            f"cross_check needs a fixed-budget attack in {minimal.norm_name}, "
+            f"got {kind_of(attack)} in {attack.threat.name}"
         )
     name = name or attack.name or type(attack).__name__
     x, y, target = check_inputs(model, x, y, target)

@@ -1,7 +1,7 @@
 """``advrobust.evaluate``: robust accuracy under the worst case per point over an ensemble of attacks.
 
 The procedure (Croce & Hein 2020's ensemble evaluation, generalized to many eps and both kinds of
-attack, DESIGN.md):
+attack):
 
 1. Clean pass: points the model misclassifies are never attacked and never robust.
 2. The attacks run in the suite's order; each runs only on the points still robust.
@@ -35,22 +35,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Attack, Model, check_inputs, evaluation_mode, model_access
+from advrobust.attacks.access import allows, model_access
+from advrobust.attacks.base import Attack, FixedBudgetAttack
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
 from advrobust.errors import InputError
 from advrobust.evaluation.distributed import gather, rank_and_world
 from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
 from advrobust.evaluation.rundir import RunDir
 from advrobust.evaluation.suites import Member, build_suite
 from advrobust.progress import SILENT, Progress
-from advrobust.threat import Linf, Threat
-
-#: relative and absolute slack when comparing a norm to eps (float round-off of the projection)
-_RTOL, _ATOL = 1e-6, 1e-9
-
-
-def _within(norm: Tensor | float, eps: float) -> Any:
-    """``norm <= eps`` up to round-off (a tensor of bools, or a bool for a float)."""
-    return norm <= eps * (1 + _RTOL) + _ATOL
+from advrobust.runtime.policy import RuntimePolicy
+from advrobust.runtime.runner import Model
+from advrobust.threat import Linf, Threat, within_budget
 
 
 def model_fingerprint(model: Model) -> str:
@@ -135,8 +132,10 @@ class _Evaluation:
         rundir: RunDir,
         progress: Progress,
         n_examples: int,
+        runtime: RuntimePolicy,
     ) -> None:
         self.model, self.x, self.y, self.threat = model, x, y, threat
+        self.runtime = runtime
         self.epsilons, self.batch_size, self.rundir = epsilons, batch_size, rundir
         self.progress, self.n_examples = progress, n_examples
 
@@ -162,11 +161,11 @@ class _Evaluation:
     def _run_unit(self, attack: Attack, index: Tensor, eps: float | None) -> dict[str, Any]:
         start = time.perf_counter()
         x = self.x[index]
-        res = attack(self.model, x, self.y[index])
+        res = attack(self.model, x, self.y[index], runtime=self.runtime)
         norm = self.threat.norm(res.x_adv - x)
         success = res.success.clone()
         if eps is not None:  # defense in depth: a fixed-budget success must lie inside the ball
-            success &= _within(norm, eps)
+            success &= within_budget(norm, eps)
         norm = torch.where(success, norm, torch.full_like(norm, math.inf))
         keep = _varied(success.nonzero().squeeze(1), self.y[index], self.n_examples)
         return {
@@ -212,14 +211,14 @@ class _Evaluation:
             for e in eps_hits:
                 if e < e_min:
                     continue
-                hit = success & _within(norm, self.epsilons[e])
+                hit = success & within_budget(norm, self.epsilons[e])
                 state.mark(e, index[hit], name)
             won = index[success]
             state.min_norm[won] = torch.minimum(state.min_norm[won], norm[success])
             for pos, x_adv in zip(unit["keep"].tolist(), unit["x_adv"], strict=True):
                 i, n = int(index[pos]), float(norm[pos])
                 for e in eps_hits:
-                    if e >= e_min and i not in state.examples[e] and _within(n, self.epsilons[e]):
+                    if e >= e_min and i not in state.examples[e] and within_budget(n, self.epsilons[e]):
                         self._offer_example(state.examples[e], i, (x_adv, n, name))
 
     def _offer_example(self, kept: dict[int, tuple[Tensor, float, str]], i: int,
@@ -262,7 +261,7 @@ def _record(
     norm = torch.cat([u["norm"] for u in units])
     queries = torch.cat([u["queries"] for u in units]).float()
     if within is not None:
-        success = success & _within(norm, within)
+        success = success & within_budget(norm, within)
     if attacked is not None:  # min-norm: only the points still robust at this eps when it ran
         mask = attacked[index]
         success, norm = success[mask], norm[mask]
@@ -316,6 +315,7 @@ def evaluate(
     data_name: str | None = None,
     seed: int = 0,
     n_examples: int = 4,
+    runtime: RuntimePolicy | None = None,
     task: Any = None,
 ) -> Any:
     """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
@@ -327,6 +327,8 @@ def evaluate(
     :class:`~advrobust.evaluation.store.ResultStore` to record the result in. ``run_dir``: where
     finished units are written; the same call with the same ``run_dir`` resumes. ``seed`` (default 0)
     seeds the attacks built from names. ``n_examples`` (default 4): broken points kept per eps.
+    ``runtime`` decides how the attacks run the model (default ``RuntimePolicy()``: the CPU fast path
+    where it applies; results are confirmed on the plain model either way).
 
     ``task``: a segmenter or detector (named, declared by the model's ``task`` attribute, or read
     from the labels' form) is evaluated by :func:`advrobust.evaluation.tasks.evaluate_task` instead:
@@ -341,7 +343,7 @@ def evaluate(
         return evaluate_task(
             model, x, y, task=dense, attacks=suite if isinstance(suite, list) else ["dag", "pgd"], threat=threat,
             epsilons=eps_list, batch_size=min(int(batch_size), 64), store=store, progress=progress,
-            model_name=model_name, data_name=data_name, seed=seed, n_examples=n_examples,
+            model_name=model_name, data_name=data_name, seed=seed, n_examples=n_examples, runtime=runtime,
         )
     started = time.perf_counter()
     x, y, data_classes, data_label = _as_data(x, y)
@@ -351,10 +353,8 @@ def evaluate(
     x, y, _ = check_inputs(model, x, y)
     label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed)
     for m in members:
-        if m.attack is not None and m.skipped_reason is None:
-            order = {"labels": 0, "scores": 1, "gradients": 2}
-            if order[model_access(model)] < order[m.attack.needs]:
-                m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"
+        if m.attack is not None and m.skipped_reason is None and not allows(model_access(model), m.attack.needs):
+            m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"
     fingerprint = model_fingerprint(model)
     identity = {
         "model": fingerprint,
@@ -367,7 +367,8 @@ def evaluate(
         "n_examples": int(n_examples),
     }
     run = _Evaluation(
-        model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples
+        model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples,
+        runtime if runtime is not None else RuntimePolicy(),
     )
     n, n_eps = x.shape[0], len(eps_list)
     with evaluation_mode(model):
@@ -425,7 +426,7 @@ def _run_members(run: _Evaluation, state: _State, members: list[Member]) -> list
                 for e, eps in enumerate(run.epsilons)
             ]
             continue
-        if member.attack.kind == "fixed-budget":
+        if isinstance(member.attack, FixedBudgetAttack):
             for e, eps in enumerate(run.epsilons):
                 todo = state.robust[e].nonzero().squeeze(1)
                 attack = member.attack.with_threat(run.threat.with_eps(eps))

@@ -36,10 +36,13 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks import registry
-from advrobust.attacks.base import Attack, Model, check_inputs, evaluation_mode
+from advrobust.attacks.base import Attack
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
 from advrobust.errors import InputError
 from advrobust.losses import margin
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime.runner import Model
 from advrobust.threat import Threat
 
 Verdict = Literal["pass", "fail", "warn"]

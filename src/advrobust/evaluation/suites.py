@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advrobust.attacks import registry
-from advrobust.attacks.base import Attack
+from advrobust.attacks.base import Attack, FixedBudgetAttack
 from advrobust.errors import InputError
 from advrobust.threat import Threat, threat_from_name
 
@@ -67,12 +67,12 @@ def _from_name(name: str, threat: Threat, seed: int, options: dict[str, Any]) ->
     except (ImportError, AttributeError) as exc:
         raise InputError(f"attack {key!r} is not available in this installation ({exc})") from None
     if threat.name not in cls.norms:
-        if cls.kind == "fixed-budget":
+        if issubclass(cls, FixedBudgetAttack):
             reason = f"defined for {', '.join(cls.norms)}, not {threat.name}"
             return Member(key, None, reason)
         attack = _create(key, threat_from_name(cls.norms[0]), options)
     else:
-        eps = threat.eps if cls.kind == "fixed-budget" else None
+        eps = threat.eps if issubclass(cls, FixedBudgetAttack) else None
         attack = _create(key, threat.with_eps(eps), options)
     attack.seed = seed
     return Member(key, attack)
@@ -87,7 +87,7 @@ def _create(key: str, threat: Threat, options: dict[str, Any]) -> Attack:
 
 def _from_attack(attack: Attack, threat: Threat) -> Member:
     name = attack.name or type(attack).__name__.lower()
-    if attack.kind == "fixed-budget" and attack.threat.name != threat.name:
+    if isinstance(attack, FixedBudgetAttack) and attack.threat.name != threat.name:
         return Member(name, None, f"configured for {attack.threat.name}, not {threat.name}")
     return Member(name, attack)
 

@@ -175,12 +175,14 @@ def evaluate_task(
     data_name: str | None = None,
     seed: int = 0,
     n_examples: int = 3,
+    runtime: Any = None,
 ) -> TaskEvaluation:
     """The task's metrics of ``model`` on ``(x, y)`` (or a scene data set), clean and after each
     attack at each eps. ``attacks``: registry names or :class:`~advrobust.attacks.base.Attack` s (each
     re-targeted to every eps); ``threat``: the norm (default ``Linf``); ``epsilons``: the budgets
     (``None`` in the list: unbounded, for DAG). ``store``: a results store (path or
-    :class:`~advrobust.evaluation.store.ResultStore`) to record the result in."""
+    :class:`~advrobust.evaluation.store.ResultStore`) to record the result in; ``runtime``: how the
+    attacks run the model (:class:`~advrobust.runtime.RuntimePolicy`)."""
     from advrobust.attacks.registry import create
 
     started = time.perf_counter()
@@ -220,7 +222,7 @@ def evaluate_task(
             result.metrics[key], result.norms[key], result.extras[key], result.intervals[key] = {}, {}, {}, {}
             for name, attack in zip(names, built, strict=True):
                 attack = attack.with_threat(threat.with_eps(eps))
-                parts = [attack(model, x[i : i + batch_size], y[i : i + batch_size], task=task)
+                parts = [attack(model, x[i : i + batch_size], y[i : i + batch_size], task=task, runtime=runtime)
                          for i in range(0, n, batch_size)]
                 x_adv = torch.cat([p.x_adv for p in parts])
                 z = outputs(model, x_adv)

@@ -24,9 +24,12 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks import registry
-from advrobust.attacks.base import Attack, Model, check_inputs, evaluation_mode
+from advrobust.attacks.base import Attack, FixedBudgetAttack
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.attacks.inputs import check_inputs
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime.runner import Model
 from advrobust.threat import Linf, Threat
 
 
@@ -86,7 +89,7 @@ def _build(item: str | Attack, threat: Threat) -> tuple[str, Attack]:
     if isinstance(item, Attack):
         return item.name or type(item).__name__.lower(), item
     cls = registry.get(item)
-    if cls.kind != "fixed-budget":
+    if not issubclass(cls, FixedBudgetAttack):
         raise InputError(f"transfer needs fixed-budget attacks (eps-bounded examples); {item!r} is not one")
     extra = {"early_stop": False} if "early_stop" in inspect.signature(cls.__init__).parameters else {}
     return str(item).lower(), registry.create(item, threat=threat, **extra)

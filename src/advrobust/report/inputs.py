@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advrobust.attacks.base import Model, evaluation_mode
+from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.runtime.runner import Model
 
 
 @torch.no_grad()

@@ -77,7 +77,7 @@ class Classification(Task):
                 warnings.warn(
                     "the model's outputs are non-negative and sum to 1: they look like probabilities. "
                     "Gradient attacks need logits; remove the final softmax from the model.",
-                    stacklevel=4,
+                    stacklevel=5,
                 )
 
     def is_adversarial(self, z: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

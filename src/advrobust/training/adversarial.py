@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from advrobust.attacks.base import Attack, FixedBudgetAttack, Oracle
+from advrobust.attacks.base import Attack, FixedBudgetAttack
+from advrobust.attacks.context import RunContext
 from advrobust.attacks.gradient import PGD
 from advrobust.attacks.iterative import steepest_step
 from advrobust.attacks.registry import get as get_attack
@@ -107,13 +108,10 @@ class RandomStartFGSM(FixedBudgetAttack):
     def alpha(self) -> float:
         return self.step_factor * float(self.threat.eps) if self.step_size is None else float(self.step_size)
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None,
-        generator: torch.Generator, done: Tensor,
-    ) -> Tensor:
-        x0 = self.threat.random_start(x, generator)
-        _, _, grad = oracle.logits_and_grad(x0, lambda z: cross_entropy(z, y, target))
-        return steepest_step(self.threat, x, x0, grad, self.alpha())
+    def _run(self, ctx: RunContext) -> Tensor:
+        x0 = self.threat.random_start(ctx.x, ctx.generator)
+        _, _, grad = ctx.oracle.logits_and_grad(x0, lambda z: cross_entropy(z, ctx.y, ctx.target))
+        return steepest_step(self.threat, ctx.x, x0, grad, self.alpha())
 
 
 class KLAttack(FixedBudgetAttack):
@@ -144,12 +142,10 @@ class KLAttack(FixedBudgetAttack):
     def alpha(self) -> float:
         return 2.5 * float(self.threat.eps) / self.steps if self.step_size is None else float(self.step_size)
 
-    def _run(
-        self, oracle: Oracle, x: Tensor, y: Tensor, target: Tensor | None,
-        generator: torch.Generator, done: Tensor,
-    ) -> Tensor:
+    def _run(self, ctx: RunContext) -> Tensor:
+        oracle, x = ctx.oracle, ctx.x
         log_p = F.log_softmax(oracle.logits(x), dim=1)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        noise = torch.randn(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
         x_adv = self.threat.project(x + self.init_std * noise, x)
 
         def kl(z: Tensor) -> Tensor:
@@ -177,7 +173,7 @@ class _AdversarialMethod:
     name = ""
 
     def __init__(self, attack: Attack, warmup: float) -> None:
-        if attack.kind != "fixed-budget":
+        if not isinstance(attack, FixedBudgetAttack):
             raise InputError(
                 f"{type(attack).__name__} is a minimum-norm attack; adversarial training needs a "
                 "fixed-budget attack (e.g. 'pgd', 'apgd-ce', 'mi-fgsm')"

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from advrobust.attacks.base import Attack, evaluation_mode
+from advrobust.attacks.base import Attack
+from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.errors import InputError
 from advrobust.paths import atomic_path
 from advrobust.progress import SILENT, Progress

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from advrobust.attacks.base import evaluation_mode
+from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.attacks.registry import create
 from advrobust.errors import InputError
 from advrobust.threat import Threat

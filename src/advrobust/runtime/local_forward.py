@@ -20,7 +20,7 @@ On the default MNIST CNN the window is 3×3 of the 7×7 last activation and the 
 28×28 image: about 5× fewer multiply-adds. Measured on 8192 edits (``benchmarks/bench_fast_forward.py``):
 2.1× the rows per second of the frozen copy of the whole model on painted images, 7× the plain model;
 3.2× and 9.5× on the width-32 PGD-AT CNN. The crop network runs as a frozen copy
-(:func:`advrobust.models.frozen.frozen_trace`) in passes of as many crop pixels as ``CPU_ROWS``
+(:func:`advrobust.runtime.frozen.frozen_trace`) in passes of as many crop pixels as ``CPU_ROWS``
 whole images hold.
 
 Supported layers (found by ``torch.fx`` tracing, the model's modes as they are): ``Conv2d`` (zero
@@ -29,7 +29,7 @@ padding), ``MaxPool2d``, ``AvgPool2d`` (no ``ceil_mode``), element-wise activati
 normalization layer). Anything else — residual connections, global pooling, data-dependent control
 flow, a window that saves little — gives no local forward, and the caller runs the whole model. A
 local forward is built only if its scores match the model's on probe edits at the image's corners
-and inside it (:func:`advrobust.models.frozen.same_scores`); the two round differently, so callers
+and inside it (:func:`advrobust.runtime.frozen.same_scores`); the two round differently, so callers
 confirm successes with the plain model. Like the frozen copy, it runs none of the module's Python
 side effects (hooks).
 """
@@ -47,8 +47,8 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.modules.utils import _pair
 
-from advrobust.models.fast_forward import CPU_ROWS
-from advrobust.models.frozen import CHECK_ROWS, frozen_trace, same_scores
+from advrobust.runtime.chunks import CPU_ROWS
+from advrobust.runtime.frozen import CHECK_ROWS, frozen_trace, same_scores
 from advrobust.tensors import painted_copies
 
 #: the largest table kept (floats): the unedited images' crops and dense outputs (``images × windows ×
@@ -397,7 +397,7 @@ class _CropNetwork:
         return (crops, *(m.index_select(0, key) for m in self.masks))
 
     def freeze(self, probe: tuple[Tensor, ...]) -> bool:
-        """Run a frozen copy from now on (:func:`~advrobust.models.frozen.frozen_trace`); ``False`` if none."""
+        """Run a frozen copy from now on (:func:`~advrobust.runtime.frozen.frozen_trace`); ``False`` if none."""
         frozen = frozen_trace(self.network, probe)
         if frozen is not None:
             self.forward = frozen

@@ -1,6 +1,6 @@
 """Run a torch model the way a CPU runs it fastest: channels-last convolutions, cache-sized batches.
 
-Attacks spend nearly all their time in the model (DESIGN.md: the floor is the model's own passes),
+Attacks spend nearly all their time in the model (the floor of their cost is the model's own passes),
 so the layout of those passes is the largest speed lever left once an attack adds no overhead. Three
 things matter on a CPU, all measured in ``benchmarks/bench_fast_forward.py``:
 
@@ -15,7 +15,7 @@ things matter on a CPU, all measured in ``benchmarks/bench_fast_forward.py``:
   outputs concatenated. A classifier in eval mode treats rows independently (batch norm uses its
   running statistics), so each row's output is the same whatever batch it came in.
 * **A frozen copy for passes without gradients.** Query attacks only read scores; for those passes
-  a traced, frozen and oneDNN-fused copy of the model (:mod:`advrobust.models.frozen`) runs another
+  a traced, frozen and oneDNN-fused copy of the model (:mod:`advrobust.runtime.frozen`) runs another
   1.35–2× faster. A :class:`FastForward` switches to it once it has run :data:`FROZEN_AFTER_ROWS`
   rows without gradients (so a short call never pays for the build; the copy is then kept for the
   model's current weights), and the copy is checked against the plain model like the rest.
@@ -25,33 +25,30 @@ against the model's own forward pass on a few rows, and a model whose output dif
 rounding) or that fails on the layout — e.g. a ``forward`` that calls ``.view`` on a convolution's
 output, which needs the default strides — falls back to the plain model for the whole call. Attacks
 confirm every success with the plain model (:meth:`FastForward.exact`), so a reported success never
-depends on the fast path. ``ADVROBUST_FAST_FORWARD=0`` turns it off.
+depends on the fast path. Whether a model runs on it is decided by
+:class:`advrobust.runtime.policy.RuntimePolicy` (``ADVROBUST_FAST_FORWARD=0`` turns it off).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from advrobust.models.frozen import CHECK_ROWS, Frozen, build_copy, cached_copy, same_scores
+from advrobust.runtime.chunks import CPU_ROWS, chunked
+from advrobust.runtime.frozen import CHECK_ROWS, Frozen, FrozenCopies, same_scores
+from advrobust.runtime.local_forward import LocalForward, local_forward
+from advrobust.runtime.runner import Runner
 
-#: rows per forward pass on a CPU (cache-sized; see the module docstring)
-CPU_ROWS = 128
 #: rows run without gradients before switching to a frozen copy: about what building one (trace, check:
 #: a few hundredths of a second on the MNIST models) saves on the rows after it
 FROZEN_AFTER_ROWS = 8192
 
 
-def enabled() -> bool:
-    """Whether the fast path is on (``ADVROBUST_FAST_FORWARD=0`` turns it off)."""
-    return os.environ.get("ADVROBUST_FAST_FORWARD", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def _on_cpu(model: nn.Module) -> bool:
+def on_cpu(model: nn.Module) -> bool:
+    """Whether every parameter and buffer of ``model`` is on the CPU (and it has some)."""
     tensors = [*model.parameters(), *model.buffers()]
     return bool(tensors) and all(t.device.type == "cpu" for t in tensors)
 
@@ -70,53 +67,54 @@ def _channels_last_weights(model: nn.Module) -> dict[str, Tensor]:
     }
 
 
-class FastForward:
-    """``model(x)``, computed in cache-sized chunks and channels-last layout on a CPU.
+class FastForward(Runner):
+    """``model(x)`` for a CPU ``nn.Module``, computed in cache-sized chunks and channels-last layout.
 
-    Anything that is not a CPU ``nn.Module`` (a black-box callable, a model on an accelerator) is
-    called as it is. ``freeze=False`` keeps passes without gradients on the module itself (for a
-    model whose ``forward`` has side effects that must run, or to time the channels-last path alone).
+    ``freeze=False`` keeps passes without gradients on the module itself (for a model whose
+    ``forward`` has side effects that must run, or to time the channels-last path alone). ``copies``
+    holds the frozen copies built so far (shared by the runners of one policy; default: this
+    runner's own).
     """
 
-    def __init__(self, model: Callable[[Tensor], Tensor], freeze: bool = True) -> None:
-        self.model = model
+    rows = CPU_ROWS
+
+    def __init__(self, model: nn.Module, freeze: bool = True, copies: FrozenCopies | None = None) -> None:
+        super().__init__(model)
         self.freeze = freeze
-        module = isinstance(model, nn.Module) and _on_cpu(model)
-        self.rows: int | None = CPU_ROWS if module and enabled() else None
-        weights = _channels_last_weights(model) if self.rows else {}
+        self.copies = copies if copies is not None else FrozenCopies()
+        weights = _channels_last_weights(model)
         self._weights: dict[str, Tensor] | None = weights or None
         self._checked = False
         self._frozen: Frozen | None = None
         self._rows_without_grad = 0
 
     @property
-    def layout(self) -> str:
+    def layout(self) -> str:  # type: ignore[override]
         """``channels_last`` while the fast path is in use, else ``default``."""
         return "channels_last" if self._weights is not None else "default"
 
     @property
-    def may_freeze(self) -> bool:
-        """Whether passes without gradients may run on frozen or local copies (a CPU module, the fast
-        path on, ``freeze`` not turned off)."""
-        return self.freeze and self.rows is not None
-
-    @property
-    def frozen(self) -> bool:
+    def frozen(self) -> bool:  # type: ignore[override]
         """Whether passes without gradients run on a frozen copy of the model."""
         return self._frozen is not None and self._frozen.forward is not None
 
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.may_freeze and not torch.is_grad_enabled():
+    def forward(self, x: Tensor) -> Tensor:
+        if self.freeze and not torch.is_grad_enabled():
             inference = self._frozen_forward(x)
             if inference is not None:
-                return _chunked(inference, x, self.rows)
+                return chunked(inference, x, self.rows)
         if self._weights is not None and not self._checked:
             self._check(x)
-        return _chunked(self._pass, x, self.rows)
+        return chunked(self._pass, x, self.rows)
 
     def exact(self, x: Tensor) -> Tensor:
         """The plain model's output (cache-sized chunks only): what a success is confirmed with."""
-        return _chunked(self.model, x, self.rows)
+        return chunked(self.model, x, self.rows)
+
+    def one_pixel_edits(self, base: Tensor) -> LocalForward | None:
+        """The receptive-field forward of one-pixel edits of ``base``, where passes may run on copies of
+        the model (``freeze``) and the model is a chain it computes exactly."""
+        return local_forward(self.model, base) if self.freeze else None
 
     def _pass(self, x: Tensor) -> Tensor:
         if self._weights is None:
@@ -133,8 +131,7 @@ class FastForward:
             self._rows_without_grad += x.shape[0]
             if self._rows_without_grad < FROZEN_AFTER_ROWS:
                 return None
-            assert isinstance(self.model, nn.Module)  # rows is set only for modules
-            self._frozen = cached_copy(self.model, x) or build_copy(self.model, x)
+            self._frozen = self.copies.copy(self.model, x)
         return self._frozen.forward
 
     def _check(self, x: Tensor) -> None:
@@ -150,10 +147,3 @@ class FastForward:
                 return
         if not same_scores(fast, plain):
             self._weights = None
-
-
-def _chunked(fn: Callable[[Tensor], Tensor], x: Tensor, rows: int | None) -> Tensor:
-    """``fn(x)``, in passes of at most ``rows`` rows (``None``: one pass)."""
-    if rows is None or x.shape[0] <= rows:
-        return fn(x)
-    return torch.cat([fn(part) for part in x.split(rows)])

@@ -7,14 +7,14 @@ convolution, prepacks the weights once into oneDNN's blocked layout, keeps the a
 between layers and applies ReLU in place (PyTorch docs, ``torch.jit.optimize_for_inference``).
 Measured in ``benchmarks/bench_fast_forward.py`` at 128 rows a pass: 1.6× (default MNIST CNN) and
 1.35× (the width-32 PGD-AT CNN) more rows per second than the channels-last path of
-:mod:`advrobust.models.fast_forward`, 3.9× and 3.8× the plain module; about 2× on the small ResNet,
+:mod:`advrobust.runtime.fast_forward`, 3.9× and 3.8× the plain module; about 2× on the small ResNet,
 whose batch norm is folded away.
 
 The copy is built by tracing (``torch.jit.trace`` → ``freeze`` → ``optimize_for_inference``).
 TorchScript is deprecated in favour of ``torch.compile``; its inductor backend with freezing reaches
 a similar speed here but compiles for 4–6 s per model, longer than a typical One-Pixel run, while a
 trace takes a few hundredths of a second. Where the TorchScript API is gone or fails,
-:func:`build_copy` returns no copy and the caller keeps its own path.
+:meth:`FrozenCopies.copy` returns no copy and the caller keeps its own path.
 
 A trace records one path through ``forward``, so a copy is used only if it is the same function:
 
@@ -23,13 +23,14 @@ A trace records one path through ``forward``, so a copy is used only if it is th
 * on rows of the first input, at a batch size other than the trace's, its scores must match the
   plain model's (:func:`same_scores`); a model in training mode fails this check (dropout is random,
   batch norm uses each batch's own statistics);
-* the weights are frozen in: a copy is kept per model with every module's mode and the identity
-  and version counter of every parameter and buffer, so a change of mode or any in-place change of
-  a weight (an optimizer step, ``load_state_dict``) makes it stale and a new one is built.
+* the weights are frozen in: a copy is kept per model (in a :class:`FrozenCopies`, which the caller
+  owns: the runtime policy keeps one for the runs it serves) with every module's mode and the
+  identity and version counter of every parameter and buffer, so a change of mode or any in-place
+  change of a weight (an optimizer step, ``load_state_dict``) makes it stale and a new one is built.
 
 A frozen copy runs none of the module's Python side effects (hooks, counters); callers that confirm
 results do so with the plain model. ``ADVROBUST_FAST_FORWARD=0`` turns it off with the rest of the
-fast path.
+fast path (:class:`advrobust.runtime.RuntimePolicy`).
 """
 
 from __future__ import annotations
@@ -70,9 +71,6 @@ class Frozen:
         return self.key.row_shape == tuple(x.shape[1:]) and self.key.dtype == x.dtype
 
 
-_built: weakref.WeakKeyDictionary[nn.Module, Frozen] = weakref.WeakKeyDictionary()
-
-
 def same_scores(fast: object, plain: object) -> bool:
     """Whether two outputs are the same scores up to float rounding (relative to their scale)."""
     if not isinstance(plain, Tensor) or not isinstance(fast, Tensor) or fast.shape != plain.shape:
@@ -93,20 +91,28 @@ def state_key(model: nn.Module, x: Tensor) -> StateKey:
     )
 
 
-def cached_copy(model: nn.Module, x: Tensor) -> Frozen | None:
-    """The copy built for the model's current state and this input's row shape, if any."""
-    entry = _built.get(model)
-    return entry if entry is not None and entry.key == state_key(model, x) else None
+class FrozenCopies:
+    """The frozen copies built so far, one per model (held weakly: a model that is dropped takes its
+    copy along). Owned by whoever runs many attacks on one model, so a copy is built once per state
+    of the model rather than once per attack call."""
 
+    def __init__(self) -> None:
+        self._built: weakref.WeakKeyDictionary[nn.Module, Frozen] = weakref.WeakKeyDictionary()
 
-def build_copy(model: nn.Module, x: Tensor) -> Frozen:
-    """Trace, freeze and optimize ``model`` on rows of ``x``; keep the copy if it is the same function."""
-    key = state_key(model, x)
-    probe = x[:CHECK_ROWS].detach()
-    forward = frozen_trace(model, (probe,)) if len(probe) else None
-    entry = Frozen(key, forward)
-    _built[model] = entry
-    return entry
+    def cached(self, model: nn.Module, x: Tensor) -> Frozen | None:
+        """The copy built for the model's current state and this input's row shape, if any."""
+        entry = self._built.get(model)
+        return entry if entry is not None and entry.key == state_key(model, x) else None
+
+    def copy(self, model: nn.Module, x: Tensor) -> Frozen:
+        """The cached copy, or a new one: trace, freeze and optimize ``model`` on rows of ``x``; keep
+        the copy if it is the same function."""
+        entry = self.cached(model, x)
+        if entry is None:
+            probe = x[:CHECK_ROWS].detach()
+            entry = Frozen(state_key(model, x), frozen_trace(model, (probe,)) if len(probe) else None)
+            self._built[model] = entry
+        return entry
 
 
 def frozen_trace(model: nn.Module, probe: tuple[Tensor, ...]) -> Callable[..., Tensor] | None:

@@ -1,0 +1,84 @@
+"""The model as an attack sees it: scores and input gradients, each call counted per point.
+
+The :class:`Oracle` is handed a :class:`~advrobust.runtime.runner.Runner` (which decides *how* a
+pass is computed: plain, the CPU fast path, an average over random draws) and keeps what the attack
+contract needs of every pass: a query counted per row for the point it belongs to, scores of the
+shape the model must return, gradients only where the model offers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advrobust.attacks.access import Access, model_access
+from advrobust.errors import ModelAccessError
+from advrobust.runtime.runner import Model, Runner
+from advrobust.tasks import CLASSIFICATION, Task
+
+
+class Oracle:
+    """Logits and input gradients of ``runner``'s model for a batch of ``n`` points, counted per point.
+
+    ``index`` names, for every row of a call, the point of the original batch it belongs to
+    (repeats allowed: a population of candidates for one image counts once per candidate).
+    ``task`` says what the model returns (every output is checked against it);
+    ``extras`` collects the per-point diagnostics an attack reports in its result.
+    """
+
+    def __init__(self, runner: Runner, n: int, device: torch.device, task: Task = CLASSIFICATION) -> None:
+        self.runner = runner
+        self.task = task
+        self.access: Access = model_access(runner.model)
+        self.queries = torch.zeros(n, dtype=torch.long, device=device)
+        self.extras: dict[str, Tensor] = {}
+
+    @property
+    def model(self) -> Model:
+        return self.runner.model
+
+    def count(self, rows: int, index: Tensor | None) -> None:
+        """Count one query per row, for points ``index`` (``None``: one row per point of the batch)."""
+        if index is None:
+            if rows != self.queries.shape[0]:
+                raise ValueError("Oracle: pass `index` when querying a subset of the points")
+            self.queries += 1
+        else:
+            self.queries.index_add_(0, index, torch.ones_like(index, dtype=torch.long))
+
+    def confirm(self, x: Tensor) -> Tensor:
+        """The plain model's scores for ``x`` (not counted, never the fast path): the confirmation
+        pass that decides every reported success."""
+        with torch.no_grad():
+            return self._scores(self.runner.exact(x), x)
+
+    def _scores(self, out: Any, x: Tensor) -> Tensor:
+        return self.task.check_output(out, x)
+
+    @torch.no_grad()
+    def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        """The model's output for ``x``: one query per row."""
+        self.count(x.shape[0], index)
+        return self._scores(self.runner.forward(x), x)
+
+    def logits_and_grad(
+        self,
+        x: Tensor,
+        objective: Callable[[Tensor], Tensor],
+        index: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits, objective(logits), ∇_x objective)`` with the objective per point; one query a row.
+
+        The gradient is taken w.r.t. ``x`` alone (``torch.autograd.grad``): no ``.grad`` is written
+        into the model's parameters.
+        """
+        if self.access != "gradients":
+            raise ModelAccessError(
+                f"this attack needs gradients, but the model offers only {self.access}: "
+                "use a query attack (e.g. 'square', 'one-pixel') or pass a differentiable torch model"
+            )
+        self.count(x.shape[0], index)
+        return self.runner.forward_and_grad(x, lambda out: objective(self._scores(out, x)))
