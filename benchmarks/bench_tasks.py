@@ -132,7 +132,10 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.05)
     parser.add_argument("--speed-batch", type=int, default=32)
     parser.add_argument("--task", choices=["segmentation", "detection"], default=None)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="20 scenes (as run_all.py --quick asks)")
+    args, _ = parser.parse_known_args()
+    if args.quick:
+        args.n = 20
     torch.set_num_threads(2)
     previous = RESULTS / "tasks.json"
     results: dict[str, object] = json.loads(previous.read_text()) if args.task and previous.exists() else {}
