@@ -42,9 +42,9 @@ class DenseRecipe:
     arch: str
     data: str
     width: int = 8
-    epochs: int = 10
+    epochs: int = 5
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 5e-3
     seed: int = 0
 
     def key(self) -> str:
