@@ -133,10 +133,13 @@ def main() -> None:
     parser.add_argument("--speed-batch", type=int, default=32)
     parser.add_argument("--task", choices=["segmentation", "detection"], default=None)
     parser.add_argument("--quick", action="store_true", help="20 scenes (as run_all.py --quick asks)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a loaded machine a second thread mostly spins)")
+    parser.add_argument("--repeats", type=int, default=3, help="best-of repeats of the speed timings")
     args, _ = parser.parse_known_args()
     if args.quick:
         args.n = 20
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     previous = RESULTS / "tasks.json"
     results: dict[str, object] = json.loads(previous.read_text()) if args.task and previous.exists() else {}
     results.pop("environment", None)
@@ -151,7 +154,8 @@ def main() -> None:
         data = load_scenes(data_name, "test", args.n)
         task = resolve_task(None, model, data.y)
         y = task.labels(data.y, data.x)
-        block: dict[str, object] = {"load_before": load_before, "n": args.n, "eps": args.eps, "model": meta["arch"],
+        block: dict[str, object] = {"load_before": load_before, "n": args.n, "eps": args.eps, "threads": args.threads,
+                                    "model": meta["arch"],
                                     "clean_test_400": meta["clean_metrics"], "clean": task_metrics(model, data.x, y)}
         for key, attack in dags.items():
             block[key] = attack_block(model, data.x, y, attack)
@@ -159,7 +163,7 @@ def main() -> None:
         if name == "segmentation":
             xs, ys = data.x[: args.speed_batch], y[: args.speed_batch]
             outputs(model, xs)  # warm up
-            block["speed"] = speed(model, xs, ys)
+            block["speed"] = speed(model, xs, ys, args.repeats)
         block["load_after"] = load_average()
         results[name] = block
     print(write_results("tasks", results))
