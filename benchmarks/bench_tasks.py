@@ -136,11 +136,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a loaded machine a second thread mostly spins)")
     parser.add_argument("--repeats", type=int, default=3, help="best-of repeats of the speed timings")
+    parser.add_argument("--out", default="tasks", help="results/<OUT>.json")
     args, _ = parser.parse_known_args()
     if args.quick:
         args.n = 20
     torch.set_num_threads(args.threads)
-    previous = RESULTS / "tasks.json"
+    previous = RESULTS / f"{args.out}.json"
     results: dict[str, object] = json.loads(previous.read_text()) if args.task and previous.exists() else {}
     results.pop("environment", None)
     for name, loader, data_name, dags in (
@@ -166,7 +167,7 @@ def main() -> None:
             block["speed"] = speed(model, xs, ys, args.repeats)
         block["load_after"] = load_average()
         results[name] = block
-    print(write_results("tasks", results))
+    print(write_results(args.out, results))
 
 
 if __name__ == "__main__":
