@@ -235,7 +235,9 @@ def evaluate_task(
                                             for k in parts[0].extras}
                 damage = _damage(z, y, task).cpu()
                 better = damage > worst_damage
-                worst_x[better], worst_damage[better] = x_adv[better], damage[better]
+                worst_damage[better] = damage[better]
+                better = better.to(x.device)
+                worst_x[better] = x_adv[better]
                 if len(result.examples) < n_examples * len(eps_list):
                     _keep_examples(result, task, eps, name, x, x_adv, clean_out, z, y, n_examples)
                 bar.advance(1)
