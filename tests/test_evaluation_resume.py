@@ -38,7 +38,7 @@ BUILD = textwrap.dedent(
 SCRIPT = BUILD + textwrap.dedent(
     """
     import os, signal, sys
-    from advrobust.evaluation.distributed import init_from_env, rank_and_world
+    from advrobust.distributed import join, rank_and_world
 
     torch.set_num_threads(1)
     run_dir, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -56,7 +56,7 @@ SCRIPT = BUILD + textwrap.dedent(
             if KillAfter.count == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    init_from_env()
+    join()
     model, x, y = build()
     res = ar.evaluate(model, x, y, run_dir=None if run_dir == "-" else run_dir, progress=KillAfter(), **KW)
     if rank_and_world()[0] == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -354,15 +355,19 @@ def test_cli_reads_a_training_log_in_json_lines(evaluation, tmp_path, capsys):
 
 @pytest.mark.parametrize("n", [60, 500])
 def test_curves_draw_accuracies_of_zero_and_one(n):
+    from advrobust.evaluation.result import EvaluationResult
     from advrobust.report.figures import robustness_curves
     from advrobust.report.views import evaluation_view
 
     robust = torch.zeros(3, n, dtype=torch.bool)
     robust[0] = True  # 100% at the first eps, 0% after: Wilson bounds off by rounding at both ends
-    ev = evaluation_view({
-        "epsilons": [0.1, 0.2, 0.3], "labels": torch.zeros(n, dtype=torch.long),
-        "clean_correct": torch.ones(n, dtype=torch.bool), "robust": robust,
-    })
+    zeros = torch.zeros(n, dtype=torch.long)
+    ev = evaluation_view(EvaluationResult(
+        model_name="m", model_fingerprint="", data_name="d", threat="linf", epsilons=[0.1, 0.2, 0.3],
+        suite="quick", attacks=["pgd"], classes=[], labels=zeros, clean_pred=zeros,
+        clean_correct=torch.ones(n, dtype=torch.bool), robust=robust, broken_by=[[None] * n] * 3,
+        min_norm=torch.full((n,), math.inf),
+    ))
     assert ev.robust_accuracy == (1.0, 0.0, 0.0)
     fig = robustness_curves(ev)
     overall = next(line for line in fig.axes[0].get_lines() if line.get_label().startswith("overall"))
@@ -386,3 +391,29 @@ def test_examples_shown_span_labels_and_budgets():
     assert sorted({p.label for p in picked}) == [0, 1, 2, 3]  # all four labels before any repeat
     assert {p.eps for p in picked} == {0.1, 0.3}
     assert [p.eps for p in picked] == sorted(p.eps for p in picked)
+
+
+def test_the_report_reads_an_evaluation_from_its_json_as_from_the_object(evaluation):
+    """The view of the JSON dictionary (through EvaluationResult.from_dict) is the view of the object;
+    a dictionary that is not an evaluation result is refused with a one-line error."""
+    import dataclasses
+    import json
+
+    from advrobust.report.views import evaluation_view
+
+    direct, via_json = evaluation_view(evaluation), evaluation_view(json.loads(evaluation.to_json()))
+    for field in dataclasses.fields(direct):
+        a, b = getattr(direct, field.name), getattr(via_json, field.name)
+        if isinstance(a, np.ndarray):
+            assert np.array_equal(a, b), field.name
+        elif field.name == "examples":
+            assert [(x.index, x.attack, x.eps) for x in a] == [(x.index, x.attack, x.eps) for x in b]
+            assert all(torch.allclose(x.x_adv, y.x_adv) for x, y in zip(a, b, strict=True))
+        elif field.name == "per_attack":
+            assert [r.attack for r in a] == [r.attack for r in b]
+            assert [r.broken for r in a] == [r.broken for r in b]
+        else:
+            assert a == b, field.name
+    broken = {k: v for k, v in evaluation.to_dict().items() if k != "robust"}
+    with pytest.raises(InputError, match="not an evaluation result"):
+        evaluation_view(broken)

@@ -12,9 +12,9 @@ import torch
 import torch.multiprocessing as mp
 
 from advrobust.data.dataset import Dataset
+from advrobust.distributed import leave
 from advrobust.models import create, fingerprint
 from advrobust.training import accuracy, create_method, fit, method_names
-from advrobust.training.distributed import shutdown
 
 CLASSES = [str(i) for i in range(10)]
 SETTINGS = {"epochs": 2, "batch_size": 32, "lr": 0.005, "optimizer": "adam", "seed": 0}
@@ -43,7 +43,7 @@ def _worker(rank: int, port: int, data: tuple, folder: str, methods: tuple[str, 
         with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
             json.dump({"fingerprint": fingerprint(model), "val_acc": history.records[-1].val_acc,
                        "train_loss": history.records[-1].train_loss, "acc": accuracy(model, val)}, handle)
-    shutdown()  # fit joined the group on its first call and reused it on the second
+    leave()  # fit joined the group on its first call and reused it on the second
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,12 @@ Heavy sub-packages are imported on first use, so ``import advrobust`` stays fast
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from advrobust.errors import AdvrobustError, InputError
+from advrobust.lazy import lazy_attributes
 from advrobust.threat import L0, L1, L2, Linf, Threat
+from advrobust.version import __version__
 
-__version__ = "0.1.0"
-
-_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat", "tasks"}
+_SUBMODULES = {"attacks", "data", "models", "training", "evaluation", "report", "losses", "threat", "runtime", "tasks"}
 # public name -> "module:attribute", resolved lazily
 _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",
@@ -32,15 +29,9 @@ __all__ = [
     "L2",
     "Linf",
     "Threat",
+    "__version__",
     *sorted(_SUBMODULES),
     *sorted(_LAZY),
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"advrobust.{name}")
-    if name in _LAZY:
-        module, attribute = _LAZY[name].split(":")
-        return getattr(importlib.import_module(module), attribute)
-    raise AttributeError(f"module 'advrobust' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {**{name: f"advrobust.{name}" for name in _SUBMODULES}, **_LAZY})

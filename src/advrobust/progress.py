@@ -1,7 +1,7 @@
 """Progress reporting without printing.
 
-Library code never prints (DESIGN.md): long loops take a ``progress`` object and tell it what they
-do; the CLI passes one that draws rich progress bars, the Python API defaults to :data:`SILENT`.
+Library code never prints (docs/architecture.md, "Conventions"): long loops take a ``progress`` object and tell it what
+they do; the CLI passes one that draws rich progress bars, the Python API defaults to :data:`SILENT`.
 
     with progress.task("PGD eps=0.3", total=len(batches)) as task:
         for batch in batches:

@@ -5,21 +5,16 @@ Attack classes are imported on first use; ``list()`` and ``create()`` go through
 
 from __future__ import annotations
 
-from typing import Any
-
-from advrobust.attacks.base import (
-    Attack,
-    AttackResult,
-    FixedBudgetAttack,
-    MinimumNormAttack,
-    Oracle,
-    SweepResult,
-)
+from advrobust.attacks.base import Attack, FixedBudgetAttack, MinimumNormAttack
+from advrobust.attacks.context import RunContext
+from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.registry import ATTACKS, create, get, list_attacks, spec
+from advrobust.attacks.result import AttackResult, SweepResult
+from advrobust.lazy import lazy_attributes
 
 list = list_attacks  # noqa: A001 - the documented name, ar.attacks.list("*fgsm*")
 
-_CLASSES = {s.cls: s for s in ATTACKS.values()}
+_CLASSES = {s.cls: f"advrobust.attacks.{s.module}:{s.cls}" for s in ATTACKS.values()}
 
 __all__ = [
     "Attack",
@@ -27,6 +22,7 @@ __all__ = [
     "FixedBudgetAttack",
     "MinimumNormAttack",
     "Oracle",
+    "RunContext",
     "SweepResult",
     "create",
     "get",
@@ -36,8 +32,4 @@ __all__ = [
     *sorted(_CLASSES),
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _CLASSES:
-        return _CLASSES[name].load()
-    raise AttributeError(f"module 'advrobust.attacks' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _CLASSES)

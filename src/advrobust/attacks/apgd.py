@@ -133,17 +133,8 @@ class APGD(IterativeAttack):
     name = "apgd-ce"
     norms = ("linf", "l2", "l1")
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 100,
-        restarts: int = 1,
-        loss: str | Objective = "ce",
-        rho: float = 0.75,
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 100, restarts: int = 1, loss: str | Objective = "ce",
+                 rho: float = 0.75, early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, steps=steps, restarts=restarts, loss=loss, early_stop=early_stop, seed=seed)
         if not 0.0 <= float(rho) <= 1.0:
             raise InputError(f"{type(self).__name__}: rho must be in [0, 1], got {rho!r}")
@@ -170,17 +161,8 @@ class APGDT(APGD):
     name = "apgd-t"
     tasks = ("classification",)  # its aims are the highest-scoring wrong classes of a classifier
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 100,
-        restarts: int = 1,
-        n_target_classes: int = 9,
-        rho: float = 0.75,
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 100, restarts: int = 1, n_target_classes: int = 9,
+                 rho: float = 0.75, early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, steps=steps, restarts=restarts, loss="dlr", rho=rho, early_stop=early_stop, seed=seed)
         self.n_target_classes = check_positive_int("APGDT", "n_target_classes", n_target_classes)
 

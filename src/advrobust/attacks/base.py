@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -49,7 +49,7 @@ from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.runner import Model, Runner
 from advrobust.tasks import CLASSIFICATION, Task, resolve_task
 from advrobust.tensors import per_point
-from advrobust.threat import Threat, within_budget
+from advrobust.threat import L2, Threat, within_budget
 
 
 class Attack(ABC):
@@ -93,14 +93,8 @@ class Attack(ABC):
 
     # --- the contract ----------------------------------------------------------------------------
     def __call__(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        runtime: RuntimePolicy | None = None,
+        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+        generator: torch.Generator | None = None, runtime: RuntimePolicy | None = None,
         task: str | Task | None = None,
     ) -> AttackResult:
         """Attack the batch ``x`` (labels ``y``; ``target``: the classes to reach, ``None``: any other).
@@ -121,14 +115,8 @@ class Attack(ABC):
             return self._finalize(oracle, x, y, target, self._run(ctx))
 
     def perturb(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        target: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        runtime: RuntimePolicy | None = None,
+        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+        generator: torch.Generator | None = None, runtime: RuntimePolicy | None = None,
         task: str | Task | None = None,
     ) -> Tensor:
         """``x_adv`` for **every** point, the ones already misclassified included: the inner
@@ -188,16 +176,9 @@ class Attack(ABC):
         return self._sweep(model, x, y, eps, target, runtime, task)
 
     @abstractmethod
-    def _sweep(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        epsilons: list[float],
-        target: Tensor | None,
-        runtime: RuntimePolicy | None,
-        task: Task = CLASSIFICATION,
-    ) -> SweepResult: ...
+    def _sweep(self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None,
+               runtime: RuntimePolicy | None, task: Task = CLASSIFICATION) -> SweepResult:
+        """The sweep of :meth:`sweep` over sorted, non-empty ``epsilons``."""
 
     # --- what the kind decides -------------------------------------------------------------------
     @abstractmethod
@@ -263,16 +244,8 @@ class FixedBudgetAttack(Attack):
     def _reported(self, x: Tensor, x_adv: Tensor, success: Tensor, norm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return x_adv, success, norm
 
-    def _sweep(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        epsilons: list[float],
-        target: Tensor | None,
-        runtime: RuntimePolicy | None,
-        task: Task = CLASSIFICATION,
-    ) -> SweepResult:
+    def _sweep(self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None,
+               runtime: RuntimePolicy | None, task: Task = CLASSIFICATION) -> SweepResult:
         n = x.shape[0]
         success = torch.zeros(len(epsilons), n, dtype=torch.bool, device=x.device)
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
@@ -294,9 +267,16 @@ class FixedBudgetAttack(Attack):
 class MinimumNormAttack(Attack):
     """Finds the smallest perturbation that succeeds (L-BFGS-B, C&W, DeepFool, JSMA, FMN).
 
-    Usually configured with an unbounded threat model (``L2()``); with an ``eps``, results larger
-    than eps count as failures. One run answers every budget: ``sweep`` compares the norms.
+    Usually configured with an unbounded threat model (``threat=None``: :attr:`default_threat`, e.g.
+    ``L2()``); with an ``eps``, results larger than eps count as failures. One run answers every
+    budget: ``sweep`` compares the norms.
     """
+
+    #: the threat model of ``threat=None``: unbounded, in the attack's own norm
+    default_threat: ClassVar[Callable[[], Threat]] = L2
+
+    def __init__(self, threat: Threat | None = None, *, seed: int | None = 0) -> None:
+        super().__init__(self.default_threat() if threat is None else threat, seed=seed)
 
     def _admissible(self, x_adv: Tensor, x: Tensor) -> Tensor:
         return x_adv.clamp(0.0, 1.0)
@@ -308,16 +288,8 @@ class MinimumNormAttack(Attack):
         norm = torch.where(success, norm, torch.full_like(norm, math.inf))
         return x_adv, success, norm
 
-    def _sweep(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        epsilons: list[float],
-        target: Tensor | None,
-        runtime: RuntimePolicy | None,
-        task: Task = CLASSIFICATION,
-    ) -> SweepResult:
+    def _sweep(self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None,
+               runtime: RuntimePolicy | None, task: Task = CLASSIFICATION) -> SweepResult:
         unbounded = self.with_threat(self.threat.with_eps(None))
         res = unbounded(model, x, y, target, runtime=runtime, task=task)
         eps = torch.tensor(epsilons, dtype=torch.float64)

@@ -43,7 +43,7 @@ from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial, margin
 from advrobust.tensors import per_point
-from advrobust.threat import L2, Threat
+from advrobust.threat import Threat
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015), as in C&W's code
 
@@ -84,21 +84,10 @@ class CarliniWagner(MinimumNormAttack):
     name = "cw"
     norms = ("l2",)
 
-    def __init__(
-        self,
-        threat: Threat | None = None,
-        *,
-        steps: int = 1000,
-        search_steps: int = 9,
-        initial_const: float = 1e-3,
-        lr: float = 1e-2,
-        kappa: float = 0.0,
-        abort_early: bool = True,
-        lr_decay: bool = False,
-        warm_start: bool = False,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+    def __init__(self, threat: Threat | None = None, *, steps: int = 1000, search_steps: int = 9,
+                 initial_const: float = 1e-3, lr: float = 1e-2, kappa: float = 0.0, abort_early: bool = True,
+                 lr_decay: bool = False, warm_start: bool = False, seed: int | None = 0) -> None:
+        super().__init__(threat, seed=seed)
         if steps < 1 or search_steps < 1:
             raise InputError(f"CarliniWagner: steps and search_steps must be >= 1, got {steps}, {search_steps}")
         if initial_const <= 0 or lr <= 0 or kappa < 0:
@@ -128,13 +117,11 @@ class CarliniWagner(MinimumNormAttack):
         return cls(threat, **kwargs)
 
     def _run(self, ctx: RunContext) -> Tensor:
-        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
-        best = SmallestAdversarial(x, self.threat, done)
-        n = x.shape[0]
-        const = torch.full((n,), self.initial_const, dtype=x.dtype, device=x.device)
+        oracle, x, y, target = ctx.oracle, ctx.x, ctx.y, ctx.target
+        best, todo = SmallestAdversarial.start(ctx, self.threat)
+        const = torch.full((x.shape[0],), self.initial_const, dtype=x.dtype, device=x.device)
         lower = torch.zeros_like(const)
         upper = torch.full_like(const, math.inf)
-        todo = best.pending()
         w_clean = _to_tanh_space(x)
         for _ in range(self.search_steps):
             if todo.numel() == 0:

@@ -32,7 +32,7 @@ from advrobust.attacks.base import MinimumNormAttack
 from advrobust.attacks.context import RunContext
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
-from advrobust.threat import L2, Threat
+from advrobust.threat import Threat
 
 _STEP_FLOOR = 1e-4  # added to |f'_l| in the step (the authors' code)
 _TINY = 1e-12
@@ -57,16 +57,9 @@ class DeepFool(MinimumNormAttack):
     name = "deepfool"
     norms = ("l2", "linf")
 
-    def __init__(
-        self,
-        threat: Threat | None = None,
-        *,
-        overshoot: float = 0.02,
-        max_iter: int = 50,
-        candidates: int = 10,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+    def __init__(self, threat: Threat | None = None, *, overshoot: float = 0.02, max_iter: int = 50,
+                 candidates: int = 10, seed: int | None = 0) -> None:
+        super().__init__(threat, seed=seed)
         if overshoot < 0 or max_iter < 1 or candidates < 2:
             raise InputError("DeepFool: overshoot must be >= 0, max_iter >= 1 and candidates >= 2")
         self.overshoot = overshoot

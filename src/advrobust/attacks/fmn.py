@@ -64,34 +64,25 @@ class FMN(MinimumNormAttack):
     name = "fmn"
     norms = ("l0", "l1", "l2", "linf")
 
-    def __init__(
-        self,
-        threat: Threat | None = None,
-        *,
-        steps: int = 100,
-        alpha_init: float = 1.0,
-        alpha_final: float | None = None,
-        gamma_init: float = 0.05,
-        gamma_final: float = 0.001,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+    def __init__(self, threat: Threat | None = None, *, steps: int = 100, alpha_init: float = 1.0,
+                 alpha_final: float | None = None, gamma_init: float = 0.05, gamma_final: float = 0.001,
+                 seed: int | None = 0) -> None:
+        super().__init__(threat, seed=seed)
         if steps < 1 or alpha_init <= 0 or not 0 < gamma_final <= gamma_init < 1:
             raise InputError("FMN: steps >= 1, alpha_init > 0 and 0 < gamma_final <= gamma_init < 1 are required")
         self.steps = steps
         self.alpha_init = alpha_init
-        self.alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
         self.gamma_init = gamma_init
         self.gamma_final = gamma_final
+        self.alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
 
     def _run(self, ctx: RunContext) -> Tensor:
-        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
-        best = SmallestAdversarial(x, self.threat, done)
-        index = best.pending()
+        """Algorithm 1 of Pintor et al. 2021 on every point not yet adversarial, all ``steps`` of it."""
+        best, index = SmallestAdversarial.start(ctx, self.threat)
         if index.numel() == 0:
             return best.x_best
-        x0, yy = x[index], y[index]
-        tt = None if target is None else target[index]
+        oracle, x = ctx.oracle, ctx.x
+        x0, yy, tt = x[index], ctx.y[index], ctx.target_of(index)
         l0 = self.threat.name == "l0"
         eps = torch.full((index.numel(),), 1.0 if l0 else 0.0, dtype=x.dtype, device=x.device)
         worst = self.threat.norm(torch.maximum(x0, 1 - x0))  # the largest norm the box allows

@@ -1,5 +1,5 @@
 """Fooling images (Nguyen, Yosinski & Clune 2015, "Deep neural networks are easily fooled: high
-confidence predictions for unrecognizable images", CVPR; FORMULAS.md), and the seed's check of the
+confidence predictions for unrecognizable images", CVPR 2015), and a check of the
 output on out-of-domain inputs.
 
 A fooling image for class ``c`` is an input far from every training image that the model labels

@@ -1,4 +1,4 @@
-"""The fast-gradient family: FGSM, I-FGSM (BIM), PGD and MI-FGSM (FORMULAS.md, seed notation).
+"""The fast-gradient family: FGSM, I-FGSM (BIM), PGD and MI-FGSM, in the notation of the papers cited per class.
 
 All maximize a per-point objective ``L`` (:mod:`advrobust.losses`; default cross-entropy) inside the
 ball of the threat model; a targeted call maximizes the targeted form (``−CE(z, y_t)``), which is the
@@ -72,7 +72,7 @@ class _FixedStep(IterativeAttack):
 
 class BIM(_FixedStep):
     """I-FGSM / Basic Iterative Method (Kurakin et al. 2017, "Adversarial examples in the physical
-    world", eq. 2; FORMULAS.md): ``x_0 = x``, ``x_{n+1} = Π_{x,ε}(x_n + α·d(∇_x L(θ, x_n, y)))``.
+    world", eq. 2): ``x_0 = x``, ``x_{n+1} = Π_{x,ε}(x_n + α·d(∇_x L(θ, x_n, y)))``.
 
     Defaults: ``steps=10`` and ``step_size=None -> α = ε/n`` (the seed's rule: reach the ball's edge
     in ``n`` steps); the paper's own setting is :meth:`kurakin`. Registered as ``"i-fgsm"`` (alias
@@ -81,16 +81,8 @@ class BIM(_FixedStep):
 
     name = "i-fgsm"
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 10,
-        step_size: float | None = None,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 10, step_size: float | None = None, loss: str | Objective = "ce",
+                 early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
 
     @classmethod
@@ -107,13 +99,13 @@ class BIM(_FixedStep):
 
 class PGD(_FixedStep):
     """Projected Gradient Descent (Madry et al. 2018, "Towards deep learning models resistant to
-    adversarial attacks", eq. 2 and §5; FORMULAS.md): ``x_0 = x + U(ball)``,
+    adversarial attacks", eq. 2 and §5): ``x_0 = x + U(ball)``,
     ``x_{n+1} = Π_{x,ε}(x_n + α·d(∇_x L(θ, x_n, y)))``, over ``restarts`` random starts.
 
-    Defaults: ``steps=40``; ``step_size=None -> α = 2.5·ε/n`` (the usual rule, FORMULAS.md: it lets
-    an iterate cross the ball and still reach its edge from anywhere); ``random_start=True`` (uniform
-    in the ball, Madry et al.); ``restarts=1``; ``loss="ce"``. The paper's MNIST setting (40 steps of
-    0.01 at ε = 0.3) is :meth:`madry`. Defined for l∞, l2 and l1 (l1: the sparse step of
+    Defaults: ``steps=40``; ``step_size=None -> α = 2.5·ε/n`` (the usual rule, that of the Madry lab's ``robustness``
+    library: it lets an iterate cross the ball and still reach its edge from anywhere); ``random_start=True`` (uniform
+    in the ball, Madry et al.); ``restarts=1``; ``loss="ce"``. The paper's MNIST setting (40 steps of 0.01 at ε = 0.3)
+    is :meth:`madry`. Defined for l∞, l2 and l1 (l1: the sparse step of
     :class:`~advrobust.threat.L1` with the exact l1-ball ∩ box projection).
     """
 
@@ -121,18 +113,9 @@ class PGD(_FixedStep):
     norms = ("linf", "l2", "l1")
     step_factor = 2.5
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 40,
-        step_size: float | None = None,
-        random_start: bool = True,
-        restarts: int = 1,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 40, step_size: float | None = None, random_start: bool = True,
+                 restarts: int = 1, loss: str | Objective = "ce", early_stop: bool = True,
+                 seed: int | None = 0) -> None:
         super().__init__(
             threat,
             step_size=step_size,
@@ -158,7 +141,7 @@ class PGD(_FixedStep):
 
 class MIFGSM(_FixedStep):
     """Momentum Iterative FGSM (Dong et al. 2018, "Boosting adversarial attacks with momentum",
-    eqs. 6–7; FORMULAS.md): ``g_0 = 0``, ``g_{n+1} = μ·g_n + ∇_x L / ‖∇_x L‖₁`` (l1 norm per point),
+    eqs. 6–7): ``g_0 = 0``, ``g_{n+1} = μ·g_n + ∇_x L / ‖∇_x L‖₁`` (l1 norm per point),
     ``x_{n+1} = Π_{x,ε}(x_n + α·d(g_{n+1}))`` from ``x_0 = x``.
 
     Defaults from the paper: ``steps=10``, ``decay=1.0`` (μ), ``step_size=None -> α = ε/n``.
@@ -166,17 +149,8 @@ class MIFGSM(_FixedStep):
 
     name = "mi-fgsm"
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int = 10,
-        decay: float = 1.0,
-        step_size: float | None = None,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int = 10, decay: float = 1.0, step_size: float | None = None,
+                 loss: str | Objective = "ce", early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, step_size=step_size, steps=steps, loss=loss, early_stop=early_stop, seed=seed)
         self.decay = check_nonnegative("MIFGSM", "decay", decay)
 

@@ -10,7 +10,7 @@ maximize; everything else lives here, once:
   no further forward/backward pass), and asks the step rule for ``x_{n+1}``. After the last step the
   final iterate is evaluated by a forward pass only, so no iterate goes unexamined.
 * :class:`BestTracker` keeps the best adversarial per point across steps *and restarts*, never the
-  last iterate (the torchattacks/foolbox bug) nor the best per batch (ART#714).
+  last iterate (the torchattacks/foolbox bug) nor the best per batch (ART issue 714).
 * :class:`IterativeAttack` runs the restarts (and, for APGD-T, the target classes) on the points
   still unbroken and returns the tracker's best.
 
@@ -100,7 +100,7 @@ class BestTracker:
 def steepest_step(threat: Threat, x: Tensor, origin: Tensor, direction: Tensor, size: Tensor | float) -> Tensor:
     """``Π_{x, ε}(origin + size·d)`` where ``d`` is the steepest-ascent direction of unit ``‖·‖_p``
     for ``direction`` (sign for l∞, ``g/‖g‖₂`` for l2, sparse for l1), projected around the clean
-    input ``x`` (never the previous iterate, ART#85)."""
+    input ``x`` (never the previous iterate, ART issue 85)."""
     d = threat.ascent_direction(direction, origin)
     if isinstance(size, Tensor):
         size = per_point(size, d)
@@ -128,7 +128,7 @@ class StepRule(ABC):
 
 class GradientStep(StepRule):
     """``x_{n+1} = Π_{x, ε}(x_n + α·d(∇_x L(x_n)))``: I-FGSM/BIM (Kurakin et al. 2017) and PGD
-    (Madry et al. 2018), FORMULAS.md."""
+    (Madry et al. 2018, eq. 2)."""
 
     def __init__(self, threat: Threat, alpha: float) -> None:
         super().__init__(threat)
@@ -139,8 +139,8 @@ class GradientStep(StepRule):
 
 
 class MomentumStep(StepRule):
-    """MI-FGSM (Dong et al. 2018), FORMULAS.md: ``g_{n+1} = μ·g_n + ∇/‖∇‖₁`` with the l1 norm taken
-    per point (so a point's result never depends on the rest of the batch, torchattacks#12), then
+    """MI-FGSM (Dong et al. 2018, eqs. 6–7): ``g_{n+1} = μ·g_n + ∇/‖∇‖₁`` with the l1 norm taken
+    per point (so a point's result never depends on the rest of the batch, torchattacks issue 12), then
     ``x_{n+1} = Π_{x, ε}(x_n + α·d(g_{n+1}))``. A zero gradient adds nothing (no division by 0)."""
 
     def __init__(self, threat: Threat, alpha: float, decay: float) -> None:
@@ -238,16 +238,8 @@ class IterativeAttack(FixedBudgetAttack):
     norms = ("linf", "l2")
     tasks = ("classification", "segmentation", "detection", "verification")
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        steps: int,
-        restarts: int = 1,
-        loss: str | Objective = "ce",
-        early_stop: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, steps: int, restarts: int = 1, loss: str | Objective = "ce",
+                 early_stop: bool = True, seed: int | None = 0) -> None:
         super().__init__(threat, seed=seed)
         owner = type(self).__name__
         self.steps = check_positive_int(owner, "steps", steps)

@@ -42,7 +42,7 @@ class JSMA(MinimumNormAttack):
     Parameters
     ----------
     threat:
-        ``L0()`` (the default).
+        ``L0()`` (the default), unbounded; with an eps, results changing more features count as failures.
     theta:
         Change applied to each chosen feature, ``+1`` (paper: increase) or ``−1`` (decrease).
     gamma:
@@ -53,17 +53,11 @@ class JSMA(MinimumNormAttack):
 
     name = "jsma"
     norms = ("l0",)
+    default_threat = L0
 
-    def __init__(
-        self,
-        threat: Threat | None = None,
-        *,
-        theta: float = 1.0,
-        gamma: float = 0.1,
-        untargeted_classes: int = 1,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(L0() if threat is None else threat, seed=seed)
+    def __init__(self, threat: Threat | None = None, *, theta: float = 1.0, gamma: float = 0.1,
+                 untargeted_classes: int = 1, seed: int | None = 0) -> None:
+        super().__init__(threat, seed=seed)
         if theta == 0 or not -1 <= theta <= 1:
             raise InputError(f"JSMA: theta must be a nonzero change in [-1, 1], got {theta!r}")
         if not 0 < gamma <= 1 or untargeted_classes < 1:
@@ -77,9 +71,8 @@ class JSMA(MinimumNormAttack):
         return int(self.gamma * features) // 2
 
     def _run(self, ctx: RunContext) -> Tensor:
-        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
-        best = SmallestAdversarial(x, self.threat, done)
-        index = best.pending()
+        oracle, x, y, target = ctx.oracle, ctx.x, ctx.y, ctx.target
+        best, index = SmallestAdversarial.start(ctx, self.threat)
         if self.max_pairs(x[0].numel()) < 1:
             raise InputError(f"JSMA: gamma={self.gamma} allows no feature pair on inputs of {x[0].numel()} features")
         if index.numel() == 0:

@@ -38,7 +38,7 @@ from advrobust.attacks.minimal import SmallestAdversarial
 from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import is_adversarial
-from advrobust.threat import L2, Threat
+from advrobust.threat import Threat
 
 
 def szegedy_loss(z: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -67,16 +67,9 @@ class LBFGS(MinimumNormAttack):
     name = "lbfgs"
     norms = ("l2",)
 
-    def __init__(
-        self,
-        threat: Threat | None = None,
-        *,
-        initial_const: float = 1.0,
-        search_steps: int = 10,
-        max_iter: int = 100,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(L2() if threat is None else threat, seed=seed)
+    def __init__(self, threat: Threat | None = None, *, initial_const: float = 1.0, search_steps: int = 10,
+                 max_iter: int = 100, seed: int | None = 0) -> None:
+        super().__init__(threat, seed=seed)
         if initial_const <= 0 or search_steps < 1 or max_iter < 1:
             raise InputError("LBFGS: initial_const must be > 0, search_steps and max_iter >= 1")
         self.initial_const = initial_const
@@ -84,12 +77,10 @@ class LBFGS(MinimumNormAttack):
         self.max_iter = max_iter
 
     def _run(self, ctx: RunContext) -> Tensor:
-        oracle, x, y, target, done = ctx.oracle, ctx.x, ctx.y, ctx.target, ctx.done
-        best = SmallestAdversarial(x, self.threat, done)
-        index = best.pending()
+        best, index = SmallestAdversarial.start(ctx, self.threat)
         if index.numel() == 0:
             return best.x_best
-        tt = None if target is None else target[index]
+        oracle, x, y, tt = ctx.oracle, ctx.x, ctx.y, ctx.target_of(index)
         const = torch.full((index.numel(),), self.initial_const, dtype=torch.float64, device=x.device)
         lower = torch.zeros_like(const)  # largest c that succeeded (0: none yet)
         upper = torch.full_like(const, math.inf)  # smallest c that failed

@@ -1,7 +1,7 @@
 """What every minimum-norm attack keeps per point: the smallest successful perturbation so far.
 
-Shared by C&W, FMN, L-BFGS-B and JSMA (DESIGN.md: "the best adversarial found is kept, never just
-the last iterate"); the fixed-budget counterpart is :class:`advrobust.attacks.iterative.BestTracker`.
+Shared by C&W, FMN, L-BFGS-B and JSMA: the best adversarial found is kept, never just the last
+iterate; the fixed-budget counterpart is :class:`advrobust.attacks.iterative.BestTracker`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor
 
+from advrobust.attacks.context import RunContext
 from advrobust.threat import Threat
 
 
@@ -26,6 +27,12 @@ class SmallestAdversarial:
         self.threat = threat
         self.x_best = x.clone()
         self.norm = torch.where(done, 0.0, math.inf).to(x.dtype)
+
+    @classmethod
+    def start(cls, ctx: RunContext, threat: Threat) -> tuple[SmallestAdversarial, Tensor]:
+        """The tracker of one call, and the indices of the points still to attack."""
+        best = cls(ctx.x, threat, ctx.done)
+        return best, best.pending()
 
     def offer(self, index: Tensor, x_cand: Tensor, success: Tensor) -> None:
         """Candidates ``x_cand`` for the points ``index``; ``success`` marks those that are adversarial."""

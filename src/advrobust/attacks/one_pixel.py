@@ -1,5 +1,5 @@
 """One-Pixel attack (Su, Vargas & Sakurai 2019, "One pixel attack for fooling deep neural networks",
-IEEE TEVC; FORMULAS.md): an l0 attack that needs only the model's scores.
+IEEE TEVC): an l0 attack that needs only the model's scores.
 
 A candidate is ``k`` pixels, each ``(x, y, r, g, b)`` (``(x, y, v)`` for grayscale): ``k·(2+C)``
 numbers. Differential evolution (the paper's §III-B, DE/rand/1 without crossover) evolves a
@@ -98,17 +98,8 @@ class OnePixel(FixedBudgetAttack):
     needs = "scores"
     needs_images = True
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        population: int = 400,
-        generations: int = 100,
-        F: float = 0.5,
-        max_batch: int = 8192,
-        progress: Progress = SILENT,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, population: int = 400, generations: int = 100, F: float = 0.5,
+                 max_batch: int = 8192, progress: Progress = SILENT, seed: int | None = 0) -> None:
         super().__init__(threat, seed=seed)
         if getattr(threat, "per_feature", False):
             raise InputError("OnePixel changes whole pixels: use L0(pixels=k) without per_feature")

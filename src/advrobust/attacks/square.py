@@ -90,16 +90,8 @@ class Square(FixedBudgetAttack):
     needs = "scores"
     needs_images = True
 
-    def __init__(
-        self,
-        threat: Threat,
-        *,
-        queries: int = 5000,
-        p_init: float | None = None,
-        loss: str | Objective | None = None,
-        progress: Progress = SILENT,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, threat: Threat, *, queries: int = 5000, p_init: float | None = None,
+                 loss: str | Objective | None = None, progress: Progress = SILENT, seed: int | None = 0) -> None:
         super().__init__(threat, seed=seed)
         if int(queries) < 1:
             raise InputError(f"Square needs a budget of at least 1 query, got {queries}")

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from advrobust.cli.common import load_model, load_points, model_options, progress_for
 from advrobust.cli.console import console
-from advrobust.cli.evaluate import load_model, load_points, model_options, progress_for
 
 #: exit status when a check fails (1 is a user error, 2 a usage error)
 EXIT_FAILED = 3

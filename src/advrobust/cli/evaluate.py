@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 2 -m advrobust evaluate --points 500   # sharded across 2 processes
 
 Interrupted (Ctrl-C, kill -9), the same command resumes from its run directory (in the cache,
-or ``--run-dir``). The model/data helpers here are shared by ``audit`` and ``transfer``.
+or ``--run-dir``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from advrobust.cli.console import RichProgress, console, err_console
+from advrobust.cli.common import load_model, load_points, model_options, parse_eps, pct, pct_ci, progress_for
+from advrobust.cli.console import console, err_console
 from advrobust.errors import InputError
-from advrobust.progress import SILENT, Progress
 
 #: default budgets per norm for 28×28 digits: l∞ the MNIST range of Madry et al. (2018) up to 0.3;
 #: l2 up to 2 and l1 up to 10 (the MNIST budgets of Croce & Hein 2020/2021); l0 in pixels
@@ -33,86 +33,6 @@ DEFAULT_EPS: dict[str, list[float]] = {
     "l1": [2.5, 5.0, 7.5, 10.0],
     "l0": [1, 5, 10, 20],
 }
-
-
-# --- shared by evaluate / audit / transfer -------------------------------------------------------
-def parse_eps(values: tuple[str, ...]) -> list[float] | None:
-    """``--eps 0.1 --eps 0.2,0.3`` -> ``[0.1, 0.2, 0.3]`` (``None`` when not given)."""
-    out: list[float] = []
-    for value in values:
-        for part in value.split(","):
-            if part.strip():
-                try:
-                    out.append(float(part))
-                except ValueError:
-                    raise InputError(f"--eps takes numbers (e.g. 0.1,0.3), got {part!r}") from None
-    return out or None
-
-
-def load_model(spec: str | None, weights: str | None, progress: Progress) -> tuple[Any, str, list[str] | None]:
-    """``(model, name, class names or None)`` for ``--model`` (default: the default model)."""
-    if spec is None:
-        from advrobust.training.pretrained import default_model
-
-        model, meta = default_model(progress=progress)
-        return model, f"{meta.get('arch', 'default')} (default)", meta.get("classes")
-    from advrobust.models import load_checkpoint
-    from advrobust.models import load_model as load_any
-
-    if spec.endswith(".safetensors") and weights is None:
-        model, meta = load_checkpoint(spec)
-        return model, Path(spec).stem, meta.get("classes")
-    return load_any(spec, weights=weights), Path(spec.split(":")[0]).stem, None
-
-
-def load_points(name: str, root: str | None, split: str, n: int | None, seed: int) -> Any:
-    """The data set, cut to a stratified, seeded subset of ``n`` points if asked."""
-    from advrobust.data import load
-
-    data = load(name, root=root, split=split)
-    if n is not None:
-        if n < 1:
-            raise InputError(f"--n must be at least 1, got {n}")
-        if n < len(data):
-            data = data.subset(n, seed=seed)
-    return data
-
-
-def progress_for(rank: int) -> Progress:
-    return RichProgress() if rank == 0 else SILENT
-
-
-def model_options(many: bool = False) -> Any:
-    """The options naming the model(s) and the points: ``--model`` (repeatable if ``many``),
-    ``--weights``, ``--data``, ``--root``, ``--split``, ``--n``, ``--seed``."""
-    model_help = ("A .safetensors checkpoint, a TorchScript file or package.module:factory "
-                  + ("(repeatable)." if many else "[default: the default model, trained once and cached]."))
-    decorators = [
-        click.option("--model", "model_spec", metavar="SPEC|CHECKPOINT", multiple=many, help=model_help),
-        click.option("--weights", metavar="PATH", help="Weights for a package.module:factory model."),
-        click.option("--data", "data_name", default="mnist-5k", show_default=True, help="Data set name."),
-        click.option("--root", metavar="PATH", help="Folder or file of the data set (not for mnist-5k)."),
-        click.option("--split", default="test", show_default=True, help="Split to evaluate on."),
-        click.option("--n", "--points", "n_points", type=int, metavar="N",
-                     help="Use a stratified subset of N points (--points under torchrun, whose own "
-                          "options take --n)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and the attacks."),
-    ]
-
-    def apply(f: Any) -> Any:
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
-
-    return apply
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
-def pct_ci(value: float, ci: tuple[float, float]) -> str:
-    return f"{100 * value:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -182,7 +102,7 @@ def command(
     accuracy (worst case per point, with 95% Wilson intervals) and record the result. With --task
     segmentation or detection: the task's metrics clean and under each attack at each eps."""
     import advrobust as ar
-    from advrobust.evaluation.distributed import init_from_env, rank_and_world
+    from advrobust.distributed import join, rank_and_world
     from advrobust.evaluation.rundir import RunDirMismatch
     from advrobust.evaluation.store import ResultStore
     from advrobust.paths import cache_dir
@@ -194,10 +114,10 @@ def command(
 
         tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm, parse_eps(eps_values),
                   attack_names, min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
-                  RichProgress(), RuntimePolicy(fast=not plain_forward))
+                  progress_for(0), RuntimePolicy(fast=not plain_forward))
         return
 
-    init_from_env()
+    join()
     rank, _ = rank_and_world()
     progress = progress_for(rank)
     epsilons = parse_eps(eps_values) or DEFAULT_EPS[norm]

@@ -8,8 +8,9 @@ import click
 from rich import box
 from rich.table import Table
 
+from advrobust.cli.common import pct
 from advrobust.cli.console import console
-from advrobust.cli.evaluate import pct, results_table
+from advrobust.cli.evaluate import results_table
 
 
 @click.command("results")

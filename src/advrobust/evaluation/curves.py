@@ -6,10 +6,10 @@ robust accuracy at *every* eps follows without re-running anything:
 
     robust_accuracy(ε) = (1/N) · #{i : f(x_i) = y_i  and  ‖r_i‖_p > ε}
 
-a non-increasing, right-continuous step function of ``ε`` (DESIGN.md: clean-misclassified points are
-never attacked and never robust). Each norm is an upper bound on the true minimal perturbation, so
-the curve is an upper bound on the true robust accuracy; :func:`cross_check` lowers it further with a
-fixed-budget attack (PGD, APGD) at one eps, taking the minimum of both per point.
+a non-increasing, right-continuous step function of ``ε`` (clean-misclassified points are never attacked and never
+robust: docs/architecture.md, "Conventions"). Each norm is an upper bound on the true minimal perturbation, so the curve
+is an upper bound on the true robust accuracy; :func:`cross_check` lowers it further with a fixed-budget attack (PGD,
+APGD) at one eps, taking the minimum of both per point.
 
     mins = minimal_perturbations(model, x, y, [FMN(L2()), CarliniWagner()])
     curve = mins.curve()                # or robustness_curve(mins.norm, mins.clean_correct)

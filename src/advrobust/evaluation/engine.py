@@ -18,12 +18,13 @@ attack):
 
 The work is cut into units (attack × eps × chunk of ``batch_size`` points), each deterministic,
 written to ``run_dir`` as it finishes (:mod:`~advrobust.evaluation.rundir`, for resuming) and dealt
-out to the ranks of a process group (:mod:`~advrobust.evaluation.distributed`, for scaling out).
+out to the ranks of a process group (:mod:`~advrobust.distributed`, for scaling out): within a stage
+chunk ``c`` goes to rank ``c mod world`` and every rank receives every chunk's result, so the merged
+result equals the single-process one exactly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import platform
@@ -39,15 +40,17 @@ from advrobust.attacks.access import allows, model_access
 from advrobust.attacks.base import Attack, FixedBudgetAttack
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.attacks.inputs import check_inputs
+from advrobust.data.fingerprint import data_fingerprint
+from advrobust.distributed import gather, rank_and_world
 from advrobust.errors import InputError
-from advrobust.evaluation.distributed import gather, rank_and_world
 from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
-from advrobust.evaluation.rundir import RunDir
+from advrobust.evaluation.rundir import RunDir, UnitResult
 from advrobust.evaluation.suites import Member, build_suite
 from advrobust.progress import SILENT, Progress
 from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.runner import Model
 from advrobust.threat import Linf, Threat, within_budget
+from advrobust.version import __version__
 
 
 def model_fingerprint(model: Model) -> str:
@@ -59,15 +62,6 @@ def model_fingerprint(model: Model) -> str:
     return fingerprint(model)
 
 
-def data_fingerprint(x: Tensor, y: Tensor) -> str:
-    digest = hashlib.sha256()
-    for t in (x, y):
-        a = t.detach().cpu().contiguous()
-        digest.update(f"{a.dtype}|{tuple(a.shape)}|".encode())
-        digest.update(a.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _describe(attack: Attack) -> dict[str, Any]:
     """An attack's class, threat and plain hyper-parameters: its identity for resuming (objects such
     as a progress sink, whose repr changes from process to process, are left out)."""
@@ -77,8 +71,6 @@ def _describe(attack: Attack) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from advrobust import __version__
-
     return {"advrobust": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
@@ -118,32 +110,34 @@ class _State:
         self.robust[e, points] = False
 
 
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What an evaluation does, fixed before it starts: the norm (``threat``, unbounded), the sorted
+    budgets, the chunk of points one unit attacks, the seed of the attacks built from names, the
+    examples kept per eps and how the model is run."""
+
+    threat: Threat
+    epsilons: list[float]
+    batch_size: int
+    seed: int
+    n_examples: int
+    runtime: RuntimePolicy
+
+
 class _Evaluation:
     """One evaluation's fixed inputs; runs stages of units and folds their results into the state."""
 
-    def __init__(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        threat: Threat,
-        epsilons: list[float],
-        batch_size: int,
-        rundir: RunDir,
-        progress: Progress,
-        n_examples: int,
-        runtime: RuntimePolicy,
-    ) -> None:
-        self.model, self.x, self.y, self.threat = model, x, y, threat
-        self.runtime = runtime
-        self.epsilons, self.batch_size, self.rundir = epsilons, batch_size, rundir
-        self.progress, self.n_examples = progress, n_examples
+    def __init__(self, model: Model, x: Tensor, y: Tensor, plan: EvaluationPlan, rundir: RunDir,
+                 progress: Progress) -> None:
+        self.model, self.x, self.y, self.plan = model, x, y, plan
+        self.threat, self.epsilons = plan.threat, plan.epsilons
+        self.rundir, self.progress = rundir, progress
 
     # --- clean pass ---------------------------------------------------------------------------
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
         outs = []
-        for chunk in x.split(self.batch_size):
+        for chunk in x.split(self.plan.batch_size):
             try:
                 out = self.model(chunk)
             except RuntimeError as exc:
@@ -158,56 +152,52 @@ class _Evaluation:
         return torch.cat(outs) if outs else torch.zeros(0, 0)
 
     # --- units --------------------------------------------------------------------------------
-    def _run_unit(self, attack: Attack, index: Tensor, eps: float | None) -> dict[str, Any]:
+    def _run_unit(self, attack: Attack, index: Tensor, eps: float | None) -> UnitResult:
         start = time.perf_counter()
         x = self.x[index]
-        res = attack(self.model, x, self.y[index], runtime=self.runtime)
+        res = attack(self.model, x, self.y[index], runtime=self.plan.runtime)
         norm = self.threat.norm(res.x_adv - x)
         success = res.success.clone()
         if eps is not None:  # defense in depth: a fixed-budget success must lie inside the ball
             success &= within_budget(norm, eps)
         norm = torch.where(success, norm, torch.full_like(norm, math.inf))
-        keep = _varied(success.nonzero().squeeze(1), self.y[index], self.n_examples)
-        return {
-            "index": index.cpu(),
-            "success": success.cpu(),
-            "norm": norm.float().cpu(),
-            "queries": res.queries.cpu(),
-            "keep": keep.cpu(),
-            "x_adv": res.x_adv[keep].detach().cpu(),
-            "seconds": time.perf_counter() - start,
-        }
+        keep = _varied(success.nonzero().squeeze(1), self.y[index], self.plan.n_examples)
+        return UnitResult(
+            index=index.cpu(),
+            success=success.cpu(),
+            norm=norm.float().cpu(),
+            queries=res.queries.cpu(),
+            keep=keep.cpu(),
+            x_adv=res.x_adv[keep].detach().cpu(),
+            seconds=time.perf_counter() - start,
+        )
 
-    def run_stage(
-        self, key: str, attack: Attack, todo: Tensor, eps: float | None, desc: str
-    ) -> list[dict[str, Any]]:
+    def run_stage(self, key: str, attack: Attack, todo: Tensor, eps: float | None, desc: str) -> list[UnitResult]:
         """Run ``attack`` on the points ``todo`` chunk by chunk; every rank gets every chunk back."""
-        chunks = list(todo.split(self.batch_size)) if todo.numel() else []
+        chunks = list(todo.split(self.plan.batch_size)) if todo.numel() else []
         rank, world = rank_and_world()
-        mine: dict[int, dict[str, Any]] = {}
+        mine: dict[int, UnitResult] = {}
         with self.progress.task(desc, total=len(range(rank, len(chunks), world))) as task:
             for c in range(rank, len(chunks), world):
                 unit = self.rundir.load(f"{key}-{c}")
-                if unit is None or not torch.equal(unit["index"], chunks[c].cpu()):
+                if unit is None or not torch.equal(unit.index, chunks[c].cpu()):
                     unit = self._run_unit(attack, chunks[c], eps)
                     self.rundir.save(f"{key}-{c}", unit)
                 mine[c] = unit
                 task.advance(1)
-        merged: dict[int, dict[str, Any]] = {}
+        merged: dict[int, UnitResult] = {}
         for part in gather(mine):
             merged.update(part)
         return [merged[c] for c in range(len(chunks))]
 
     # --- folding units into the state ---------------------------------------------------------
-    def fold(
-        self, state: _State, units: list[dict[str, Any]], name: str, eps_hits: list[int], e_min: int
-    ) -> None:
+    def fold(self, state: _State, units: list[UnitResult], name: str, eps_hits: list[int], e_min: int) -> None:
         """Apply units: a success breaks its point at every eps index ``e >= e_min`` whose eps
         is at least the success's norm (``eps_hits`` lists the eps indices to consider)."""
         device = state.robust.device
         for unit in units:
-            index = unit["index"].to(device)
-            success, norm = unit["success"].to(device), unit["norm"].to(device)
+            index = unit.index.to(device)
+            success, norm = unit.success.to(device), unit.norm.to(device)
             for e in eps_hits:
                 if e < e_min:
                     continue
@@ -215,7 +205,7 @@ class _Evaluation:
                 state.mark(e, index[hit], name)
             won = index[success]
             state.min_norm[won] = torch.minimum(state.min_norm[won], norm[success])
-            for pos, x_adv in zip(unit["keep"].tolist(), unit["x_adv"], strict=True):
+            for pos, x_adv in zip(unit.keep.tolist(), unit.x_adv, strict=True):
                 i, n = int(index[pos]), float(norm[pos])
                 for e in eps_hits:
                     if e >= e_min and i not in state.examples[e] and within_budget(n, self.epsilons[e]):
@@ -225,7 +215,7 @@ class _Evaluation:
                        item: tuple[Tensor, float, str]) -> None:
         """Keep point ``i``'s example while there is room, or in place of the latest example of a
         label kept twice when ``i``'s label is not kept yet (so the report shows many classes)."""
-        if len(kept) < self.n_examples:
+        if len(kept) < self.plan.n_examples:
             kept[i] = item
             return
         labels = [int(self.y[j]) for j in kept]
@@ -250,16 +240,16 @@ def _varied(broken: Tensor, labels: Tensor, k: int) -> Tensor:
 
 
 def _record(
-    name: str, eps: float, units: list[dict[str, Any]], within: float | None, robust_after: float,
+    name: str, eps: float, units: list[UnitResult], within: float | None, robust_after: float,
     attacked: Tensor | None = None,
 ) -> AttackRecord:
     """Numbers of one attack at one eps; ``within`` counts successes of norm <= it (min-norm)."""
     if not units:
-        return AttackRecord(name, eps, robust_after, 0.0, math.nan, 0.0, 0.0, 0, 0)
-    index = torch.cat([u["index"] for u in units])
-    success = torch.cat([u["success"] for u in units])
-    norm = torch.cat([u["norm"] for u in units])
-    queries = torch.cat([u["queries"] for u in units]).float()
+        return AttackRecord.idle(name, eps, robust_after)
+    index = torch.cat([u.index for u in units])
+    success = torch.cat([u.success for u in units])
+    norm = torch.cat([u.norm for u in units])
+    queries = torch.cat([u.queries for u in units]).float()
     if within is not None:
         success = success & within_budget(norm, within)
     if attacked is not None:  # min-norm: only the points still robust at this eps when it ran
@@ -274,7 +264,7 @@ def _record(
         success_rate=broken / n if n else 0.0,
         median_norm=float(norm[success].median()) if broken else math.nan,
         mean_queries=float(queries.mean()) if queries.numel() else 0.0,
-        seconds=float(sum(u["seconds"] for u in units)),
+        seconds=float(sum(u.seconds for u in units)),
         attacked=n,
         broken=broken,
     )
@@ -355,6 +345,8 @@ def evaluate(
     for m in members:
         if m.attack is not None and m.skipped_reason is None and not allows(model_access(model), m.attack.needs):
             m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"
+    plan = EvaluationPlan(threat=threat, epsilons=eps_list, batch_size=int(batch_size), seed=int(seed),
+                          n_examples=int(n_examples), runtime=runtime if runtime is not None else RuntimePolicy())
     fingerprint = model_fingerprint(model)
     identity = {
         "model": fingerprint,
@@ -362,14 +354,11 @@ def evaluate(
         "threat": threat.name,
         "epsilons": eps_list,
         "attacks": [_describe(m.attack) if m.attack else m.name for m in members],
-        "batch_size": int(batch_size),
-        "seed": int(seed),
-        "n_examples": int(n_examples),
+        "batch_size": plan.batch_size,
+        "seed": plan.seed,
+        "n_examples": plan.n_examples,
     }
-    run = _Evaluation(
-        model, x, y, threat, eps_list, int(batch_size), RunDir(run_dir, identity), progress, n_examples,
-        runtime if runtime is not None else RuntimePolicy(),
-    )
+    run = _Evaluation(model, x, y, plan, RunDir(run_dir, identity), progress)
     n, n_eps = x.shape[0], len(eps_list)
     with evaluation_mode(model):
         clean_logits = run.logits(x)
@@ -421,8 +410,7 @@ def _run_members(run: _Evaluation, state: _State, members: list[Member]) -> list
     for m_i, member in enumerate(members):
         if member.attack is None:
             records += [
-                AttackRecord(member.name, eps, float(state.robust[e].sum()) / n, 0.0, math.nan, 0.0, 0.0,
-                             skipped_reason=member.skipped_reason)
+                AttackRecord.idle(member.name, eps, float(state.robust[e].sum()) / n, member.skipped_reason)
                 for e, eps in enumerate(run.epsilons)
             ]
             continue

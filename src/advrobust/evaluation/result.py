@@ -1,6 +1,6 @@
 """What an evaluation returns: per-point outcomes at every eps, per-attack numbers, a few examples.
 
-Robust accuracy at eps (DESIGN.md) counts a point as robust only if the model classifies it
+Robust accuracy at eps (docs/architecture.md, "Conventions") counts a point as robust only if the model classifies it
 correctly *and* no attack of the ensemble found an adversarial example within the eps-ball; it is
 an upper bound on the true robust accuracy. Every accuracy comes with a 95% Wilson interval
 (:mod:`advrobust.evaluation.stats`).
@@ -27,7 +27,7 @@ from advrobust.paths import atomic_path
 FORMAT_VERSION = 1
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AttackRecord:
     """One attack at one eps, run on the points still robust when its turn came.
 
@@ -49,6 +49,12 @@ class AttackRecord:
     attacked: int = 0
     broken: int = 0
     skipped_reason: str | None = None
+
+    @classmethod
+    def idle(cls, attack: str, eps: float, robust_accuracy: float, skipped_reason: str | None = None) -> AttackRecord:
+        """The record of an attack that attacked no point at ``eps`` (none was left, or it was skipped)."""
+        return cls(attack=attack, eps=eps, robust_accuracy=robust_accuracy, success_rate=0.0, median_norm=math.nan,
+                   mean_queries=0.0, seconds=0.0, skipped_reason=skipped_reason)
 
 
 @dataclass

@@ -15,13 +15,48 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from advrobust.errors import InputError
 from advrobust.paths import atomic_path
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What one unit (an attack at one eps on one chunk of points) found, on the CPU.
+
+    ``index``: the points of the evaluation it attacked; ``success``: confirmed, and inside the ball
+    for a fixed-budget attack; ``norm``: float32 ``‖r‖_p``, ``inf`` where no success; ``queries`` per
+    point; ``keep``: positions (into ``index``) of the examples kept for the report, ``x_adv`` their
+    adversarial inputs; ``seconds`` the unit took.
+    """
+
+    index: Tensor
+    success: Tensor
+    norm: Tensor
+    queries: Tensor
+    keep: Tensor
+    x_adv: Tensor
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tensors and a float: what ``torch.load(..., weights_only=True)`` reads back."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> UnitResult | None:
+        """The unit stored as ``d``, or ``None`` if ``d`` is not one."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or sorted(d) != sorted(names):
+            return None
+        if not all(isinstance(d[n], Tensor) for n in names if n != "seconds"):
+            return None
+        return cls(**d)
 
 
 class RunDirMismatch(InputError):
@@ -54,7 +89,7 @@ class RunDir:
         assert self.root is not None
         return self.root / "units" / f"{key}.pt"
 
-    def load(self, key: str) -> dict[str, Any] | None:
+    def load(self, key: str) -> UnitResult | None:
         """A finished unit, or ``None`` if it has not been computed (or cannot be read back)."""
         if self.root is None:
             return None
@@ -62,12 +97,12 @@ class RunDir:
         if not path.exists():
             return None
         try:
-            return torch.load(path, weights_only=True)
+            return UnitResult.from_dict(torch.load(path, weights_only=True))
         except Exception:  # noqa: BLE001 - an unreadable unit is recomputed, never trusted
             return None
 
-    def save(self, key: str, unit: dict[str, Any]) -> None:
+    def save(self, key: str, unit: UnitResult) -> None:
         if self.root is None:
             return
         with atomic_path(self._path(key)) as tmp:
-            torch.save(unit, tmp)
+            torch.save(unit.to_dict(), tmp)

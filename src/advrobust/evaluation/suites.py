@@ -1,6 +1,6 @@
 """Named ensembles of attacks, turned into configured attacks for one threat model.
 
-* ``quick`` — FGSM (Goodfellow et al. 2015) then PGD (Madry et al. 2018): issue 2's first evaluation.
+* ``quick`` — FGSM (Goodfellow et al. 2015) then PGD (Madry et al. 2018): a first, fast evaluation.
 * ``standard`` — in the spirit of AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial
   robustness with an ensemble of diverse parameter-free attacks"): APGD-CE with 5 random restarts,
   targeted APGD on DLR, a minimum-norm attack (FMN, Pintor et al. 2021, in place of FAB) and the

@@ -23,46 +23,15 @@ from advrobust.attacks.base import Attack
 from advrobust.errors import InputError
 from advrobust.models.fingerprint import fingerprint
 from advrobust.progress import SILENT, Progress
-from advrobust.tasks import Detection, Segmentation, Task, resolve_task
-from advrobust.tasks.detection import unpack_boxes
-from advrobust.tasks.metrics import (
-    confusion_matrix,
-    mean_average_precision,
-    miou_interval,
-    per_image_confusion,
-    segmentation_metrics,
-)
+from advrobust.tasks import Segmentation, Task, resolve_task
+from advrobust.tasks.metrics import miou_interval, per_image_confusion
+from advrobust.tasks.scoring import metrics_of_outputs, model_metrics, outputs
 from advrobust.threat import Linf, Threat, threat_from_name
-
-BATCH = 128
-
-
-@torch.no_grad()
-def outputs(model: Any, x: Tensor, batch: int = BATCH) -> Tensor:
-    """The model's outputs for ``x``, computed in batches without gradients, the model in eval mode."""
-    was = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        return torch.cat([model(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
-    finally:
-        if was:
-            model.train()
-
-
-def metrics_of_outputs(z: Tensor, y: Tensor, task: Task) -> dict[str, float]:
-    """The task's metrics for outputs ``z`` against labels ``y`` (in the task's tensor form)."""
-    if isinstance(task, Segmentation):
-        return segmentation_metrics(confusion_matrix(z.argmax(dim=1), y, z.shape[1], task.ignore_index))
-    if isinstance(task, Detection):
-        return mean_average_precision(task.decode(z), unpack_boxes(y), task.iou_threshold)
-    raise InputError(f"task metrics are defined for segmentation and detection, not {task.name}")
 
 
 def task_metrics(model: Any, x: Tensor, y: Tensor, task: Task | str | None = None) -> dict[str, float]:
     """The metrics of ``model`` on images ``x`` with labels ``y`` (the task's tensor form)."""
-    task = resolve_task(task, model, y)
-    return metrics_of_outputs(outputs(model, x), task.labels(y, x), task)
+    return model_metrics(model, x, y, resolve_task(task, model, y))
 
 
 def clean_metrics(model: Any, data: Any, task: Task | str | None = None) -> dict[str, float]:

@@ -33,16 +33,11 @@ from advrobust.models.dense import DENSE_ARCHITECTURES, create_dense
 from advrobust.models.fingerprint import fingerprint
 from advrobust.models.normalize import Normalized, with_normalization
 from advrobust.paths import atomic_path
+from advrobust.version import __version__
 
 FORMAT = "advrobust.checkpoint"
 FORMAT_VERSION = "1"
 REQUIRED = ("arch", "num_classes", "input_shape")
-
-
-def _version() -> str:
-    from advrobust import __version__
-
-    return __version__
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
@@ -58,7 +53,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: dict[s
             "mean": model.normalize.mean.flatten().tolist(),
             "std": model.normalize.std.flatten().tolist(),
         }
-    meta.setdefault("advrobust_version", _version())
+    meta.setdefault("advrobust_version", __version__)
     meta.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     meta["fingerprint"] = fingerprint(model)
     try:

@@ -1,4 +1,4 @@
-"""Normalization inside the model, so that every model takes ``[0, 1]`` pixels (DESIGN.md).
+"""Normalization inside the model, so that every model takes ``[0, 1]`` pixels (docs/architecture.md).
 
 Attacks and threat models work in pixel space; a model trained on standardized inputs
 ``(x − mean) / std`` carries that step as its first layer.

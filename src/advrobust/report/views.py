@@ -2,7 +2,8 @@
 
 The report draws results that other layers produce (an evaluation, an audit, a transfer matrix,
 One-Pixel and fooling-image runs, a training history). Each ``*_view`` function reads one of them
-by field name — from the result object itself or from the dictionary its JSON holds — and returns a
+— from the result object itself or from the dictionary its JSON holds (an evaluation through
+``EvaluationResult.from_dict``, the others by field name) — and returns a
 small frozen dataclass of numbers, strings and numpy arrays (examples and attack records stay
 the evaluation's ``Example`` and ``AttackRecord``). The figures and the HTML are written
 against these views only, so the report never depends on how a result is stored.
@@ -13,16 +14,14 @@ the defaults stated below.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from advrobust.errors import InputError
-from advrobust.evaluation.result import AttackRecord, Example
+from advrobust.evaluation.result import AttackRecord, EvaluationResult, Example
 
 _MISSING = object()
 
@@ -114,104 +113,37 @@ class EvaluationView:
         return {str(a): int(c) for a, c in zip(names, counts, strict=False)}
 
 
-def _attack_name(value: Any, attacks: Sequence[str]) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return attacks[int(value)] if 0 <= int(value) < len(attacks) else ""
-    return str(value)
-
-
-def _broken_by(value: Any, attacks: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
-    raw = value.tolist() if hasattr(value, "tolist") else value
-    names = np.array(
-        [[_attack_name(v, attacks) for v in row] for row in raw] if len(raw) else [], dtype=object
-    )
-    return names.reshape(shape)
-
-
-def _robust_accuracy(value: Any, epsilons: Sequence[float], robust: np.ndarray) -> tuple[float, ...]:
-    """Per eps, the evaluation's own value; where it gives none, the mean of ``robust``."""
-    given: dict[float, float] = {}
-    if isinstance(value, Mapping):
-        given = {float(k): float(v) for k, v in value.items()}
-    elif value is not None and not isinstance(value, (int, float)):
-        given = {float(e): float(v) for e, v in zip(epsilons, value, strict=False)}
-    return tuple(
-        given.get(float(e), float(robust[i].mean()) if robust.shape[1] else float("nan"))
-        for i, e in enumerate(epsilons)
-    )
-
-
-def _example(ex: Any) -> Example:
-    """An evaluation's ``Example`` (or its fields), images as ``C×H×W`` tensors."""
-    if isinstance(ex, Example):
-        return ex
-    kind = "example"
-    fields = {f: _get(ex, kind, f) for f in ("label", "clean_pred", "adv_pred", "attack")}
-    numbers = {f: _float(_get(ex, kind, f)) for f in ("clean_conf", "adv_conf", "norm", "eps")}
-    return Example(
-        index=int(_get(ex, kind, "index", default=-1)),
-        x=torch.as_tensor(_array(_get(ex, kind, "x"), np.float32)),
-        x_adv=torch.as_tensor(_array(_get(ex, kind, "x_adv"), np.float32)),
-        **{k: int(v) if k != "attack" else str(v) for k, v in fields.items()},
-        **numbers,
-    )
-
-
-def _attack_row(rec: Any) -> AttackRecord:
-    """An evaluation's ``AttackRecord`` (or its fields); the optional numbers default to ``nan``."""
-    if isinstance(rec, AttackRecord):
-        return rec
-    kind = "attack record"
-    optional = ("success_rate", "median_norm", "mean_queries", "seconds")
-    reason = _get(rec, kind, "skipped_reason", default=None)
-    return AttackRecord(
-        attack=str(_get(rec, kind, "attack")),
-        eps=_float(_get(rec, kind, "eps")),
-        robust_accuracy=_float(_get(rec, kind, "robust_accuracy")),
-        **{f: _float(_get(rec, kind, f, default=None)) for f in optional},
-        skipped_reason=None if reason in (None, "") else str(reason),
-    )
-
-
-def evaluation_view(ev: Any) -> EvaluationView:
-    """Read an ``EvaluationResult`` (or its JSON dictionary)."""
-    kind = "evaluation"
-    epsilons = tuple(float(e) for e in _get(ev, kind, "epsilons"))
-    attacks = tuple(str(a) for a in _get(ev, kind, "attacks", default=()))
-    labels = _array(_get(ev, kind, "labels"), np.int64).reshape(-1)
-    n, e = labels.shape[0], len(epsilons)
-    robust = _array(_get(ev, kind, "robust"), bool).reshape(e, n)
-    clean_correct = _array(_get(ev, kind, "clean_correct"), bool).reshape(n)
-    classes = _get(ev, kind, "classes", default=None)
-    if not classes:
-        classes = [str(k) for k in range(int(labels.max()) + 1 if n else 0)]
-    min_norm = _get(ev, kind, "min_norm", default=None)
-    min_norm = np.full(n, math.inf) if min_norm is None else _array(min_norm, np.float64).reshape(n)
-    broken = _get(ev, kind, "broken_by", default=None)
-    broken = np.full((e, n), "", dtype=object) if broken is None else _broken_by(broken, attacks, (e, n))
-    clean_acc = _get(ev, kind, "clean_accuracy", default=None)
+def evaluation_view(ev: EvaluationResult | Mapping[str, Any]) -> EvaluationView:
+    """Read an ``EvaluationResult``, or the dictionary its JSON holds (read by ``EvaluationResult.from_dict``)."""
+    if isinstance(ev, Mapping):
+        try:
+            ev = EvaluationResult.from_dict(dict(ev))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"the evaluation passed to the report is not an evaluation result ({exc})") from None
+    if not isinstance(ev, EvaluationResult):
+        raise InputError(f"the report reads an EvaluationResult or the JSON it wrote, got {type(ev).__name__}")
+    n, e = ev.n_points, len(ev.epsilons)
+    labels = ev.labels.detach().cpu().numpy().astype(np.int64).reshape(n)
+    classes = ev.classes or [str(k) for k in range(int(labels.max()) + 1 if n else 0)]
+    broken = np.array([[name or "" for name in row] for row in ev.broken_by], dtype=object).reshape(e, n)
     return EvaluationView(
-        model_name=str(_get(ev, kind, "model_name", default="model")),
-        model_fingerprint=str(_get(ev, kind, "model_fingerprint", default="") or ""),
-        data_name=str(_get(ev, kind, "data_name", default="data")),
-        threat=str(_get(ev, kind, "threat", default="linf")),
-        epsilons=epsilons,
-        suite=str(_get(ev, kind, "suite", default="") or ""),
-        attacks=attacks,
+        model_name=ev.model_name,
+        model_fingerprint=ev.model_fingerprint or "",
+        data_name=ev.data_name,
+        threat=ev.threat,
+        epsilons=tuple(float(eps) for eps in ev.epsilons),
+        suite=ev.suite or "",
+        attacks=tuple(ev.attacks),
         classes=tuple(str(c) for c in classes),
         labels=labels,
-        clean_correct=clean_correct,
-        robust=robust,
+        clean_correct=ev.clean_correct.detach().cpu().numpy().astype(bool).reshape(n),
+        robust=ev.robust.detach().cpu().numpy().astype(bool).reshape(e, n),
         broken_by=broken,
-        min_norm=min_norm,
-        per_attack=tuple(_attack_row(r) for r in _get(ev, kind, "per_attack", default=())),
-        examples=tuple(_example(x) for x in _get(ev, kind, "examples", default=())),
-        clean_accuracy=float(clean_correct.mean()) if clean_acc is None else float(clean_acc),
-        robust_accuracy=_robust_accuracy(
-            _get(ev, kind, "robust_accuracy", default=None), epsilons, robust
-        ),
+        min_norm=ev.min_norm.detach().cpu().numpy().astype(np.float64).reshape(n),
+        per_attack=tuple(ev.per_attack),
+        examples=tuple(ev.examples),
+        clean_accuracy=ev.clean_accuracy,
+        robust_accuracy=tuple(ev.robust_accuracy.values()),
     )
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from advrobust import __version__
 from advrobust.errors import InputError
 from advrobust.paths import atomic_path
 from advrobust.report import html, sections
@@ -26,6 +25,7 @@ from advrobust.report.views import (
     training_view,
     transfer_view,
 )
+from advrobust.version import __version__
 
 REPORT_FORMAT = "advrobust-report/1"
 """The ``format`` field of the JSON written beside a report (``<name>_results.json``)."""

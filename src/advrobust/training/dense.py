@@ -38,6 +38,8 @@ from advrobust.models.checkpoint import load_checkpoint, read_metadata, save_che
 from advrobust.models.dense import BOX_CHANNELS, create_dense
 from advrobust.paths import cache_path
 from advrobust.progress import SILENT, Progress
+from advrobust.tasks import resolve_task
+from advrobust.tasks.scoring import model_metrics
 
 IGNORE = -100
 
@@ -146,8 +148,6 @@ def _cached(recipe: DenseRecipe, progress: Progress) -> tuple[nn.Module, dict[st
             return load_checkpoint(path)
         except ModelLoadError:
             path.unlink()  # a corrupt or outdated cache entry: train again
-    from advrobust.evaluation.tasks import clean_metrics  # the evaluation of a trained model
-
     train, test = load_scenes(recipe.data, "train"), load_scenes(recipe.data, "test")
     model = create_dense(recipe.arch, train.num_classes, tuple(train.x.shape[1:]), seed=recipe.seed,
                          width=recipe.width)
@@ -162,7 +162,7 @@ def _cached(recipe: DenseRecipe, progress: Progress) -> tuple[nn.Module, dict[st
         "data": recipe.data,
         "task": train.task,
         "classes": list(train.classes),
-        "clean_metrics": clean_metrics(model, test),
+        "clean_metrics": model_metrics(model, test.x, test.y, resolve_task(None, model, test.y)),
         "training": {**asdict(recipe), "train_loss": train_loss},
     }
     return model, read_metadata(save_checkpoint(path, model, meta))

@@ -1,7 +1,8 @@
 """Data-parallel training under ``torchrun``: process group, device, data shards, metric sums.
 
 ``torchrun --nproc_per_node N -m advrobust train ...`` sets ``WORLD_SIZE``, ``RANK`` and
-``LOCAL_RANK``; :func:`setup` then joins the process group (gloo on CPU, nccl on CUDA) unless the caller did. Every rank
+``LOCAL_RANK``; :func:`setup` then joins the process group (gloo on CPU, nccl on CUDA; see
+:mod:`advrobust.distributed`, which leaves it at exit) unless the caller did. Every rank
 draws the same permutation of the data, cuts it into the same global batches as one process would,
 and takes the rows ``rank, rank + N, ...`` of each: ``batch_size`` means the global batch at any N.
 """
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from advrobust.distributed import join, world_size
 
 
 @dataclass(frozen=True)
@@ -40,15 +43,6 @@ class Context:
         return t.tolist()
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    """This process's rank under torchrun (0 otherwise): only rank 0 writes files."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def setup(device: str | torch.device | None) -> Context:
     """Join the process group if launched by torchrun with ``WORLD_SIZE > 1``; pick the device
     (``device`` if given, else CUDA — ``cuda:LOCAL_RANK`` under torchrun — when available, else CPU)."""
@@ -59,19 +53,6 @@ def setup(device: str | torch.device | None) -> Context:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if n <= 1:
+    if not join(backend="nccl" if dev.type == "cuda" else "gloo"):
         return Context(0, 1, dev)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return Context(dist.get_rank(), dist.get_world_size(), dev)
-
-
-def shutdown() -> None:
-    """Leave the process group, once every rank is done (the end of a program such as the CLI).
-
-    :func:`setup` leaves the group open so that later calls (another ``fit``, an evaluation) reuse
-    it: joining a group again after leaving it can hang on the rendezvous.
-    """
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()

@@ -21,7 +21,6 @@ included), this module the outer minimization and everything around it:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -35,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from advrobust.attacks.base import Attack
 from advrobust.attacks.eval_mode import evaluation_mode
+from advrobust.data.fingerprint import data_fingerprint
 from advrobust.errors import InputError
 from advrobust.paths import atomic_path
 from advrobust.progress import SILENT, Progress
@@ -124,7 +124,7 @@ def fit(
         "schedule": schedule,
         "seed": seed,
         "train_size": len(train.y),
-        "train_data": _data_digest(train),
+        "train_data": data_fingerprint(train.x, train.y),
     }  # the settings that define a run: a checkpoint is resumed only under the same ones
     ctx = distributed.setup(device)
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
@@ -369,15 +369,6 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise InputError(f"{path} is not an advrobust training state: delete it or use another checkpoint dir")
     return state
-
-
-def _data_digest(data: Dataset) -> str:
-    """A cheap identity of a data set (all labels, every 101st pixel, the shape), so that a state
-    is not resumed on other data of the same size."""
-    digest = hashlib.sha256(str(tuple(data.x.shape)).encode())
-    digest.update(data.y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
-    digest.update(data.x.detach().flatten()[::101].to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _mix(*numbers: int) -> int:

@@ -1,0 +1,91 @@
+"""What several commands share: the model and data options and their loading, budgets, percentages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from advrobust.cli.console import RichProgress
+from advrobust.errors import InputError
+from advrobust.progress import SILENT, Progress
+
+
+def parse_eps(values: tuple[str, ...]) -> list[float] | None:
+    """``--eps 0.1 --eps 0.2,0.3`` -> ``[0.1, 0.2, 0.3]`` (``None`` when not given)."""
+    out: list[float] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    out.append(float(part))
+                except ValueError:
+                    raise InputError(f"--eps takes numbers (e.g. 0.1,0.3), got {part!r}") from None
+    return out or None
+
+
+def load_model(spec: str | None, weights: str | None, progress: Progress) -> tuple[Any, str, list[str] | None]:
+    """``(model, name, class names or None)`` for ``--model`` (default: the default model)."""
+    if spec is None:
+        from advrobust.training.pretrained import default_model
+
+        model, meta = default_model(progress=progress)
+        return model, f"{meta.get('arch', 'default')} (default)", meta.get("classes")
+    from advrobust.models import load_checkpoint
+    from advrobust.models import load_model as load_any
+
+    if spec.endswith(".safetensors") and weights is None:
+        model, meta = load_checkpoint(spec)
+        return model, Path(spec).stem, meta.get("classes")
+    return load_any(spec, weights=weights), Path(spec.split(":")[0]).stem, None
+
+
+def load_points(name: str, root: str | None, split: str, n: int | None, seed: int) -> Any:
+    """The data set, cut to a stratified, seeded subset of ``n`` points if asked."""
+    from advrobust.data import load
+
+    data = load(name, root=root, split=split)
+    if n is not None:
+        if n < 1:
+            raise InputError(f"--n must be at least 1, got {n}")
+        if n < len(data):
+            data = data.subset(n, seed=seed)
+    return data
+
+
+def progress_for(rank: int) -> Progress:
+    return RichProgress() if rank == 0 else SILENT
+
+
+def model_options(many: bool = False) -> Any:
+    """The options naming the model(s) and the points: ``--model`` (repeatable if ``many``),
+    ``--weights``, ``--data``, ``--root``, ``--split``, ``--n``, ``--seed``."""
+    model_help = ("A .safetensors checkpoint, a TorchScript file or package.module:factory "
+                  + ("(repeatable)." if many else "[default: the default model, trained once and cached]."))
+    decorators = [
+        click.option("--model", "model_spec", metavar="SPEC|CHECKPOINT", multiple=many, help=model_help),
+        click.option("--weights", metavar="PATH", help="Weights for a package.module:factory model."),
+        click.option("--data", "data_name", default="mnist-5k", show_default=True, help="Data set name."),
+        click.option("--root", metavar="PATH", help="Folder or file of the data set (not for mnist-5k)."),
+        click.option("--split", default="test", show_default=True, help="Split to evaluate on."),
+        click.option("--n", "--points", "n_points", type=int, metavar="N",
+                     help="Use a stratified subset of N points (--points under torchrun, whose own "
+                          "options take --n)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and the attacks."),
+    ]
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def pct_ci(value: float, ci: tuple[float, float]) -> str:
+    return f"{100 * value:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
