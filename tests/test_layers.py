@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"errors", "tensors", "paths", "progress", "version", "lazy", "distributed"},
     {"threat", "losses", "data", "models"},
     {"runtime"},
+    {"tasks"},
     {"attacks"},
     {"evaluation", "training"},
     {"report"},

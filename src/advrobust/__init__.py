@@ -15,7 +15,7 @@ from advrobust.threat import L0, L1, L2, Linf, Threat
 from advrobust.version import __version__
 
 _SUBMODULES = {"attacks", "data", "defences", "models", "training", "evaluation", "report", "losses", "threat",
-               "runtime", "transforms", "faces"}
+               "runtime", "tasks", "transforms", "faces"}
 # public name -> "module:attribute", resolved lazily
 _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",

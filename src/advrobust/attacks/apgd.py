@@ -159,6 +159,7 @@ class APGDT(APGD):
     """
 
     name = "apgd-t"
+    tasks = ("classification",)  # its aims are the highest-scoring wrong classes of a classifier
 
     def __init__(self, threat: Threat, *, steps: int = 100, restarts: int = 1, n_target_classes: int = 9,
                  rho: float = 0.75, early_stop: bool = True, seed: int | None = 0, eot: int = 1) -> None:

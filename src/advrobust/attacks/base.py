@@ -45,10 +45,10 @@ from advrobust.attacks.inputs import check_inputs, check_scores
 from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.result import AttackResult, SweepResult
 from advrobust.errors import InputError
-from advrobust.losses import is_adversarial
 from advrobust.runtime.eot import EOT
 from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.runner import Model, Runner
+from advrobust.tasks import CLASSIFICATION, Task, resolve_task
 from advrobust.tensors import per_point
 from advrobust.threat import L2, Threat, within_budget
 
@@ -83,6 +83,10 @@ class Attack(ABC):
     needs: ClassVar[Access] = "gradients"
     #: whether the attack works on pixels and so needs inputs of shape (N, C, H, W)
     needs_images: ClassVar[bool] = False
+    #: the tasks (advrobust.tasks) the attack is defined for
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    #: whether a fixed-budget attack needs an eps (False: the ball is optional, e.g. DAG)
+    needs_budget: ClassVar[bool] = True
 
     def __init__(self, threat: Threat, *, seed: int | None = 0, eot: int = 1) -> None:
         if not isinstance(threat, Threat):
@@ -104,19 +108,23 @@ class Attack(ABC):
     def __call__(
         self, model: Model, x: Tensor, y: Tensor, target: Tensor | None = None, *,
         generator: torch.Generator | None = None, runtime: RuntimePolicy | None = None,
+        task: str | Task | None = None,
     ) -> AttackResult:
         """Attack the batch ``x`` (labels ``y``; ``target``: the classes to reach, ``None``: any other).
-        ``runtime`` decides how the model is run (default ``RuntimePolicy()``)."""
-        x, y, target = self._checked(model, x, y, target)
+        ``runtime`` decides how the model is run (default ``RuntimePolicy()``). ``task`` names what the
+        model does (``"segmentation"``, a :class:`~advrobust.tasks.Task`, ...); by default the model's
+        ``task`` attribute, else read from the form of ``y`` (:func:`advrobust.tasks.resolve_task`)."""
+        task = resolve_task(task, model, y)
+        x, y, target = self._checked(model, x, y, target, task)
         n = x.shape[0]
         with evaluation_mode(model):
-            oracle = Oracle(self._runner(model, runtime), n, x.device)
+            oracle = Oracle(self._runner(model, runtime), n, x.device, task)
             if n == 0:
                 return self._finalize(oracle, x, y, target, x.clone())
             clean = oracle.logits(x)
-            check_scores(clean, y, target, model)
+            check_scores(clean, y, target, model, task)
             oracle.notice_randomness(x)
-            done = oracle.adversarial(x, y, target) if oracle.randomized else is_adversarial(clean, y, target)
+            done = oracle.adversarial(x, y, target) if oracle.randomized else task.is_adversarial(clean, y, target)
             generator = generator if generator is not None else self.make_generator(x.device)
             ctx = RunContext(oracle, x, y, target, generator, done)
             return self._finalize(oracle, x, y, target, self._run(ctx))
@@ -124,6 +132,7 @@ class Attack(ABC):
     def perturb(
         self, model: Model, x: Tensor, y: Tensor, target: Tensor | None = None, *,
         generator: torch.Generator | None = None, runtime: RuntimePolicy | None = None,
+        task: str | Task | None = None,
     ) -> Tensor:
         """``x_adv`` for **every** point, the ones already misclassified included: the inner
         maximization of adversarial training (Madry et al. 2018, eq. 2.1), where each point's loss is
@@ -131,19 +140,25 @@ class Attack(ABC):
         runs in eval mode and is left as found) and projected onto the ball and the box, but with no
         bookkeeping: no clean pass, no query counts, no confirmation pass. Use ``__call__`` to
         *measure* robustness."""
-        x, y, target = self._checked(model, x, y, target)
+        task = resolve_task(task, model, y)
+        x, y, target = self._checked(model, x, y, target, task)
         generator = generator if generator is not None else self.make_generator(x.device)
         with evaluation_mode(model):
-            oracle = Oracle(self._runner(model, runtime), x.shape[0], x.device)
+            oracle = Oracle(self._runner(model, runtime), x.shape[0], x.device, task)
             nothing_done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             x_adv = self._run(RunContext(oracle, x, y, target, generator, nothing_done))
         return self.threat.project(x_adv.detach(), x)
 
     def _checked(
-        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None
+        self, model: Model, x: Tensor, y: Tensor, target: Tensor | None, task: Task = CLASSIFICATION
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The inputs of ``__call__`` and ``perturb``, checked (box, labels, image shape, model access)."""
-        x, y, target = check_inputs(model, x, y, target)
+        """The inputs of ``__call__`` and ``perturb``, checked (task, box, labels, image shape, model access)."""
+        if task.name not in self.tasks:
+            raise InputError(
+                f"{type(self).__name__} is defined for {', '.join(self.tasks)}, not {task.name}: for a dense task "
+                "use 'dag' or a gradient attack (fgsm, i-fgsm, pgd, mi-fgsm, apgd)"
+            )
+        x, y, target = check_inputs(model, x, y, target, task)
         if self.needs_images and x.dim() != 4:
             raise InputError(f"{type(self).__name__} attacks images of shape (N, C, H, W), got {tuple(x.shape)}")
         check_access(type(self).__name__, self.needs, model)
@@ -163,17 +178,21 @@ class Attack(ABC):
         target: Tensor | None = None,
         *,
         runtime: RuntimePolicy | None = None,
+        task: str | Task | None = None,
     ) -> SweepResult:
         """Success at every budget in ``epsilons``: the robust-accuracy curve of one attack from as
         few runs as its kind allows (one for a minimum-norm attack)."""
         eps = sorted(float(e) for e in epsilons)
         if not eps:
             raise InputError("sweep needs at least one epsilon")
-        return self._sweep(model, x, y, eps, target, runtime)
+        task = resolve_task(task, model, y)
+        if task is not CLASSIFICATION:  # labels in tensor form, so the points can be subset
+            x, y, target = self._checked(model, x, y, target, task)
+        return self._sweep(model, x, y, eps, target, runtime, task)
 
     @abstractmethod
     def _sweep(self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None,
-               runtime: RuntimePolicy | None) -> SweepResult:
+               runtime: RuntimePolicy | None, task: Task = CLASSIFICATION) -> SweepResult:
         """The sweep of :meth:`sweep` over sorted, non-empty ``epsilons``."""
 
     # --- what the kind decides -------------------------------------------------------------------
@@ -209,7 +228,9 @@ class Attack(ABC):
         else:
             success = torch.zeros(0, dtype=torch.bool, device=x.device)
         x_adv, success, norm = self._reported(x, x_adv, success, self.threat.norm(x_adv - x))
-        return AttackResult(x_adv=x_adv, success=success, norm=norm, queries=oracle.queries, target=target)
+        return AttackResult(
+            x_adv=x_adv, success=success, norm=norm, queries=oracle.queries, target=target, extras=oracle.extras
+        )
 
     def _runner(self, model: Model, runtime: RuntimePolicy | None) -> Runner:
         """The runner the call's policy picks, averaged over ``eot`` draws when asked."""
@@ -230,7 +251,7 @@ class FixedBudgetAttack(Attack):
 
     def __init__(self, threat: Threat, *, seed: int | None = 0, eot: int = 1) -> None:
         super().__init__(threat, seed=seed, eot=eot)
-        if not threat.bounded:
+        if self.needs_budget and not threat.bounded:
             raise InputError(f"{type(self).__name__} is a fixed-budget attack: give the threat model an eps")
 
     def _admissible(self, x_adv: Tensor, x: Tensor) -> Tensor:
@@ -240,7 +261,7 @@ class FixedBudgetAttack(Attack):
         return x_adv, success, norm
 
     def _sweep(self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None,
-               runtime: RuntimePolicy | None) -> SweepResult:
+               runtime: RuntimePolicy | None, task: Task = CLASSIFICATION) -> SweepResult:
         n = x.shape[0]
         success = torch.zeros(len(epsilons), n, dtype=torch.bool, device=x.device)
         queries = torch.zeros(n, dtype=torch.long, device=x.device)
@@ -250,7 +271,7 @@ class FixedBudgetAttack(Attack):
             if todo.numel():
                 sub_target = None if target is None else target[todo]
                 attack = self.with_threat(self.threat.with_eps(eps))
-                res = attack(model, x[todo], y[todo], sub_target, runtime=runtime)
+                res = attack(model, x[todo], y[todo], sub_target, runtime=runtime, task=task)
                 broken[todo] = res.success
                 queries[todo] += res.queries
             success[e] = broken
@@ -284,9 +305,9 @@ class MinimumNormAttack(Attack):
         return x_adv, success, norm
 
     def _sweep(self, model: Model, x: Tensor, y: Tensor, epsilons: list[float], target: Tensor | None,
-               runtime: RuntimePolicy | None) -> SweepResult:
+               runtime: RuntimePolicy | None, task: Task = CLASSIFICATION) -> SweepResult:
         unbounded = self.with_threat(self.threat.with_eps(None))
-        res = unbounded(model, x, y, target, runtime=runtime)
+        res = unbounded(model, x, y, target, runtime=runtime, task=task)
         eps = torch.tensor(epsilons, dtype=torch.float64)
         norm = res.norm.double().cpu()
         success = res.success.cpu()[None, :] & within_budget(norm[None, :], eps[:, None])

@@ -35,6 +35,7 @@ class FGSM(FixedBudgetAttack):
 
     name = "fgsm"
     norms = ("linf", "l2")
+    tasks = ("classification", "segmentation", "detection", "verification")
 
     def __init__(self, threat: Threat, *, loss: str | Objective = "ce", seed: int | None = 0, eot: int = 1) -> None:
         super().__init__(threat, seed=seed, eot=eot)
@@ -46,7 +47,7 @@ class FGSM(FixedBudgetAttack):
         x_adv = x.clone()
         if rows.numel() == 0:
             return x_adv
-        objective = get_loss(self.loss)
+        objective = ctx.oracle.task.objective(self.loss)
         t, y_rows = ctx.target_of(rows), ctx.y[rows]
         _, _, grad = ctx.oracle.logits_and_grad(x[rows], lambda z: objective(z, y_rows, t), index=rows)
         x_adv[rows] = steepest_step(self.threat, x[rows], x[rows], grad, float(self.threat.eps))

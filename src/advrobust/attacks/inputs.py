@@ -8,7 +8,6 @@ constructor.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 from advrobust.attacks.access import model_access
 from advrobust.errors import InputError
 from advrobust.runtime.runner import Model
+from advrobust.tasks import CLASSIFICATION, Task
 
 
 def model_device(model: Model) -> torch.device | None:
@@ -27,25 +27,11 @@ def model_device(model: Model) -> torch.device | None:
     return None
 
 
-def _as_labels(name: str, t: Any, n: int, device: torch.device) -> Tensor:
-    if not isinstance(t, Tensor):
-        try:
-            t = torch.as_tensor(t, device=device)
-        except (TypeError, ValueError):
-            raise InputError(f"{name} must be a tensor of class indices, got {type(t).__name__}") from None
-    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-        raise InputError(f"{name} must hold integer class indices, got dtype {t.dtype}")
-    if t.dim() != 1 or t.shape[0] != n:
-        raise InputError(f"{name} must have shape ({n},), one class index per input; got {tuple(t.shape)}")
-    if t.device != device:
-        raise InputError(f"{name} is on {t.device} but x is on {device}: move them to one device")
-    return t.long()
-
-
 def check_inputs(
-    model: Model, x: Any, y: Any, target: Any = None
+    model: Model, x: Any, y: Any, target: Any = None, task: Task = CLASSIFICATION
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Validate an attack's inputs; return them as tensors (labels as ``int64``)."""
+    """Validate an attack's inputs; return them as tensors (``y`` and ``target`` in the task's form,
+    :mod:`advrobust.tasks`: for classification ``int64`` class ids)."""
     if not callable(model):
         raise InputError(f"model must be callable (x -> logits), got {type(model).__name__}")
     if not isinstance(x, Tensor):
@@ -64,34 +50,17 @@ def check_inputs(
     device = model_device(model)
     if device is not None and device != x.device:
         raise InputError(f"x is on {x.device} but the model is on {device}: move them to one device")
-    n = x.shape[0]
-    y = _as_labels("y", y, n, x.device)
+    y = task.labels(y, x)
     if target is not None:
-        target = _as_labels("target", target, n, x.device)
-        same = target == y
-        if bool(same.any()):
-            i = int(same.nonzero()[0])
-            raise InputError(f"target equals the label at index {i} (class {int(y[i])}): a target must differ")
+        target = task.targets(target, y, x)
     return x, y, target
 
 
-def check_scores(z: Tensor, y: Tensor, target: Tensor | None, model: Model) -> None:
-    """Check the model's scores ``z`` for the clean batch against the labels and targets: at least two
-    classes, labels in range, and a warning for outputs that look like probabilities."""
-    k = z.shape[1]
-    if k < 2:
-        raise InputError(f"the model returns {k} score per input: a classifier needs at least 2 classes")
-    for name, labels in (("y", y), ("target", target)):
-        if labels is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
-            raise InputError(f"{name} holds class indices outside [0, {k - 1}] for a model with {k} classes")
-    if model_access(model) == "gradients" and z.numel():
-        rows = z.detach()
-        if bool((rows >= 0).all()) and bool(((rows.sum(dim=1) - 1).abs() < 1e-3).all()):
-            warnings.warn(
-                "the model's outputs are non-negative and sum to 1: they look like probabilities. "
-                "Gradient attacks need logits; remove the final softmax from the model.",
-                stacklevel=4,
-            )
+def check_scores(z: Tensor, y: Tensor, target: Tensor | None, model: Model, task: Task = CLASSIFICATION) -> None:
+    """Check the model's output ``z`` for the clean batch against the labels and targets (the task's
+    checks: for a classifier at least two classes, labels in range, and a warning for outputs that
+    look like probabilities)."""
+    task.check_classes(z, y, target, model_access(model) == "gradients")
 
 
 def check_positive_int(owner: str, name: str, value: int, minimum: int = 1) -> int:

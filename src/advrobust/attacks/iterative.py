@@ -35,7 +35,7 @@ from advrobust.attacks.base import FixedBudgetAttack
 from advrobust.attacks.context import RunContext
 from advrobust.attacks.inputs import check_positive_int
 from advrobust.attacks.oracle import Oracle
-from advrobust.losses import Objective, get_loss, is_adversarial
+from advrobust.losses import Objective, get_loss
 from advrobust.tensors import per_point
 from advrobust.threat import Threat
 
@@ -209,7 +209,7 @@ def ascend(
             loss, grad = objective(z), None
         else:
             z, loss, grad = problem.oracle.logits_and_grad(active.x_cur, objective, index=active.index)
-        adv = is_adversarial(z, active.y, active.goal)
+        adv = problem.oracle.task.is_adversarial(z, active.y, active.goal)
         problem.tracker.update(active.index, active.x_cur, loss, adv)
         if last:
             return
@@ -236,6 +236,7 @@ class IterativeAttack(FixedBudgetAttack):
     """
 
     norms = ("linf", "l2")
+    tasks = ("classification", "segmentation", "detection", "verification")
 
     def __init__(self, threat: Threat, *, steps: int, restarts: int = 1, loss: str | Objective = "ce",
                  early_stop: bool = True, seed: int | None = 0, eot: int = 1) -> None:
@@ -259,12 +260,13 @@ class IterativeAttack(FixedBudgetAttack):
         """The objective's target for each round of restarts (default: one round, the call's goal)."""
         yield None
 
-    def objective(self) -> Objective:
-        return get_loss(self.loss)
+    def objective(self, oracle: Oracle) -> Objective:
+        """The call's objective: the loss in the form of the oracle's task (per pixel for a segmenter)."""
+        return oracle.task.objective(self.loss)
 
     def _run(self, ctx: RunContext) -> Tensor:
         tracker = BestTracker(ctx.x, ctx.done)
-        problem = Problem(ctx.oracle, self.objective(), ctx.x, ctx.y, ctx.target, tracker, self.early_stop)
+        problem = Problem(ctx.oracle, self.objective(ctx.oracle), ctx.x, ctx.y, ctx.target, tracker, self.early_stop)
         attacked = ctx.pending()
         for aim in self.aims(ctx):
             for restart in range(self.restarts):

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.access import Access, model_access
-from advrobust.errors import InputError, ModelAccessError
-from advrobust.losses import is_adversarial, is_adversarial_by_majority
+from advrobust.errors import ModelAccessError
 from advrobust.runtime.randomness import check_randomness
 from advrobust.runtime.runner import Model, Runner
+from advrobust.tasks import CLASSIFICATION, Task
 
 #: fresh draws of a randomized model behind each verdict: a point counts as misclassified when the
 #: model is wrong on more than half of them (odd, so there are no ties)
@@ -30,14 +30,18 @@ class Oracle:
 
     ``index`` names, for every row of a call, the point of the original batch it belongs to
     (repeats allowed: a population of candidates for one image counts once per candidate).
+    ``task`` says what the model returns (every output is checked against it);
+    ``extras`` collects the per-point diagnostics an attack reports in its result.
     """
 
-    def __init__(self, runner: Runner, n: int, device: torch.device) -> None:
+    def __init__(self, runner: Runner, n: int, device: torch.device, task: Task = CLASSIFICATION) -> None:
         self.runner = runner
+        self.task = task
         self.access: Access = model_access(runner.model)
         self.queries = torch.zeros(n, dtype=torch.long, device=device)
         #: whether the model's outputs changed between two plain passes (:meth:`notice_randomness`)
         self.randomized = False
+        self.extras: dict[str, Tensor] = {}
 
     @property
     def model(self) -> Model:
@@ -66,25 +70,16 @@ class Oracle:
         self.randomized = check_randomness(lambda rows: self._scores(self.runner.exact(rows), rows), x).randomized
 
     def adversarial(self, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        """The verdict per point on ``x`` (not counted, never the fast path): misclassified
-        (untargeted) or classified as ``target``, by the plain model — on more than half of
-        :data:`VERDICT_DRAWS` fresh draws for a randomized model (Athalye, Carlini & Wagner 2018,
-        §4.1.2: a single draw is luck)."""
+        """The task's verdict per point on ``x`` (not counted, never the fast path), by the plain model —
+        for a randomized model, true on more than half of :data:`VERDICT_DRAWS` fresh draws (Athalye,
+        Carlini & Wagner 2018, §4.1.2: a single draw is luck)."""
         if not self.randomized:
-            return is_adversarial(self.confirm(x), y, target)
-        predictions = torch.stack([self.confirm(x).argmax(dim=1) for _ in range(VERDICT_DRAWS)])
-        return is_adversarial_by_majority(predictions, y, target)
+            return self.task.is_adversarial(self.confirm(x), y, target)
+        votes = torch.stack([self.task.is_adversarial(self.confirm(x), y, target) for _ in range(VERDICT_DRAWS)])
+        return votes.sum(dim=0) * 2 > VERDICT_DRAWS
 
-    @staticmethod
-    def _scores(out: Any, x: Tensor) -> Tensor:
-        if not isinstance(out, Tensor):
-            out = torch.as_tensor(out, device=x.device)
-        if out.dim() != 2 or out.shape[0] != x.shape[0]:
-            raise InputError(
-                f"the model must return scores of shape (N, classes); for an input of shape "
-                f"{tuple(x.shape)} it returned {tuple(out.shape)}"
-            )
-        return out
+    def _scores(self, out: Any, x: Tensor) -> Tensor:
+        return self.task.check_output(out, x)
 
     @torch.no_grad()
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:

@@ -59,6 +59,9 @@ ATTACKS: dict[str, AttackSpec] = {
     "roa": AttackSpec(
         "occlusion", "ROA", "rectangular occlusion, eps = its area in pixels (Wu et al. 2020)", default_norm="l0"
     ),
+    "dag": AttackSpec(
+        "dag", "DAG", "Dense Adversary Generation, segmentation and detection (Xie et al. 2017)"
+    ),
 }
 
 ALIASES: dict[str, str] = {

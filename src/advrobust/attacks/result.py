@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -22,6 +22,8 @@ class AttackResult:
     norm: Tensor
     queries: Tensor
     target: Tensor | None = None
+    #: per-point diagnostics an attack reports besides the contract's fields (DAG: iterations, flipped)
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
@@ -38,6 +40,7 @@ class AttackResult:
             norm=self.norm[index],
             queries=self.queries[index],
             target=None if self.target is None else self.target[index],
+            extras={k: v[index] for k, v in self.extras.items()},
         )
 
 

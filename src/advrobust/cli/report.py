@@ -82,6 +82,13 @@ def command(
     from advrobust.report import write_report
     from advrobust.report.writer import figures_dir, results_path
 
+    saved = _read_json(result)
+    if isinstance(saved, dict) and saved.get("task") in ("segmentation", "detection"):
+        from advrobust.report.tasks import write_task_report  # evaluate --task ... --json
+
+        console.print(f"report   {write_task_report(out or result.with_suffix('.html'), saved, title)}",
+                      markup=False, highlight=False, soft_wrap=True)
+        return
     inputs = load_inputs(result)
     extra = {"audit": audit, "transfer": transfer, "fooling": fooling, "training": training}
     inputs.update({k: _read_json(p) for k, p in extra.items() if p is not None})

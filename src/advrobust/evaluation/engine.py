@@ -307,6 +307,15 @@ def _as_data(x: Any, y: Any) -> tuple[Tensor, Tensor, list[str] | None, str | No
     return x, y, None, None
 
 
+def _dense_task(task: Any, model: Model, x: Any, y: Any) -> Any:
+    """The segmentation or detection task of an evaluation, or ``None`` for classification."""
+    from advrobust.tasks import resolve_task
+
+    labels = y if y is not None else getattr(x, "y", None)
+    resolved = resolve_task(task, model, labels)
+    return resolved if resolved.dense else None
+
+
 def evaluate(
     model: Model,
     x: Any,
@@ -325,7 +334,8 @@ def evaluate(
     seed: int = 0,
     n_examples: int = 4,
     runtime: RuntimePolicy | None = None,
-) -> EvaluationResult:
+    task: Any = None,
+) -> Any:
     """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
 
     ``threat`` gives the norm and, without ``epsilons``, the one eps (default ``Linf(eps=0.3)``, the
@@ -342,7 +352,22 @@ def evaluate(
     A smoothed classifier (:class:`advrobust.defences.GaussianSmoothing`) is evaluated as an interval:
     certified accuracy (lower bound) and attacked robust accuracy (upper bound) per l2 eps, in
     ``result.certified_accuracy`` and ``result.robust_accuracy`` (:mod:`~advrobust.evaluation.certified`).
+
+    ``task``: a segmenter or detector (named, declared by the model's ``task`` attribute, or read
+    from the labels' form) is evaluated by :func:`advrobust.evaluation.tasks.evaluate_task` instead:
+    its metrics (mIoU, mAP) under ``suite`` (a list of attacks; a suite name means DAG and PGD) at
+    every eps, returned as a :class:`~advrobust.evaluation.tasks.TaskEvaluation`.
     """
+    dense = _dense_task(task, model, x, y)
+    if dense is not None:
+        from advrobust.evaluation.tasks import evaluate_task
+
+        threat, eps_list = resolve_threat(threat, epsilons)
+        return evaluate_task(
+            model, x, y, task=dense, attacks=suite if isinstance(suite, list) else ["dag", "pgd"], threat=threat,
+            epsilons=eps_list, batch_size=min(int(batch_size), 64), store=store, progress=progress,
+            model_name=model_name, data_name=data_name, seed=seed, n_examples=n_examples, runtime=runtime,
+        )
     started = time.perf_counter()
     x, y, data_classes, data_label = _as_data(x, y)
     if getattr(model, "certifies", None) == "l2":  # a smoothed classifier: [certified, attacked] per eps

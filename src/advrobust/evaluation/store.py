@@ -7,6 +7,9 @@ Tables (one row per evaluation in ``runs``, with the full result as JSON so noth
 * ``robustness``: per run and eps, the ensemble's robust accuracy and its 95% Wilson interval;
 * ``attacks``: per run, attack and eps, the :class:`~advrobust.evaluation.result.AttackRecord`;
 * ``certified``: per run and eps, the certified accuracy (a lower bound), for smoothed classifiers.
+* ``task_runs`` / ``task_metrics``: evaluations of segmenters and detectors
+  (:class:`~advrobust.evaluation.tasks.TaskEvaluation`): one row per run, and its metrics (mIoU,
+  pixel accuracy, mAP, recall) per eps (``"clean"`` for the clean images) and attack.
 
 The default file is ``results.sqlite`` in the advrobust cache directory (``$ADVROBUST_HOME``, else
 ``$XDG_CACHE_HOME/advrobust``, else ``~/.cache/advrobust``; :mod:`advrobust.paths`).
@@ -68,6 +71,25 @@ CREATE TABLE IF NOT EXISTS certified (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     eps REAL NOT NULL,
     certified_accuracy REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    timestamp TEXT NOT NULL,
+    task TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_fingerprint TEXT NOT NULL,
+    data_name TEXT NOT NULL,
+    threat TEXT NOT NULL,
+    n_points INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    result_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_metrics (
+    run_id INTEGER NOT NULL REFERENCES task_runs(id) ON DELETE CASCADE,
+    eps TEXT NOT NULL,
+    attack TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS robustness_run ON robustness(run_id);
 CREATE INDEX IF NOT EXISTS attacks_run ON attacks(run_id);
@@ -162,6 +184,32 @@ class ResultStore:
                 [(run_id, eps, acc) for eps, acc in (result.certified_accuracy or {}).items()],
             )
         return run_id
+
+    def add_task(self, result: Any) -> int:
+        """Record a :class:`~advrobust.evaluation.tasks.TaskEvaluation`; returns its id."""
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO task_runs (timestamp, task, model_name, model_fingerprint, data_name, threat, n_points,"
+                " seconds, result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (result.timestamp, result.task, result.model_name, result.model_fingerprint, result.data_name,
+                 result.threat, result.n_points, result.seconds, json.dumps(result.to_dict())),
+            )
+            run_id = int(cur.lastrowid or 0)
+            rows = [(run_id, "clean", "none", k, v) for k, v in result.clean.items()]
+            rows += [(run_id, eps, attack, k, v) for eps, by_attack in result.metrics.items()
+                     for attack, values in by_attack.items() for k, v in values.items()]
+            con.executemany("INSERT INTO task_metrics VALUES (?, ?, ?, ?, ?)", rows)
+        return run_id
+
+    def task_metrics(self, run_id: int) -> list[tuple[str, str, str, float]]:
+        """The metrics of a stored task evaluation: ``(eps, attack, metric, value)`` rows."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT eps, attack, metric, value FROM task_metrics WHERE run_id = ? ORDER BY rowid", (int(run_id),)
+            ).fetchall()
+        if not rows:
+            raise InputError(f"no stored task evaluation with id {run_id} in {self.path}")
+        return [(str(e), str(a), str(m), float(v)) for e, a, m, v in rows]
 
     def get(self, run_id: int) -> EvaluationResult:
         """The full result stored under ``run_id``."""

@@ -29,6 +29,7 @@ from torch import nn
 
 from advrobust.errors import InputError, ModelLoadError
 from advrobust.models.architectures import ARCHITECTURES, create
+from advrobust.models.dense import DENSE_ARCHITECTURES, create_dense
 from advrobust.models.fingerprint import fingerprint
 from advrobust.models.normalize import Normalized, with_normalization
 from advrobust.paths import atomic_path
@@ -92,6 +93,9 @@ def build_model(meta: dict[str, Any]) -> nn.Module:
             f"checkpoint metadata lacks {', '.join(missing)}: it cannot rebuild the model; load it with "
             "load_model('package.module:factory', weights=PATH)"
         )
+    if meta["arch"] in DENSE_ARCHITECTURES:  # a segmenter or detector (advrobust.models.dense)
+        return create_dense(meta["arch"], int(meta["num_classes"]), tuple(meta["input_shape"]),
+                            **meta.get("arch_kwargs", {}))
     if meta["arch"] not in ARCHITECTURES:
         raise ModelLoadError(
             f"checkpoint architecture {meta['arch']!r} is not registered here (have {', '.join(ARCHITECTURES)}): "

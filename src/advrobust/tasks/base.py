@@ -1,0 +1,112 @@
+"""The task interface: what a model returns and what "adversarial" means for it.
+
+A :class:`Task` is the layer between the threat models and the attacks. An attack is written once
+against it; classification is one task among several (segmentation, detection, verification). A task
+says
+
+* the form of the model's output (:meth:`Task.check_output`, a one-line error otherwise),
+* the form of the label ``y`` and of the target (:meth:`Task.labels`, :meth:`Task.targets`): always
+  turned into one batch-first tensor, so an attack can select rows with ``y[rows]``,
+* the per-point criterion (:meth:`Task.is_adversarial`, one bool per input),
+* the objectives an attack maximizes (:meth:`Task.objective`, one value per input; untargeted when the
+  target is ``None``),
+* and, for dense tasks, the dense classification view DAG attacks (:meth:`Task.dense_view`).
+
+Metrics live beside the tasks (:mod:`advrobust.tasks.metrics`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from advrobust.errors import InputError
+from advrobust.losses import Objective
+
+
+@dataclass
+class DenseView:
+    """A dense task seen as many small classification problems (Xie et al. 2017, §3.1: "targets").
+
+    ``logits``: ``N×K×P`` class scores of ``P`` targets per input (pixels, or a detector's cells);
+    ``labels``: ``N×P`` the true class of each target; ``mask``: ``N×P`` which targets count.
+    """
+
+    logits: Tensor
+    labels: Tensor
+    mask: Tensor
+
+
+class Task(ABC):
+    """Base class of the tasks. Subclasses set :attr:`name` and implement the abstract methods."""
+
+    name: ClassVar[str] = ""
+    #: whether the output has one class score vector per target (segmentation, detection)
+    dense: ClassVar[bool] = False
+
+    @abstractmethod
+    def labels(self, y: Any, x: Tensor) -> Tensor:
+        """``y`` checked and in the task's tensor form (batch first); :class:`InputError` otherwise."""
+
+    @abstractmethod
+    def targets(self, target: Any, y: Tensor, x: Tensor) -> Tensor:
+        """A (not ``None``) ``target`` checked and in tensor form; it must differ from ``y``."""
+
+    @abstractmethod
+    def check_output(self, out: Any, x: Tensor) -> Tensor:
+        """The model's output for ``x`` as a tensor, checked for this task's shape."""
+
+    def check_classes(self, z: Tensor, y: Tensor, target: Tensor | None, gradients: bool = True) -> None:
+        """Checks that need the model's output (class ids in range; ``gradients``: the attack will
+        differentiate it, so it should be logits); none by default."""
+        return None
+
+    @abstractmethod
+    def is_adversarial(self, z: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """Per input: is the output ``z`` adversarial (untargeted: ``target is None``)?"""
+
+    @abstractmethod
+    def objective(self, loss: str | Objective) -> Objective:
+        """The per-input objective ``(z, y, target) -> N`` an attack maximizes, for a loss name."""
+
+    def dense_logits(self, z: Tensor) -> Tensor:
+        """The class scores ``N×K×P`` of the ``P`` targets of each input (dense tasks only)."""
+        raise InputError(f"the {self.name} task has no per-pixel or per-proposal targets: DAG needs a dense task")
+
+    def dense_view(self, z: Tensor, y: Tensor) -> DenseView:
+        """The dense classification view: :meth:`dense_logits` with the true class of each target."""
+        raise InputError(f"the {self.name} task has no per-pixel or per-proposal targets: DAG needs a dense task")
+
+    def still_correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Per target (``logits`` ``N×K×P``, ``labels`` ``N×P``): does the model still output its true
+        class? By default: the class of highest score."""
+        return logits.detach().argmax(dim=1) == labels
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def as_tensor(name: str, value: Any, device: torch.device) -> Tensor:
+    """``value`` as a tensor on ``device``; a one-line error if it cannot be one."""
+    if isinstance(value, Tensor):
+        if value.device != device:
+            raise InputError(f"{name} is on {value.device} but x is on {device}: move them to one device")
+        return value
+    try:
+        return torch.as_tensor(value, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"{name} must be a tensor, got {type(value).__name__}") from None
+
+
+def integer_tensor(name: str, value: Any, device: torch.device, what: str = "class indices") -> Tensor:
+    """``value`` as an ``int64`` tensor; a one-line error for floats, bools or complex numbers."""
+    t = as_tensor(name, value, device)
+    if t.numel() == 0:  # an empty list becomes a float tensor
+        return t.long()
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise InputError(f"{name} must hold integer {what}, got dtype {t.dtype}")
+    return t.long()

@@ -1,0 +1,256 @@
+"""Object detection with a dense, anchor-free detector (in the spirit of CenterNet, Zhou et al. 2019).
+
+**The output format** (:data:`FORMAT`): the model returns one tensor ``N×(K+4)×h×w`` on a grid of
+stride ``s = H/h`` pixels. Channels ``0..K−1`` are class logits per cell, class 0 the background
+(softmax); ``K, K+1`` the object centre's offset inside its cell (a logit: ``σ(o)`` cells);
+``K+2, K+3`` the log of the box width and height in units of ``s``. A cell whose foreground score is a
+3×3 local maximum above ``score_threshold`` is a detection (CenterNet's max-pool peak extraction):
+its box is centred at ``(j + σ(o_x), i + σ(o_y))·s`` with size ``exp(·)·s``, its label the best
+foreground class, its score that class's probability. One tensor keeps the detector differentiable
+end to end, so every gradient attack works on it unchanged.
+
+**Labels**: ``y`` is, per image, the boxes ``(x1, y1, x2, y2)`` in pixels and their class ids (``1..K−1``):
+either a list of ``{"boxes": M×4, "labels": M}`` dicts (torchvision's form) or a tensor ``N×M×5`` of
+rows ``(label, x1, y1, x2, y2)``, padded with label ``−1``. Each box owns the cells within one cell of
+its centre (its *object cells*).
+
+**Proposals** (Xie et al. 2017 attack a detector's proposals): the object cells of every box plus
+every cell the model predicts as foreground, each with the true class of its box (a predicted
+foreground cell outside every box keeps its predicted class, so a vanish target removes false
+positives too).
+
+**Criterion**: untargeted, an image is adversarial when none of its boxes is detected (IoU ≥
+``iou_threshold`` with a detection of its class). Targeted, ``target`` holds one class id per image:
+``0`` (background: "vanish") asks for no detection at all, a class ``c`` for every box detected as
+``c``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advrobust.errors import InputError
+from advrobust.losses import Objective, get_loss
+from advrobust.tasks.base import DenseView, Task, as_tensor, integer_tensor
+from advrobust.tasks.classification import check_class_range
+from advrobust.tasks.metrics import box_iou
+
+FORMAT = "center-grid"
+BACKGROUND = 0
+#: channels besides the class logits: centre offset (2) and log size (2)
+BOX_CHANNELS = 4
+
+
+@dataclass
+class Detections:
+    """The detections of one image: ``boxes`` ``M×4`` (x1, y1, x2, y2 pixels), ``scores`` ``M``, ``labels`` ``M``."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def pack_boxes(y: Any, n: int, device: torch.device) -> Tensor:
+    """Boxes per image (a list of dicts or an ``N×M×5`` tensor) as one ``N×M×5`` float tensor,
+    rows ``(label, x1, y1, x2, y2)`` padded with label ``−1``."""
+    if isinstance(y, Sequence) and not isinstance(y, (str, bytes)):
+        if len(y) != n:
+            raise InputError(f"y must hold the boxes of each of the {n} images, got {len(y)} entries")
+        rows = []
+        for i, item in enumerate(y):
+            if not isinstance(item, dict) or "boxes" not in item or "labels" not in item:
+                raise InputError(f"y[{i}] must be a dict with 'boxes' (M×4) and 'labels' (M)")
+            boxes = as_tensor(f"y[{i}]['boxes']", item["boxes"], device).float().reshape(-1, 4)
+            labels = integer_tensor(f"y[{i}]['labels']", item["labels"], device).reshape(-1)
+            if labels.shape[0] != boxes.shape[0]:
+                raise InputError(f"y[{i}] has {boxes.shape[0]} boxes but {labels.shape[0]} labels")
+            rows.append(torch.cat([labels[:, None].float(), boxes], dim=1))
+        m = max((r.shape[0] for r in rows), default=0)
+        packed = torch.full((n, m, 5), -1.0, device=device)
+        for i, r in enumerate(rows):
+            packed[i, : r.shape[0]] = r
+        return packed
+    t = as_tensor("y", y, device)
+    if not t.dtype.is_floating_point or t.dim() != 3 or t.shape[0] != n or t.shape[2] != 5:
+        raise InputError(
+            f"y must be a list of {n} dicts with 'boxes' and 'labels', or a float tensor of shape ({n}, M, 5) of "
+            f"rows (label, x1, y1, x2, y2); got {tuple(t.shape)} of dtype {t.dtype}"
+        )
+    return t
+
+
+def unpack_boxes(packed: Tensor) -> list[dict[str, Tensor]]:
+    """The inverse of :func:`pack_boxes`: one ``{"boxes", "labels"}`` dict per image."""
+    out = []
+    for rows in packed:
+        real = rows[:, 0] >= 0
+        out.append({"boxes": rows[real, 1:], "labels": rows[real, 0].long()})
+    return out
+
+
+class Detection(Task):
+    """Detection with the :data:`FORMAT` output (see the module docstring)."""
+
+    name = "detection"
+    dense = True
+
+    def __init__(self, stride: int = 4, score_threshold: float = 0.3, iou_threshold: float = 0.5) -> None:
+        if int(stride) < 1:
+            raise InputError(f"Detection: stride must be a positive integer, got {stride!r}")
+        if not 0.0 < float(score_threshold) < 1.0 or not 0.0 < float(iou_threshold) <= 1.0:
+            raise InputError("Detection: score_threshold must lie in (0, 1) and iou_threshold in (0, 1]")
+        self.stride = int(stride)
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def labels(self, y: Any, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise InputError(f"detection needs images of shape (N, C, H, W), got {tuple(x.shape)}")
+        packed = pack_boxes(y, x.shape[0], x.device)
+        h, w = x.shape[-2:]
+        real = packed[..., 0] >= 0
+        box = packed[..., 1:][real]
+        if box.numel():
+            if not bool(torch.isfinite(box).all()):
+                raise InputError("y holds boxes with NaN or infinite coordinates")
+            inside = (box[:, 0] >= 0) & (box[:, 1] >= 0) & (box[:, 2] <= w) & (box[:, 3] <= h)
+            if not bool(inside.all()):
+                bad = box[~inside][0].tolist()
+                raise InputError(f"box {bad} lies outside the {w}×{h} image: boxes are (x1, y1, x2, y2) in pixels")
+            if not bool(((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])).all()):
+                raise InputError("y holds an empty box: every box needs x2 > x1 and y2 > y1")
+        if bool((packed[..., 0][real] < 1).any()):
+            raise InputError("box labels must be foreground classes >= 1 (class 0 is the background)")
+        return packed
+
+    def targets(self, target: Any, y: Tensor, x: Tensor) -> Tensor:
+        t = integer_tensor("target", target, x.device)
+        if t.dim() != 1 or t.shape[0] != x.shape[0]:
+            raise InputError(
+                f"a detection target is one class id per image, shape ({x.shape[0]},) (0: make every object vanish);"
+                f" got {tuple(t.shape)}"
+            )
+        if bool((t < 0).any()):
+            raise InputError("target holds a negative class id")
+        return t
+
+    def check_output(self, out: Any, x: Tensor) -> Tensor:
+        ok = isinstance(out, Tensor) and out.dim() == 4 and out.shape[0] == x.shape[0]
+        s = self.stride
+        ok = ok and out.shape[1] >= 2 + BOX_CHANNELS and tuple(out.shape[-2:]) == (x.shape[-2] // s, x.shape[-1] // s)
+        if not ok:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise InputError(
+                f"a detector must return its '{FORMAT}' grid of shape (N, classes+4, H/{s}, W/{s}) (stride {s}); for "
+                f"an input of shape {tuple(x.shape)} it returned {shape}"
+            )
+        return out
+
+    def check_classes(self, z: Tensor, y: Tensor, target: Tensor | None, gradients: bool = True) -> None:
+        k = z.shape[1] - BOX_CHANNELS
+        check_class_range(k, y=y[..., 0][y[..., 0] >= 0].long(), target=target)
+
+    # --- the grid ----------------------------------------------------------------------------------
+    def object_cells(self, y: Tensor, z: Tensor) -> Tensor:
+        """``N×h×w`` class of the box owning each cell (the 3×3 cells around its centre), 0 elsewhere.
+        Where two boxes' cells overlap, the later box wins."""
+        n, _, h, w = z.shape
+        s = self.stride
+        cells = torch.zeros(n, h, w, dtype=torch.long, device=z.device)
+        for i in range(n):
+            for label, x1, y1, x2, y2 in y[i].tolist():
+                if label < 0:
+                    continue
+                ci = min(int((y1 + y2) / 2 // s), h - 1)
+                cj = min(int((x1 + x2) / 2 // s), w - 1)
+                cells[i, max(ci - 1, 0) : ci + 2, max(cj - 1, 0) : cj + 2] = int(label)
+        return cells
+
+    def dense_logits(self, z: Tensor) -> Tensor:
+        return z[:, : z.shape[1] - BOX_CHANNELS].reshape(z.shape[0], z.shape[1] - BOX_CHANNELS, -1)
+
+    def dense_view(self, z: Tensor, y: Tensor) -> DenseView:
+        n = z.shape[0]
+        logits = self.dense_logits(z)
+        owned = self.object_cells(y, z).reshape(n, -1)
+        labels = torch.where(owned > 0, owned, logits.detach().argmax(dim=1))
+        return DenseView(logits, labels, labels != BACKGROUND)
+
+    def still_correct(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """A proposal still shows its class while that class wins *or* keeps a probability of at
+        least ``score_threshold`` (it would still be decoded as a detection)."""
+        prob = logits.detach().float().softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+        return (logits.detach().argmax(dim=1) == labels) | (prob >= self.score_threshold)
+
+    # --- decoding ----------------------------------------------------------------------------------
+    def decode(self, z: Tensor) -> list[Detections]:
+        """The detections of each image (see the module docstring)."""
+        k = z.shape[1] - BOX_CHANNELS
+        s = self.stride
+        prob = z[:, :k].detach().float().softmax(dim=1)
+        score, cls = prob[:, 1:].max(dim=1)
+        peak = (score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]) & (score >= self.score_threshold)
+        h, w = z.shape[-2:]
+        jj = torch.arange(w, device=z.device).view(1, w).expand(h, w)
+        ii = torch.arange(h, device=z.device).view(h, 1).expand(h, w)
+        out = []
+        for n in range(z.shape[0]):
+            keep = peak[n]
+            off = z[n, k : k + 2].detach().float().sigmoid()
+            size = z[n, k + 2 : k + 4].detach().float().clamp(max=10).exp() * s
+            cx = (jj + off[0])[keep] * s
+            cy = (ii + off[1])[keep] * s
+            bw, bh = size[0][keep], size[1][keep]
+            boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=1)
+            out.append(Detections(boxes, score[n][keep], cls[n][keep] + 1))
+        return out
+
+    def found(self, detections: Detections, truth: Tensor, label: Tensor | None = None) -> Tensor:
+        """Per box of ``truth`` (rows ``(label, x1, y1, x2, y2)``): is it detected, with its own label
+        or with ``label`` if given?"""
+        real = truth[:, 0] >= 0
+        want = truth[real, 0].long() if label is None else label.expand(int(real.sum()))
+        if len(detections) == 0 or want.numel() == 0:
+            return torch.zeros(want.shape[0], dtype=torch.bool, device=truth.device)
+        iou = box_iou(truth[real, 1:], detections.boxes)
+        same = want[:, None] == detections.labels[None, :]
+        return ((iou >= self.iou_threshold) & same).any(dim=1)
+
+    def is_adversarial(self, z: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        dets = self.decode(z)
+        out = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        for i, d in enumerate(dets):
+            if target is None:
+                out[i] = not bool(self.found(d, y[i]).any())
+            elif int(target[i]) == BACKGROUND:
+                out[i] = len(d) == 0
+            else:
+                out[i] = bool(self.found(d, y[i], target[i]).all())
+        return out
+
+    def objective(self, loss: str | Objective) -> Objective:
+        per_cell = get_loss(loss)
+
+        def mean_over_proposals(z: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+            view = self.dense_view(z, y)
+            n, k, p = view.logits.shape
+            rows = view.logits.permute(0, 2, 1).reshape(-1, k)
+            tt = None if target is None else target[:, None].expand(n, p).reshape(-1)
+            value = per_cell(rows, view.labels.reshape(-1), tt).view(n, p) * view.mask
+            return value.sum(dim=1) / view.mask.sum(dim=1).clamp_min(1)
+
+        return mean_over_proposals
+
+    def __repr__(self) -> str:
+        thresholds = f"score_threshold={self.score_threshold}, iou_threshold={self.iou_threshold}"
+        return f"Detection(stride={self.stride}, {thresholds})"
