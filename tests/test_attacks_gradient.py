@@ -329,6 +329,6 @@ def test_cli_lists_attacks_with_defaults():
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
     names = [line.split("\t")[0].split(" ")[0] for line in lines[1:]]
-    assert names == ["fgsm", "i-fgsm", "mi-fgsm"]
+    assert names == ["fgsm", "i-fgsm", "mi-fgsm", "fgsm-rs"]
     assert "bim" in lines[2] and "steps=10" in lines[2] and "decay=1.0" in lines[3]
     assert CliRunner().invoke(cli, ["attacks", "no-such-*"]).exit_code != 0

@@ -180,7 +180,7 @@ def test_oracle_counts_repeated_rows_per_point(linear_model):
 
 
 def test_registry_creates_and_lists():
-    assert ar.attacks.list("*fgsm*") == ["fgsm", "i-fgsm", "mi-fgsm"]
+    assert ar.attacks.list("*fgsm*") == ["fgsm", "i-fgsm", "mi-fgsm", "fgsm-rs"]
     spec = ar.attacks.spec("BIM")
     assert spec.cls == "BIM"
     with pytest.raises(InputError, match="unknown attack"):

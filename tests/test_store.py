@@ -27,7 +27,10 @@ def test_round_trip_and_leaderboard(tmp_path, two_results):
     id_weak, id_strong = store.add(weak), store.add(strong)
     assert store.get(id_strong).to_dict() == strong.to_dict()
     rows = store.rows()
-    assert [r.id for r in rows] == sorted([id_weak, id_strong], key=lambda i: -store.get(i).robust_accuracy[0.3])
+    # the leaderboard: most robust first, ties newest first (the two results may fall in different seconds)
+    expected = sorted([id_weak, id_strong], key=lambda i: store.get(i).timestamp, reverse=True)
+    expected.sort(key=lambda i: -store.get(i).robust_accuracy[0.3])
+    assert [r.id for r in rows] == expected
     assert rows[0].robust_accuracy[0.3][0] >= rows[1].robust_accuracy[0.3][0]
     row = next(r for r in rows if r.id == id_strong)
     acc, lo, hi = row.robust_accuracy[0.1]

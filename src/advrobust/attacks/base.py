@@ -123,7 +123,7 @@ class Attack(ABC):
                 return self._finalize(oracle, x, y, target, x.clone())
             clean = oracle.logits(x)
             check_scores(clean, y, target, model, task)
-            oracle.notice_randomness(x)
+            oracle.notice_randomness(x, clean)
             done = oracle.adversarial(x, y, target) if oracle.randomized else task.is_adversarial(clean, y, target)
             generator = generator if generator is not None else self.make_generator(x.device)
             ctx = RunContext(oracle, x, y, target, generator, done)
