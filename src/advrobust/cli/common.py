@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.table import Table
 
-from advrobust.cli.console import RichProgress
+from advrobust.cli.console import RichProgress, console
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 
@@ -89,3 +91,14 @@ def pct(value: float) -> str:
 
 def pct_ci(value: float, ci: tuple[float, float]) -> str:
     return f"{100 * value:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def print_listing(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print a listing (``advrobust data list``, ``models list``): names in bold, the last column folded."""
+    table = Table(title=title)
+    last = len(columns) - 1
+    for i, column in enumerate(columns):
+        table.add_column(column, style="bold" if i == 0 else None, overflow="fold" if i == last else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from advrobust.cli.common import print_listing
 from advrobust.cli.console import RichProgress, console
 from advrobust.data import DATASETS, SPLITS, canonical_name, default_root, list_datasets, load
 from advrobust.errors import InputError
@@ -22,15 +23,10 @@ def command() -> None:
 @command.command(name="list")
 def list_command() -> None:
     """List the data sets and where each is read from."""
-    table = Table(title="data sets")
-    table.add_column("name", style="bold")
-    table.add_column("description")
-    table.add_column("root", overflow="fold")
-    for name, description in list_datasets().items():
-        kind = DATASETS[name].kind
-        where = {"builtin": "built in", "download": str(default_root(name)), "user": "--root required"}[kind]
-        table.add_row(name, description, where)
-    console.print(table)
+    where = {"builtin": "built in", "user": "--root required"}
+    rows = [(name, description, where.get(DATASETS[name].kind) or str(default_root(name)))
+            for name, description in list_datasets().items()]
+    print_listing("data sets", ("name", "description", "root"), rows)
 
 
 @command.command(name="show")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from advrobust.cli.common import print_listing
 from advrobust.cli.console import console
 
 
@@ -22,12 +23,7 @@ def list_command() -> None:
     """List the architectures that `advrobust train --arch` accepts."""
     from advrobust.models import ARCHITECTURES
 
-    table = Table(title="architectures")
-    table.add_column("name", style="bold")
-    table.add_column("description")
-    for name, arch in ARCHITECTURES.items():
-        table.add_row(name, arch.summary)
-    console.print(table)
+    print_listing("architectures", ("name", "description"), [(name, a.summary) for name, a in ARCHITECTURES.items()])
 
 
 @command.command(name="show")
