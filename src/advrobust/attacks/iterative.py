@@ -10,7 +10,7 @@ maximize; everything else lives here, once:
   no further forward/backward pass), and asks the step rule for ``x_{n+1}``. After the last step the
   final iterate is evaluated by a forward pass only, so no iterate goes unexamined.
 * :class:`BestTracker` keeps the best adversarial per point across steps *and restarts*, never the
-  last iterate (the torchattacks/foolbox bug) nor the best per batch (ART issue 714).
+  last iterate (the torchattacks/foolbox bug) nor the best per batch (as ART once did).
 * :class:`IterativeAttack` runs the restarts (and, for APGD-T, the target classes) on the points
   still unbroken and returns the tracker's best.
 
@@ -100,7 +100,7 @@ class BestTracker:
 def steepest_step(threat: Threat, x: Tensor, origin: Tensor, direction: Tensor, size: Tensor | float) -> Tensor:
     """``Π_{x, ε}(origin + size·d)`` where ``d`` is the steepest-ascent direction of unit ``‖·‖_p``
     for ``direction`` (sign for l∞, ``g/‖g‖₂`` for l2, sparse for l1), projected around the clean
-    input ``x`` (never the previous iterate, ART issue 85)."""
+    input ``x`` (never the previous iterate, a bug ART once had)."""
     d = threat.ascent_direction(direction, origin)
     if isinstance(size, Tensor):
         size = per_point(size, d)
@@ -140,7 +140,7 @@ class GradientStep(StepRule):
 
 class MomentumStep(StepRule):
     """MI-FGSM (Dong et al. 2018, eqs. 6–7): ``g_{n+1} = μ·g_n + ∇/‖∇‖₁`` with the l1 norm taken
-    per point (so a point's result never depends on the rest of the batch, torchattacks issue 12), then
+    per point (so a point's result never depends on the rest of the batch, unlike torchattacks once), then
     ``x_{n+1} = Π_{x, ε}(x_n + α·d(g_{n+1}))``. A zero gradient adds nothing (no division by 0)."""
 
     def __init__(self, threat: Threat, alpha: float, decay: float) -> None:
