@@ -85,9 +85,15 @@ def is_adversarial(z: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor
 
 
 
+def more_than_half(votes: Tensor) -> Tensor:
+    """Per point, from ``m×N`` boolean ``votes`` (one row per fresh draw of a randomized model): true
+    on more than half of the draws. One lucky draw never decides (Athalye, Carlini & Wagner 2018,
+    §4.1.2)."""
+    return votes.sum(dim=0) * 2 > votes.shape[0]
+
+
 def is_adversarial_by_majority(predictions: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
     """Per point, from the classes ``predictions`` (``m×N``) of ``m`` fresh draws of a randomized
     model: is it wrong on more than half of them (untargeted) / the target on more than half
-    (targeted)? One lucky draw never decides (Athalye, Carlini & Wagner 2018, §4.1.2)."""
-    hits = predictions != y if target is None else predictions == target
-    return hits.sum(dim=0) * 2 > predictions.shape[0]
+    (targeted)?"""
+    return more_than_half(predictions != y if target is None else predictions == target)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from advrobust.attacks.access import Access, model_access
 from advrobust.errors import ModelAccessError
+from advrobust.losses import more_than_half
 from advrobust.runtime.runner import Model, Runner
 from advrobust.tasks import CLASSIFICATION, Task
 
@@ -79,8 +80,9 @@ class Oracle:
         Carlini & Wagner 2018, §4.1.2: a single draw is luck)."""
         if not self.randomized:
             return self.task.is_adversarial(self.confirm(x), y, target)
-        votes = torch.stack([self.task.is_adversarial(self.confirm(x), y, target) for _ in range(VERDICT_DRAWS)])
-        return votes.sum(dim=0) * 2 > VERDICT_DRAWS
+        return more_than_half(
+            torch.stack([self.task.is_adversarial(self.confirm(x), y, target) for _ in range(VERDICT_DRAWS)])
+        )
 
     def _scores(self, out: Any, x: Tensor) -> Tensor:
         return self.task.check_output(out, x)
