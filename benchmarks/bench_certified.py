@@ -26,7 +26,6 @@ Writes ``benchmarks/results/certified.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import time
@@ -40,8 +39,8 @@ from advrobust.attacks.gradient import PGD
 from advrobust.attacks.occlusion import ROA
 from advrobust.data import load
 from advrobust.defences import ColumnSmoothing, GaussianSmoothing, certify_and_attack
-from advrobust.models import create, load_checkpoint, save_checkpoint
-from advrobust.paths import cache_path
+from advrobust.models import create
+from advrobust.models.checkpoint import cached_checkpoint
 from advrobust.runtime import RuntimePolicy
 from advrobust.threat import Linf
 from advrobust.training import create_method, fit
@@ -78,17 +77,18 @@ def trained(name: str) -> nn.Module:
     spec = {"method": method, "options": options, "channels": channels, **recipe}
     if fine_tune:
         spec["fine_tune"] = True
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_path("models", f"bench-certified-{name}-{key}.safetensors")
-    if path.exists():
-        return load_checkpoint(path)[0].eval()
-    model = default_model()[0] if fine_tune else create("mnist-cnn", 10, (channels, 28, 28), seed=0, width=16)
-    start = time.perf_counter()
-    fit(model, load("mnist-5k", split="train"), None, method=create_method(method, **options), **recipe, device="cpu")
-    meta = {"arch": "mnist-cnn", "arch_kwargs": {"width": 16}, "num_classes": 10, "input_shape": [channels, 28, 28],
-            "data": "mnist-5k", "training": {**spec, "seconds": time.perf_counter() - start, "uptime": uptime()}}
-    save_checkpoint(path, model, meta)
-    return model.eval()
+
+    def train() -> tuple[nn.Module, dict]:
+        model = default_model()[0] if fine_tune else create("mnist-cnn", 10, (channels, 28, 28), seed=0, width=16)
+        start = time.perf_counter()
+        fit(model, load("mnist-5k", split="train"), None, method=create_method(method, **options), **recipe,
+            device="cpu")
+        meta = {"arch": "mnist-cnn", "arch_kwargs": {"width": 16}, "num_classes": 10,
+                "input_shape": [channels, 28, 28], "data": "mnist-5k",
+                "training": {**spec, "seconds": time.perf_counter() - start, "uptime": uptime()}}
+        return model, meta
+
+    return cached_checkpoint(f"bench-certified-{name}", spec, train)[0]
 
 
 def test_points(points: int) -> tuple[torch.Tensor, torch.Tensor]:

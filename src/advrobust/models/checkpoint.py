@@ -17,8 +17,11 @@ in automatically, ``advrobust_version``, ``created`` (UTC, ISO 8601) and ``finge
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from advrobust.models.architectures import ARCHITECTURES, create
 from advrobust.models.dense import DENSE_ARCHITECTURES, create_dense
 from advrobust.models.fingerprint import fingerprint
 from advrobust.models.normalize import Normalized, with_normalization
-from advrobust.paths import atomic_path
+from advrobust.paths import atomic_path, cache_path
 from advrobust.version import __version__
 
 FORMAT = "advrobust.checkpoint"
@@ -144,6 +147,29 @@ def load_checkpoint(
         raise ModelLoadError(f"{path}: cannot read the weights ({exc}): is the file corrupt?") from None
     load_state(model, state, path)
     return model.to(device).eval(), meta
+
+
+def recipe_key(recipe: Any) -> str:
+    """A short hash of a training recipe (a dataclass or a JSON-able dict): the identity of its cached
+    checkpoint."""
+    plain = asdict(recipe) if is_dataclass(recipe) else recipe
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached_checkpoint(
+    name: str, recipe: Any, train: Callable[[], tuple[nn.Module, dict[str, Any]]]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model, meta)`` of the checkpoint ``<name>-<hash of recipe>.safetensors`` in the cache's
+    ``models/`` folder: loaded if it is there and readable, else ``train()``-ed and saved (a corrupt or
+    outdated entry is trained again). Any change to ``recipe`` names another file."""
+    path = cache_path("models", f"{name}-{recipe_key(recipe)}.safetensors")
+    if path.exists():
+        try:
+            return load_checkpoint(path)
+        except ModelLoadError:
+            path.unlink()
+    model, meta = train()
+    return model.eval(), read_metadata(save_checkpoint(path, model, meta))
 
 
 def _existing(path: str | os.PathLike[str]) -> Path:

@@ -23,8 +23,6 @@ digit classifier (``mnist-cnn``, its dense layers turned into convolutions) inst
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,10 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advrobust.data.scenes import SceneDataset, load_scenes
-from advrobust.errors import ModelLoadError
-from advrobust.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from advrobust.models.checkpoint import cached_checkpoint
 from advrobust.models.dense import BOX_CHANNELS, create_dense
-from advrobust.paths import cache_path
 from advrobust.progress import SILENT, Progress
 from advrobust.tasks import resolve_task
 from advrobust.tasks.scoring import model_metrics
@@ -55,9 +51,6 @@ class DenseRecipe:
     batch_size: int = 16
     lr: float = 5e-3
     seed: int = 0
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 SEGMENTER_RECIPE = DenseRecipe(arch="mnist-fcn", data="mnist-seg")
@@ -142,12 +135,10 @@ def fit_dense(model: nn.Module, data: SceneDataset, recipe: DenseRecipe, progres
 
 
 def _cached(recipe: DenseRecipe, progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
-    path = cache_path("models", f"{recipe.arch}-{recipe.data}-{recipe.key()}.safetensors")
-    if path.exists():
-        try:
-            return load_checkpoint(path)
-        except ModelLoadError:
-            path.unlink()  # a corrupt or outdated cache entry: train again
+    return cached_checkpoint(f"{recipe.arch}-{recipe.data}", recipe, lambda: _train(recipe, progress))
+
+
+def _train(recipe: DenseRecipe, progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
     train, test = load_scenes(recipe.data, "train"), load_scenes(recipe.data, "test")
     model = create_dense(recipe.arch, train.num_classes, tuple(train.x.shape[1:]), seed=recipe.seed,
                          width=recipe.width)
@@ -165,7 +156,7 @@ def _cached(recipe: DenseRecipe, progress: Progress) -> tuple[nn.Module, dict[st
         "clean_metrics": model_metrics(model, test.x, test.y, resolve_task(None, model, test.y)),
         "training": {**asdict(recipe), "train_loss": train_loss},
     }
-    return model, read_metadata(save_checkpoint(path, model, meta))
+    return model, meta
 
 
 def default_segmenter(progress: Progress = SILENT, recipe: DenseRecipe = SEGMENTER_RECIPE) -> tuple[nn.Module, dict]:

@@ -9,16 +9,13 @@ simply retrained.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from advrobust.errors import ModelLoadError
-from advrobust.models import create, load_checkpoint, read_metadata, save_checkpoint
-from advrobust.paths import cache_path
+from advrobust.models import create
+from advrobust.models.checkpoint import cached_checkpoint, recipe_key
 from advrobust.progress import SILENT, Progress
 from advrobust.training.engine import accuracy, fit
 
@@ -42,7 +39,7 @@ class Recipe:
 
     def key(self) -> str:
         """A short hash of the recipe: the cache file's identity."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return recipe_key(self)
 
 
 DEFAULT_RECIPE = Recipe()
@@ -50,12 +47,10 @@ DEFAULT_RECIPE = Recipe()
 
 def default_model(progress: Progress = SILENT, recipe: Recipe = DEFAULT_RECIPE) -> tuple[nn.Module, dict[str, Any]]:
     """The default model and its checkpoint metadata: loaded from the cache, or trained and cached."""
-    path = cache_path("models", f"{recipe.arch}-{recipe.data}-{recipe.key()}.safetensors")
-    if path.exists():
-        try:
-            return load_checkpoint(path)
-        except ModelLoadError:
-            path.unlink()  # a corrupt or outdated cache entry: train again
+    return cached_checkpoint(f"{recipe.arch}-{recipe.data}", recipe, lambda: _train(recipe, progress))
+
+
+def _train(recipe: Recipe, progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
     from advrobust.data import load  # data sits beside models: imported only when training
 
     train, test = load(recipe.data, split="train"), load(recipe.data, split="test")
@@ -76,4 +71,4 @@ def default_model(progress: Progress = SILENT, recipe: Recipe = DEFAULT_RECIPE) 
         "clean_accuracy": accuracy(model, test),
         "training": {**recipe.__dict__, "method": "standard", "train_loss": history.last.train_loss},
     }
-    return model.eval(), read_metadata(save_checkpoint(path, model, meta))
+    return model, meta
