@@ -34,8 +34,35 @@ def test_honest_cnn_passes(small_cnn, points):
     assert result.passed, result.checks
     assert verdicts["gradients"] == verdicts["linearity"] == verdicts["unbounded"] == "pass"
     assert {"eps-monotone", "iterative>single-step", "white-box>black-box", "converged"} <= set(verdicts)
-    mono = next(c for c in result.checks if c.name == "eps-monotone").evidence["robust_accuracy"]
-    assert mono[0] > mono[-1]
+    mono = next(c for c in result.checks if c.name == "eps-monotone").evidence
+    assert mono["curve_falls"]
+    assert mono["broken_inside_eps/2_or_eps/4_not_at_eps"] == mono["broken_at_eps_not_at_2eps"] == 0
+
+
+class MasksLargePerturbations(nn.Module):
+    """Honest on inputs near the data, but when many pixels sit mid-range (as after a random start in a
+    large l∞ ball) it classifies ``round(x)``: zero gradient and noise removed, so PGD breaks points at
+    small eps and fails at large eps (robustness that grows with eps, the audit's eps-monotone case)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mid = ((x > 0.2) & (x < 0.8)).flatten(1).float().mean(1)
+        far = (mid > 0.15).view(-1, *([1] * (x.dim() - 1)))
+        return self.inner(torch.where(far, torch.round(x), x))
+
+
+def test_robustness_that_grows_with_eps_fails_eps_monotone(small_cnn, points):
+    x, y = points
+    masked = MasksLargePerturbations(small_cnn)
+    assert torch.equal(masked(x), small_cnn(x))  # the clean digits take the honest branch
+    result = ar.audit(masked, x, y, ar.Linf(eps=0.3), steps=20, queries=200)
+    mono = next(c for c in result.checks if c.name == "eps-monotone")
+    assert mono.verdict == "fail", mono
+    assert mono.evidence["broken_inside_eps/2_or_eps/4_not_at_eps"] > 0.1
+    assert not result.passed
 
 
 def test_quantized_input_is_flagged(small_cnn, points):

@@ -43,6 +43,44 @@ def load_model(spec: str | None, weights: str | None, progress: Progress) -> tup
     return load_any(spec, weights=weights), Path(spec.split(":")[0]).stem, None
 
 
+def defence_options() -> Any:
+    """``--defence NAME[:VALUE]`` (a bundled defence in front of the model), ``--bpda`` (attack its
+    input transformation through BPDA) and ``--eot N`` (draws each attack averages over). The names
+    are those of :data:`advrobust.models.defences.DEFENCES` (written out here: the CLI does not import
+    torch to print its help)."""
+    decorators = [
+        click.option("--defence", metavar="NAME[:VALUE]",
+                     help="Put a bundled defence in front of the model: noise[:sigma=0.3], "
+                          "resize-pad[:min_scale=0.8], dropout[:p=0.3] (randomized), bit-depth[:bits=3], "
+                          "median[:size=3], jpeg[:quality=75] (input transformations)."),
+        click.option("--bpda", is_flag=True,
+                     help="Attack the defence's input transformation (bit-depth, median, jpeg) through BPDA: "
+                          "the real transformation forward, the identity backward (Athalye et al. 2018)."),
+        click.option("--eot", type=int, metavar="N",
+                     help="Every attack averages gradients (or scores) over N draws of a randomized model "
+                          "[default: 20 when the model is randomized, else 1]."),
+    ]
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+def defend_model(model: Any, name: str, defence: str | None, bpda: bool) -> tuple[Any, str]:
+    """``(model behind the defence, its display name)``; the model unchanged without ``--defence``."""
+    if defence is None:
+        if bpda:
+            raise InputError("--bpda attacks a defence's input transformation: name it with --defence, "
+                             "e.g. --defence bit-depth:2 --bpda")
+        return model, name
+    from advrobust.models.defences import defend
+
+    return defend(model, defence, bpda=bpda), f"{name} + {defence}" + (" (BPDA)" if bpda else "")
+
+
 def load_points(name: str, root: str | None, split: str, n: int | None, seed: int) -> Any:
     """The data set, cut to a stratified, seeded subset of ``n`` points if asked."""
     from advrobust.data import load

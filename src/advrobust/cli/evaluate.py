@@ -2,6 +2,8 @@
 
     advrobust evaluate                                  # default model, mnist-5k, l∞ 0.3, standard
     advrobust evaluate --model net.safetensors --eps 0.1,0.2,0.3 --n 500
+    advrobust evaluate --defence bit-depth:2 --bpda      # a non-differentiable defence, through BPDA
+    advrobust evaluate --defence noise:0.3               # a randomized one: the rand suite, EOT 20
     torchrun --nproc_per_node 2 -m advrobust evaluate --points 500   # sharded across 2 processes
 
 Interrupted (Ctrl-C, kill -9), the same command resumes from its run directory (in the cache,
@@ -21,7 +23,17 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from advrobust.cli.common import load_model, load_points, model_options, parse_eps, pct, pct_ci, progress_for
+from advrobust.cli.common import (
+    defence_options,
+    defend_model,
+    load_model,
+    load_points,
+    model_options,
+    parse_eps,
+    pct,
+    pct_ci,
+    progress_for,
+)
 from advrobust.cli.console import console, err_console
 from advrobust.errors import InputError
 
@@ -104,11 +116,13 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
               type=click.Choice(["classification", "segmentation", "detection"]),
               help="What the model does: segmentation/detection report mIoU/mAP under DAG and PGD "
                    "(default model and data: the built-in segmenter/detector on mnist-seg/mnist-det).")
+@defence_options()
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
     attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
     report_path: Path | None, db: Path | None, no_store: bool, plain_forward: bool, task: str,
+    defence: str | None, bpda: bool, eot: int | None,
 ) -> None:
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
     accuracy (worst case per point, with 95% Wilson intervals) and record the result. With --task
@@ -134,6 +148,7 @@ def command(
     progress = progress_for(rank)
     epsilons = parse_eps(eps_values) or DEFAULT_EPS[norm]
     model, model_name, classes = load_model(model_spec, weights, progress)
+    model, model_name = defend_model(model, model_name, defence, bpda)
     data = load_points(data_name, root, split, n_points, seed)
     chosen: str | list[str] = list(attack_names) if attack_names else suite
     store = None if no_store else ResultStore(db)
@@ -141,11 +156,11 @@ def command(
     if own_run_dir:
         key = _run_dir_key({"model": ar.models.fingerprint(model), "data": [data.name, root, split, n_points],
                             "norm": norm, "eps": epsilons, "attacks": chosen, "seed": seed, "batch": batch_size,
-                            "version": ar.__version__})
+                            "defence": [defence, bpda], "eot": eot, "version": ar.__version__})
         run_dir = cache_dir() / "runs" / key
     settings = {"threat": threat_from_name(norm), "epsilons": epsilons, "suite": chosen, "batch_size": batch_size,
                 "store": store, "progress": progress, "classes": classes, "model_name": model_name,
-                "data_name": data.name, "seed": seed, "runtime": RuntimePolicy(fast=not plain_forward)}
+                "data_name": data.name, "seed": seed, "runtime": RuntimePolicy(fast=not plain_forward), "eot": eot}
     try:
         result = ar.evaluate(model, data, run_dir=run_dir, **settings)
     except RunDirMismatch:

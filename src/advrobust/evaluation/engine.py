@@ -335,6 +335,7 @@ def evaluate(
     n_examples: int = 4,
     runtime: RuntimePolicy | None = None,
     task: Any = None,
+    eot: int | None = None,
 ) -> Any:
     """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
 
@@ -347,7 +348,9 @@ def evaluate(
     finished units are written; the same call with the same ``run_dir`` resumes. ``seed`` (default 0)
     seeds the attacks built from names. ``n_examples`` (default 4): broken points kept per eps.
     ``runtime`` decides how the attacks run the model (default ``RuntimePolicy()``: the CPU fast path
-    where it applies; results are confirmed on the plain model either way).
+    where it applies; results are confirmed on the plain model either way). ``eot``: every attack of
+    the suite averages its gradients (or scores) over that many draws of the model (default: the
+    suite's own; ``rand``'s is 20), for a randomized model.
 
     A smoothed classifier (:class:`advrobust.defences.GaussianSmoothing`) is evaluated as an interval:
     certified accuracy (lower bound) and attacked robust accuracy (upper bound) per l2 eps, in
@@ -388,7 +391,7 @@ def evaluate(
         randomized = check_randomness(lambda rows: _logits_of(model, rows), x[:RANDOMNESS_PROBE]).randomized
     if randomized and isinstance(suite, str) and suite.strip().lower() in RAND_REPLACES:
         suite = "rand"  # a randomized model is evaluated with EOT and verdicts over draws
-    label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed)
+    label, members = build_suite(suite, threat.with_eps(eps_list[0]), seed, eot=eot)
     for m in members:
         if m.attack is not None and m.skipped_reason is None and not allows(model_access(model), m.attack.needs):
             m.attack, m.skipped_reason = None, f"needs {m.attack.needs} of the model"

@@ -117,10 +117,12 @@ def _from_attack(attack: Attack, threat: Threat) -> Member:
 
 
 def build_suite(
-    suite: str | Sequence[Entry | Attack], threat: Threat, seed: int = 0
+    suite: str | Sequence[Entry | Attack], threat: Threat, seed: int = 0, eot: int | None = None
 ) -> tuple[str, list[Member]]:
     """``(suite label, members)`` for a suite name, or a list of attack names, ``(name, options)``
-    pairs and Attack objects."""
+    pairs and Attack objects. ``eot``: every attack built from a name averages over that many draws
+    of the model (replacing the suite's own count; Attack objects keep theirs)."""
+    extra = {} if eot is None else {"eot": eot}
     items: Sequence[Entry | Attack]
     if isinstance(suite, str):
         key = suite.strip().lower()
@@ -137,9 +139,9 @@ def build_suite(
         if isinstance(item, Attack):
             member = _from_attack(item, threat)
         elif isinstance(item, str):
-            member = _from_name(item, threat, seed, {})
+            member = _from_name(item, threat, seed, dict(extra))
         elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], dict):
-            member = _from_name(item[0], threat, seed, item[1])
+            member = _from_name(item[0], threat, seed, {**item[1], **extra})
         else:
             raise InputError(
                 "an attack must be a name, a (name, options) pair or an Attack object, "

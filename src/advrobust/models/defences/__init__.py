@@ -11,14 +11,19 @@ Non-differentiable input transformations (attack them through :class:`advrobust.
     squeezed = Preprocessed(BitDepth(bits=2), model)   # bit-depth reduction (Xu et al. 2018)
     Preprocessed(MedianFilter(size=3), model)          # median smoothing (Xu et al. 2018)
     Preprocessed(JPEG(quality=75), model)              # a JPEG round trip (Pillow), Guo et al. 2018
+
+By name, as the CLI's ``--defence`` takes them: ``defend(model, "noise:0.3")``, ``defend(model,
+"bit-depth:2", bpda=True)`` (:mod:`~advrobust.models.defences.named`).
 """
 
 from __future__ import annotations
 
+from advrobust.models.defences.named import DEFENCES, defend
 from advrobust.models.defences.preprocessing import JPEG, BitDepth, MedianFilter, Preprocessed
 from advrobust.models.defences.randomized import GaussianNoise, InferenceDropout, RandomResizePad
 
 __all__ = [
+    "DEFENCES",
     "JPEG",
     "BitDepth",
     "GaussianNoise",
@@ -26,4 +31,5 @@ __all__ = [
     "MedianFilter",
     "Preprocessed",
     "RandomResizePad",
+    "defend",
 ]
