@@ -15,7 +15,7 @@ the defended model on the same batch).
 
     .venv/bin/python benchmarks/bench_randomized.py [--n 200] [--eps 0.2] [--model CHECKPOINT]
 
-Writes ``benchmarks/results/randomized.json``.
+Writes ``benchmarks/results/randomized.json`` (``randomized-<checkpoint name>.json`` with ``--model``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
         rows["clean_accuracy"] = clean.clean_accuracy
         results["defences"][name] = rows
         print(name, rows, flush=True)
-    path = write_results("randomized", results)
+    path = write_results("randomized" + (f"-{Path(args.model).stem}" if args.model else ""), results)
     print(f"wrote {path}")
 
 

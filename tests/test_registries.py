@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import advrobust.training.adversarial  # noqa: F401 - registers the adversarial training methods
-from advrobust.attacks.registry import ATTACKS
+from advrobust.attacks.registry import ATTACKS, create
+from advrobust.threat import Linf
 from advrobust.training.methods import METHODS
 
 
@@ -21,6 +22,7 @@ def test_preset_entries_are_variants_of_a_registered_class():
         if entry.preset:
             cls = entry.load()
             assert cls.name in ATTACKS and ATTACKS[cls.name].load() is cls, key
+            assert create(key, threat=Linf(eps=0.1)).name == key  # labelled as the variant it is
 
 
 @pytest.mark.parametrize("key", sorted(METHODS))

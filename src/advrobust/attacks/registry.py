@@ -105,14 +105,19 @@ def create(
 ) -> Any:
     """Build an attack by name: ``create("pgd", norm="linf", eps=0.3, steps=40)``.
 
-    Give either ``threat`` or ``norm``/``eps``; the norm defaults to the attack's usual one.
+    Give either ``threat`` or ``norm``/``eps``; the norm defaults to the attack's usual one. A preset
+    variant (``"apgd-dlr"``: APGD with ``loss="dlr"``) is named by its own key, as results label it.
     """
-    entry = ATTACKS[_canonical(name)]
+    key = _canonical(name)
+    entry = ATTACKS[key]
     if threat is None:
         threat = threat_from_name(norm or entry.default_norm, eps)
     elif norm is not None or eps is not None:
         raise InputError("give either threat=... or norm=/eps=, not both")
-    return entry.load()(threat, **{**entry.preset, **kwargs})
+    attack = entry.load()(threat, **{**entry.preset, **kwargs})
+    if entry.preset:
+        attack.name = key
+    return attack
 
 
 def list_attacks(pattern: str = "*") -> list[str]:
