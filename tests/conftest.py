@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from typing import Any
 
 import pytest
 import torch
@@ -110,3 +111,32 @@ def _train(x_train: torch.Tensor, y_train: torch.Tensor, seed: int = 0) -> Small
             opt.step()
     model.zero_grad(set_to_none=True)  # attack tests check that parameters end with grad None
     return model
+
+
+def train_with_method(method: Any, x: torch.Tensor, y: torch.Tensor, epochs: int = 1) -> nn.Module:
+    """Adam steps (batches of 32) of a training ``method`` (its ``loss``) on a small CNN (width 8,
+    64 hidden units), seeded: the model depends on the method and the data alone."""
+    from advrobust.models.architectures import create as create_model
+
+    torch.manual_seed(0)
+    model = create_model("mnist-cnn", 10, (1, 28, 28), seed=0, width=8, hidden=64).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    order = torch.cat([torch.randperm(len(x)) for _ in range(epochs)]).split(32)
+    for step, b in enumerate(order):
+        loss, _ = method.loss(model, x[b], y[b], step / len(order))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def pgd_at_cnn(mnist_split) -> nn.Module:
+    """A small CNN adversarially trained with PGD-AT at l∞ 0.2 (3 steps, 4 epochs on 2,000 digits,
+    about 10 s): ~93% clean, ~63% robust to PGD-20 at 0.2 on the test digits."""
+    from advrobust.training.adversarial import PGDAT
+
+    x_train, y_train, _, _ = mnist_split
+    idx = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:2000]
+    return train_with_method(PGDAT(0.2, steps=3, warmup=0.3), x_train[idx], y_train[idx], epochs=4)

@@ -22,6 +22,7 @@ from advrobust.training.adversarial import (
 )
 from advrobust.training.methods import Standard, Stop, create_method, method_names
 from advrobust.training.overfitting import OverfittingGuard, ProbeRecord, detect_collapse
+from conftest import train_with_method
 
 EPS = 0.2
 
@@ -302,20 +303,6 @@ def test_methods_are_registered_and_describe_themselves():
 
 
 # --- training works: robust accuracy rises --------------------------------------------------------
-def _train(method, x: torch.Tensor, y: torch.Tensor, epochs: int = 1) -> nn.Module:
-    """Adam steps (batches of 32) of ``method`` on a small CNN."""
-    torch.manual_seed(0)
-    model = create_model("mnist-cnn", 10, (1, 28, 28), seed=0, width=8, hidden=64).train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    order = torch.cat([torch.randperm(len(x)) for _ in range(epochs)]).split(32)
-    for step, b in enumerate(order):
-        loss, _ = method.loss(model, x[b], y[b], step / len(order))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
 def _robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     res = ar.attacks.create("pgd", eps=EPS, steps=20)(model, x, y)
     return 1.0 - res.success_rate
@@ -331,13 +318,13 @@ def train_subset(mnist_split) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def standard_robust(train_subset, mnist_batch) -> float:
-    return _robust_accuracy(_train(Standard(), *train_subset), *mnist_batch)
+    return _robust_accuracy(train_with_method(Standard(), *train_subset), *mnist_batch)
 
 
 @pytest.mark.parametrize("name", sorted(METHOD_FACTORIES))
 def test_adversarial_training_beats_standard_under_pgd(name, train_subset, mnist_batch, standard_robust):
     method = METHOD_FACTORIES[name](EPS)
-    model = _train(method, *train_subset)
+    model = train_with_method(method, *train_subset)
     robust = _robust_accuracy(model, *mnist_batch)
     assert robust >= standard_robust + 0.2, (name, robust, standard_robust)
     if name == "fgsm-rs":  # a healthy run: the guard watched (after the warm-up) and stayed quiet
