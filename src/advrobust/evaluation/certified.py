@@ -91,7 +91,8 @@ def evaluate_smoothed(
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=time.perf_counter() - started,
         certified=certified,
-        certification=_certification(interval.to_dict()),
+        certification={**_certification(interval.to_dict()), "attacked_abstain_as_error": dict(
+            zip(map(str, eps), interval.attacked_abstain_as_error, strict=True))},
     )
 
 
