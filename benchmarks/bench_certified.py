@@ -38,7 +38,8 @@ from torch import nn
 from advrobust.attacks.gradient import PGD
 from advrobust.attacks.occlusion import ROA
 from advrobust.data import load
-from advrobust.defences import ColumnSmoothing, GaussianSmoothing, certify_and_attack
+from advrobust.defences import ABSTAIN, ColumnSmoothing, GaussianSmoothing, SoftSmoothed, certify_and_attack
+from advrobust.defences.interval import default_attack
 from advrobust.models import create
 from advrobust.models.checkpoint import cached_checkpoint
 from advrobust.runtime import RuntimePolicy
@@ -129,6 +130,41 @@ def smoothing(sigma: float, points: int, n: int) -> dict[str, Any]:
     }
 
 
+class FixedDraws(SoftSmoothed):
+    """The soft smoothed classifier over the same draws at every pass (common random numbers): the
+    deterministic surrogate the interval's attack used before it went through EOT."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.reseed()
+        return super().forward(x)
+
+
+def objectives(sigma: float, eps: float, points: int, n: int) -> dict[str, Any]:
+    """Which objective breaks the smoothed classifier best, for the same 32 noisy samples per PGD
+    step: Salman et al.'s soft classifier over fresh draws (8 inside the log, EOT over 4 passes: the
+    default), the same over 32 draws fixed once, and plain EOT (1 draw per pass, 32 passes: the
+    expectation outside the log). Each x_adv is judged by PREDICT with fresh noise."""
+    model = trained(f"noise-{sigma:g}")
+    x, y = test_points(points)
+    smoothed = GaussianSmoothing(model, sigma=sigma, n0=100, n=n, alpha=0.001)
+    with torch.no_grad():
+        correct = smoothed.predict(x, seed=1) == y
+    variants = {"soft 8 fresh draws, eot 4": (SoftSmoothed(model, sigma, 8), 4),
+                "soft 32 fixed draws": (FixedDraws(model, sigma, 32), 1),
+                "plain EOT: 1 draw, eot 32": (SoftSmoothed(model, sigma, 1), 32)}
+    out: dict[str, Any] = {"sigma": sigma, "eps": eps, "points": points, "uptime_before": uptime(),
+                           "clean_accuracy_predict": float(correct.float().mean())}
+    for name, (soft, eot) in variants.items():
+        start = time.perf_counter()
+        x_adv = default_attack(eps, eot=eot)(soft, x[correct], y[correct]).x_adv
+        label = smoothed.predict(x_adv, seed=2)
+        out[name] = {"broken": int(((label != ABSTAIN) & (label != y[correct])).sum()),
+                     "abstained": int((label == ABSTAIN).sum()), "attacked": int(correct.sum()),
+                     "seconds": time.perf_counter() - start}
+    out["uptime_after"] = uptime()
+    return out
+
+
 def column(points: int, band: int) -> dict[str, Any]:
     model = trained("column-ablation" if band == 4 else f"column-ablation-b{band}")
     x, y = test_points(points)
@@ -197,7 +233,7 @@ def main() -> None:
     parser.add_argument("--band", type=int, default=4)
     parser.add_argument("--models", nargs="*", default=None, help="with --only train: which models")
     parser.add_argument("--sigmas", nargs="*", type=float, default=[0.25, 0.5])
-    parser.add_argument("--only", choices=["train", "smoothing", "column", "occlusion"], default=None)
+    parser.add_argument("--only", choices=["train", "smoothing", "objectives", "column", "occlusion"], default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.only == "train":
@@ -208,6 +244,8 @@ def main() -> None:
     if args.only in (None, "smoothing"):
         for sigma in args.sigmas:  # saved after each: a long run keeps what it finished
             save(f"smoothing.sigma={sigma:g}", smoothing(sigma, args.points, args.n), settings)
+    if args.only in (None, "objectives"):
+        save("objectives", objectives(0.25, 1.0, args.points, args.n), settings)
     if args.only in (None, "column"):
         save("column" if args.band == 4 else f"column-b{args.band}", column(args.points, args.band), settings)
     if args.only in (None, "occlusion"):

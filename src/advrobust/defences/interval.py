@@ -82,6 +82,18 @@ class IntervalResult:
     queries_per_point: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def prediction(self) -> Tensor:
+        """``CERTIFY``'s class per point (:data:`~advrobust.defences.smoothing.ABSTAIN` where it abstained)."""
+        return self.certificate.prediction
+
+    def certified_points(self, y: Tensor) -> Tensor:
+        """``E×N``: the points certified at each eps (``CERTIFY`` returned the label, radius ``≥ eps``)."""
+        cert = self.certificate
+        eps = torch.tensor(self.epsilons, dtype=cert.radius.dtype, device=cert.radius.device)
+        correct = (cert.prediction == y.to(cert.prediction.device)).unsqueeze(0)
+        return correct & (cert.radius.unsqueeze(0) >= eps.unsqueeze(1))
+
     def rows(self) -> list[dict[str, float]]:
         """One row per eps: ``eps``, ``certified``, ``attacked``, their ``gap`` and
         ``attacked_abstain_as_error``."""
