@@ -44,6 +44,7 @@ from torch import Tensor
 
 from advrobust.attacks.base import Attack
 from advrobust.attacks.gradient import PGD
+from advrobust.defences.budgets import attack_increasing
 from advrobust.defences.smoothing import ABSTAIN, Certificate, GaussianSmoothing, certified_accuracy
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
@@ -164,27 +165,21 @@ def certify_and_attack(
     correct = cert.prediction == y
     soft = smoothed.soft(draws=draws, seed=seed)
     m = x.shape[0]
-    broken = torch.zeros(len(eps), m, dtype=torch.bool, device=x.device)
-    abstained = torch.zeros(len(eps), m, dtype=torch.bool, device=x.device)
-    hit = torch.zeros(m, dtype=torch.bool, device=x.device)
-    unsure = torch.zeros(m, dtype=torch.bool, device=x.device)
+    abstained_at = torch.zeros(len(eps), m, dtype=torch.bool, device=x.device)
     norm = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
-    attacked_points: list[int] = []
+
+    def attack(e: int, budget: float, todo: Tensor) -> Tensor:
+        x_adv = default_attack(budget, steps, eot)(soft, x[todo], y[todo]).x_adv
+        label = smoothed.predict(x_adv, n=n, alpha=alpha, seed=seed + 1 + e)
+        fresh = (label != ABSTAIN) & (label != y[todo])
+        abstained_at[e, todo] = label == ABSTAIN
+        norm[todo[fresh]] = (x_adv[fresh] - x[todo[fresh]]).flatten(1).norm(dim=1).double()
+        return fresh
+
     start = time.perf_counter()
-    with progress.task("attack (smoothed)", total=len(eps)) as task:
-        for e, budget in enumerate(eps):
-            todo = (correct & ~hit).nonzero().squeeze(1)
-            attacked_points.append(int(todo.numel()) if budget > 0 else 0)
-            if todo.numel() and budget > 0:
-                x_adv = default_attack(budget, steps, eot)(soft, x[todo], y[todo]).x_adv
-                label = smoothed.predict(x_adv, n=n, alpha=alpha, seed=seed + 1 + e)
-                fresh = (label != ABSTAIN) & (label != y[todo])
-                hit[todo] = fresh
-                unsure[todo] |= label == ABSTAIN
-                norm[todo[fresh]] = (x_adv[fresh] - x[todo[fresh]]).flatten(1).norm(dim=1).double()
-            broken[e] = hit
-            abstained[e] = unsure & ~hit
-            task.advance(1)
+    broken, attacked_points = attack_increasing(eps, correct, attack, progress, "attack (smoothed)")
+    # an abstention within a smaller ball is one within every larger ball
+    abstained = abstained_at.int().cummax(dim=0).values.bool() & ~broken
     robust = correct.unsqueeze(0) & ~broken
     return IntervalResult(
         epsilons=eps,

@@ -38,6 +38,7 @@ from torch import Tensor
 from advrobust.attacks.base import Attack
 from advrobust.attacks.occlusion import ROA
 from advrobust.defences.ablation import ColumnSmoothing, PatchCertificate
+from advrobust.defences.budgets import attack_increasing
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 
@@ -136,26 +137,21 @@ def certify_and_attack_patches(
     correct = cert.prediction == y
     model = smoothed.soft(vote_forward=True)
     m = x.shape[0]
-    broken = torch.zeros(len(eps), m, dtype=torch.bool, device=x.device)
-    hit = torch.zeros(m, dtype=torch.bool, device=x.device)
     norm = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
-    attacked_points: list[int] = []
     queries, described = 0, "nothing attacked"
+
+    def attack_at(e: int, side: float, todo: Tensor) -> Tensor:
+        nonlocal queries, described
+        run = attack(int(side))
+        described = repr(run)
+        res = run(model, x[todo], y[todo])
+        queries += int(res.queries.sum())
+        fresh = smoothed.predict(res.x_adv) != y[todo]
+        norm[todo[fresh]] = side
+        return fresh
+
     start = time.perf_counter()
-    with progress.task("attack (vote)", total=len(eps)) as task:
-        for e, side in enumerate(eps):
-            todo = (correct & ~hit).nonzero().squeeze(1)
-            attacked_points.append(int(todo.numel()) if side > 0 else 0)
-            if todo.numel() and side > 0:
-                run = attack(int(side))
-                described = repr(run)
-                res = run(model, x[todo], y[todo])
-                queries += int(res.queries.sum())
-                fresh = smoothed.predict(res.x_adv) != y[todo]
-                hit[todo] = fresh
-                norm[todo[fresh]] = side
-            broken[e] = hit
-            task.advance(1)
+    broken, attacked_points = attack_increasing(eps, correct, attack_at, progress, "attack (vote)")
     robust = correct.unsqueeze(0) & ~broken
     result = PatchIntervalResult(
         epsilons=eps,
