@@ -38,3 +38,8 @@ def attack_increasing(
             broken[e] = hit
             task.advance(1)
     return broken, attacked_points
+
+
+def row_means(mask: Tensor) -> list[float]:
+    """The fraction of points set in each row of an ``E×N`` mask (0 for no points): accuracy per budget."""
+    return mask.float().mean(dim=1).tolist() if mask.shape[1] else [0.0] * mask.shape[0]

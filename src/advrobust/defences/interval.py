@@ -44,7 +44,7 @@ from torch import Tensor
 
 from advrobust.attacks.base import Attack
 from advrobust.attacks.gradient import PGD
-from advrobust.defences.budgets import attack_increasing
+from advrobust.defences.budgets import attack_increasing, row_means
 from advrobust.defences.smoothing import ABSTAIN, Certificate, GaussianSmoothing, certified_accuracy
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
@@ -184,8 +184,8 @@ def certify_and_attack(
     return IntervalResult(
         epsilons=eps,
         certified=certified_accuracy(cert, y, eps),
-        attacked=_mean_rows(robust),
-        attacked_abstain_as_error=_mean_rows(robust & ~abstained),
+        attacked=row_means(robust),
+        attacked_abstain_as_error=row_means(robust & ~abstained),
         clean_accuracy=float(correct.float().mean()) if m else 0.0,
         certificate=cert,
         broken=broken,
@@ -197,8 +197,3 @@ def certify_and_attack(
         f"fresh noise draws per pass; judged by PREDICT (n={n}, alpha={alpha}) with fresh noise",
         seconds={"certify": certify_seconds, "attack": time.perf_counter() - start},
     )
-
-
-def _mean_rows(mask: Tensor) -> list[float]:
-    """The fraction of points set in each row of an ``E×N`` mask (0 for no points)."""
-    return mask.float().mean(dim=1).tolist() if mask.shape[1] else [0.0] * mask.shape[0]

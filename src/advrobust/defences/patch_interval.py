@@ -38,7 +38,7 @@ from torch import Tensor
 from advrobust.attacks.base import Attack
 from advrobust.attacks.occlusion import ROA
 from advrobust.defences.ablation import ColumnSmoothing, PatchCertificate
-from advrobust.defences.budgets import attack_increasing
+from advrobust.defences.budgets import attack_increasing, row_means
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 
@@ -70,10 +70,7 @@ class PatchIntervalResult:
 
     def certified_points(self, y: Tensor) -> Tensor:
         """``E×N``: the points certified at each size (predicted correctly, certified that wide)."""
-        cert = self.certificate
-        sizes = torch.tensor(self.epsilons, dtype=torch.float64, device=cert.largest_patch.device)
-        correct = (cert.prediction == y.to(cert.prediction.device)).unsqueeze(0)
-        return correct & (cert.largest_patch.double().unsqueeze(0) >= sizes.unsqueeze(1))
+        return _certified_points(self.certificate, y, self.epsilons)
 
     def rows(self) -> list[dict[str, float]]:
         """One row per patch size: ``eps`` (the side), ``certified``, ``attacked`` and their ``gap``."""
@@ -95,6 +92,12 @@ class PatchIntervalResult:
             "samples_per_second": cert.samples_per_second,
             "seconds_per_certified_point": cert.seconds / len(cert) if len(cert) else 0.0,
         }
+
+
+def _certified_points(cert: PatchCertificate, y: Tensor, sizes: list[float]) -> Tensor:
+    side = torch.tensor(sizes, dtype=torch.float64, device=cert.largest_patch.device)
+    correct = (cert.prediction == y.to(cert.prediction.device)).unsqueeze(0)
+    return correct & (cert.largest_patch.double().unsqueeze(0) >= side.unsqueeze(1))
 
 
 def default_patch_attack(size: int) -> Attack:
@@ -153,10 +156,10 @@ def certify_and_attack_patches(
     start = time.perf_counter()
     broken, attacked_points = attack_increasing(eps, correct, attack_at, progress, "attack (vote)")
     robust = correct.unsqueeze(0) & ~broken
-    result = PatchIntervalResult(
+    return PatchIntervalResult(
         epsilons=eps,
-        certified=[],
-        attacked=robust.float().mean(dim=1).tolist() if m else [0.0] * len(eps),
+        certified=row_means(_certified_points(cert, y, eps)),
+        attacked=row_means(robust),
         clean_accuracy=float(correct.float().mean()) if m else 0.0,
         certificate=cert,
         broken=broken,
@@ -167,5 +170,3 @@ def certify_and_attack_patches(
         "judged by the vote",
         seconds={"certify": cert.seconds, "attack": time.perf_counter() - start},
     )
-    result.certified = result.certified_points(y).float().mean(dim=1).tolist() if m else [0.0] * len(eps)
-    return result
