@@ -192,3 +192,18 @@ def test_evaluate_column_smoothing_reports_the_patch_interval(tmp_path) -> None:
     assert "patch side (pixels)" in page and "interval.png" in page
     with pytest.raises(InputError, match="patch"):
         ar.evaluate(smoothed, x, y, threat=ar.L0(eps=25))
+
+
+def test_vote_forward_ranks_as_the_vote_and_differentiates_the_soft_vote() -> None:
+    """SoftVote(vote_forward=True): its argmax is the vote's winner (ties to the smaller class), its
+    gradient the soft vote's divided by 2W."""
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    smoothed = ColumnSmoothing(base, band=2)
+    x = torch.rand(16, 1, 6, 6)
+    vote, soft = smoothed.soft(vote_forward=True), smoothed.soft()
+    assert torch.equal(vote(x).argmax(dim=1), smoothed.predict(x))
+    xv = x.clone().requires_grad_(True)
+    (g_vote,) = torch.autograd.grad(vote(xv)[:, 1].sum(), xv)
+    (g_soft,) = torch.autograd.grad(soft(xv).exp()[:, 1].sum(), xv)
+    assert torch.allclose(g_vote, g_soft / 12, atol=1e-7)
