@@ -199,3 +199,58 @@ def test_evaluate_reports_the_interval_and_the_store_keeps_it(tmp_path) -> None:
     assert "Certified and attacked robust accuracy" in page and "interval.png" in page
     with pytest.raises(InputError, match="l2"):
         ar.evaluate(smoothed, x, y, threat=ar.Linf(eps=0.1))
+
+
+def test_soft_classifier_is_randomized_and_the_attack_averages_it_by_eot(monkeypatch) -> None:
+    """The attack's model draws fresh noise on every pass (reseeding repeats it), and the interval's
+    attack reaches it through the shared EOT runner, eot passes per gradient."""
+    from advrobust.defences import interval
+    from advrobust.runtime.eot import EOT
+
+    model = _linear()
+    x = _points_with_margins(model, [0.2, -0.3])
+    soft = GaussianSmoothing(model, sigma=0.5).soft(draws=4, seed=3)
+    first, second = soft(x), soft(x)
+    assert not torch.allclose(first, second)
+    soft.reseed()
+    assert torch.equal(soft(x), first)
+    assert torch.allclose(first.exp().sum(dim=1), torch.ones(2))  # log-probabilities
+    passes: list[int] = []
+    original = EOT.forward_and_grad
+
+    def counted(self, x, objective):
+        passes.append(self.draws)
+        return original(self, x, objective)
+
+    monkeypatch.setattr(EOT, "forward_and_grad", counted)
+    wnorm = float(model.w.detach().norm())
+    res = certify_and_attack(GaussianSmoothing(model, sigma=0.25), _points_with_margins(model, [0.3 * wnorm]),
+                             torch.tensor([1]), epsilons=[0.2], n0=20, n=200, draws=2, eot=3, steps=4)
+    assert passes and set(passes) == {3}
+    assert "eot=3" in res.attack and res.queries_per_point == 5 * 2 * 3 + 200
+    assert interval.default_attack(0.5).eot == interval.ATTACK_EOT > 1
+
+
+def test_an_abstention_inside_a_certified_ball_is_not_a_break(monkeypatch) -> None:
+    """Cohen et al.'s certificate says g is constant on the ball, not that PREDICT decides there: on
+    the ball's edge p_A ~ 1/2 and PREDICT abstains. So ``attacked`` (about g) does not count an
+    abstention as a break; ``attacked_abstain_as_error`` (PREDICT as deployed) does."""
+    model = _linear()
+    wnorm = float(model.w.detach().norm())
+    sigma = 0.25
+    x = _points_with_margins(model, [0.06 * wnorm])  # p_A = Φ(0.06 / σ) ≈ 0.6
+    smoothed = GaussianSmoothing(model, sigma=sigma)
+    cert = smoothed.certify(x, n0=100, n=100_000, alpha=0.001)
+    radius = float(cert.radius[0])
+    assert int(cert.prediction[0]) == 1 and radius > 0.03
+    edge = x - 0.999 * radius * model.w.detach().reshape(1, *SHAPE) / wnorm  # inside the certified ball
+    abstains = [int(smoothed.predict(edge, n=1000, seed=s)[0]) == ABSTAIN for s in range(10)]
+    assert sum(abstains) >= 9
+
+    # the bookkeeping: an attack whose every input makes PREDICT abstain breaks nothing in `attacked`
+    y = torch.tensor([1])
+    monkeypatch.setattr(GaussianSmoothing, "predict", lambda self, x, **kw: torch.full((x.shape[0],), ABSTAIN))
+    res = certify_and_attack(smoothed, x, y, epsilons=[0.0, 0.5 * radius], n0=50, n=2000, draws=2, eot=2, steps=2)
+    assert res.attacked == [1.0, 1.0] and res.attacked_abstain_as_error == [1.0, 0.0]
+    assert not res.broken.any() and res.abstained.tolist() == [[False], [True]]
+    assert res.certified[1] == 1.0 and res.rows()[1]["attacked_abstain_as_error"] == 0.0

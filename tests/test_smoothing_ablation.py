@@ -135,3 +135,75 @@ def test_noise_and_ablation_training_methods() -> None:
     fit(ablated, data, method="column-ablation", epochs=3, batch_size=32, lr=0.1, device="cpu")
     cert = ColumnSmoothing(ablated, band=2).certify(data.x, patch=1)
     assert cert.certified_accuracy(data.y) > 0.5  # the vote learned the bright half, and certifies it
+
+
+class BandBrightness(nn.Module):
+    """Class 1 iff the kept band's brightness exceeds 2.5 (a differentiable base classifier): on a
+    dark image, a white m×m patch (m >= 3) turns every band it touches, m + b − 1 of them, to class 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x[:, :1].flatten(1).sum(dim=1)
+        return torch.stack([torch.zeros_like(s), 4 * (s - 2.5)], dim=1)
+
+
+def test_patch_interval_is_tight_where_the_certificate_is() -> None:
+    """Dark 8×12 images, band 2: the vote (12 to 0) is certified up to m = 5 (Δ = 6 bands, a tie goes
+    to class 0) and a white 6×6 patch flips 7 bands: the attack closes the interval at every size, and
+    no certified point is ever broken."""
+    from advrobust.defences import certify_and_attack_patches
+
+    smoothed = ColumnSmoothing(BandBrightness(), band=2)
+    x = torch.rand(3, 1, 8, 12, generator=torch.Generator().manual_seed(0)) * 0.02
+    y = torch.tensor([0, 0, 1])  # the last point is misclassified
+    res = certify_and_attack_patches(smoothed, x, y, sizes=[6, 0, 1, 3, 5])
+    assert res.epsilons == [0.0, 1.0, 3.0, 5.0, 6.0]
+    assert res.certified == res.attacked == pytest.approx([2 / 3] * 4 + [0.0])
+    assert not bool((res.certified_points(y) & res.broken).any())
+    assert res.norm[:2].tolist() == [6.0, 6.0] and res.attacked_points == [0, 2, 2, 2, 2]
+    with pytest.raises(InputError, match="whole numbers"):
+        certify_and_attack_patches(smoothed, x, y, sizes=[2.5])
+    with pytest.raises(InputError, match="does not fit"):
+        certify_and_attack_patches(smoothed, x, y, sizes=[9])
+
+
+def test_evaluate_column_smoothing_reports_the_patch_interval(tmp_path) -> None:
+    """ar.evaluate on a column-smoothed model: the patch threat (eps = the square's side), certified <=
+    attacked per size, in the result, its JSON, the table, the report and the results store."""
+    import advrobust as ar
+    from advrobust.cli.evaluate import results_table
+    from advrobust.evaluation import EvaluationResult
+    from advrobust.evaluation.store import ResultStore
+    from advrobust.report import write_report
+
+    smoothed = ColumnSmoothing(BandBrightness(), band=2)
+    x = torch.rand(3, 1, 8, 12, generator=torch.Generator().manual_seed(0)) * 0.02
+    y = torch.tensor([0, 0, 1])
+    store = ResultStore(tmp_path / "results.sqlite")
+    result = ar.evaluate(smoothed, x, y, epsilons=[3, 6], store=store)
+    assert result.threat == "patch" and result.epsilons == [3.0, 6.0]
+    assert result.certified_accuracy == pytest.approx({3.0: 2 / 3, 6.0: 0.0})
+    assert result.robust_accuracy == pytest.approx({3.0: 2 / 3, 6.0: 0.0})
+    assert result.min_norm.tolist() == [6.0, 6.0, 0.0] and result.broken_by[1][:2] == ["roa-vote"] * 2
+    again = EvaluationResult.from_json(result.to_json())
+    assert torch.equal(again.certified, result.certified) and again.certification["band"] == 2
+    assert store.rows()[0].flat()["certified@3"] == pytest.approx(2 / 3)
+    assert "certified" in str(results_table(result).renderables[1].columns[-1].header)
+    page = write_report(tmp_path / "report.html", again).read_text()
+    assert "patch side (pixels)" in page and "interval.png" in page
+    with pytest.raises(InputError, match="patch"):
+        ar.evaluate(smoothed, x, y, threat=ar.L0(eps=25))
+
+
+def test_vote_forward_ranks_as_the_vote_and_differentiates_the_soft_vote() -> None:
+    """SoftVote(vote_forward=True): its argmax is the vote's winner (ties to the smaller class), its
+    gradient the soft vote's divided by 2W."""
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    smoothed = ColumnSmoothing(base, band=2)
+    x = torch.rand(16, 1, 6, 6)
+    vote, soft = smoothed.soft(vote_forward=True), smoothed.soft()
+    assert torch.equal(vote(x).argmax(dim=1), smoothed.predict(x))
+    xv = x.clone().requires_grad_(True)
+    (g_vote,) = torch.autograd.grad(vote(xv)[:, 1].sum(), xv)
+    (g_soft,) = torch.autograd.grad(soft(xv).exp()[:, 1].sum(), xv)
+    assert torch.allclose(g_vote, g_soft / 12, atol=1e-7)

@@ -10,7 +10,8 @@
 * :mod:`~advrobust.defences.ablation`: derandomized column smoothing (Levine & Feizi 2020),
   certified against patches.
 * :mod:`~advrobust.defences.interval`: certified (lower) and attacked (upper) robust accuracy on
-  the same points.
+  the same points, l2 (Gaussian smoothing).
+* :mod:`~advrobust.defences.patch_interval`: the same against m×m patches (column smoothing).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _LAZY = {
     "ColumnSmoothing": "advrobust.defences.ablation",
     "PatchCertificate": "advrobust.defences.ablation",
     "ablate": "advrobust.defences.ablation",
+    "PatchIntervalResult": "advrobust.defences.patch_interval",
+    "certify_and_attack_patches": "advrobust.defences.patch_interval",
     "clopper_pearson_lower": "advrobust.defences.bounds",
 }
 

@@ -111,6 +111,10 @@ class ColumnSmoothing:
     images; see the module docstring. ``band``: the kept band's width ``b`` (Levine & Feizi use
     ``b = 4`` on CIFAR-10 columns; the widest band loses the certificate, the narrowest the accuracy)."""
 
+    #: what ``advrobust.evaluate`` certifies for it: patches, eps = the side of an m×m square (it then
+    #: reports [certified, attacked] per patch size)
+    certifies = "patch"
+
     def __init__(self, base: Model, band: int, *, axis: Axis = "column", batch_size: int = 1024) -> None:
         if not callable(base):
             raise InputError(f"ColumnSmoothing: the base classifier must be callable, got {type(base).__name__}")
@@ -166,28 +170,41 @@ class ColumnSmoothing:
             patch=patch, band=self.band, forwards=x.shape[0] * size, seconds=time.perf_counter() - start,
         )
 
-    def soft(self) -> SoftVote:
+    def soft(self, *, vote_forward: bool = False) -> SoftVote:
         """A differentiable surrogate of the vote, for attacks: the log of the mean softmax over all
-        band positions."""
-        return SoftVote(self)
+        band positions; ``vote_forward=True``: the vote itself in the forward pass, the soft vote's
+        gradient in the backward pass (see :class:`SoftVote`)."""
+        return SoftVote(self, vote_forward=vote_forward)
 
 
 class SoftVote(nn.Module):
     """``x ↦ log((1/W)·Σ_i softmax(f(ablate(x, i))))``: what a gradient attack on a column-smoothed
     classifier differentiates. Its inputs are judged on the vote itself
-    (:meth:`ColumnSmoothing.predict`)."""
+    (:meth:`ColumnSmoothing.predict`).
 
-    def __init__(self, smoothed: ColumnSmoothing) -> None:
+    ``vote_forward=True`` returns instead the vote's shares ``n_c(x)/W`` plus ``1/(2W)`` times the
+    soft vote's probabilities, the latter carrying the gradient: a straight-through estimate (BPDA,
+    Athalye, Carlini & Wagner 2018, §4.1, with the soft vote as the differentiable approximation). The
+    soft term is below one vote's share, so the scores rank the classes as the vote does, ties broken
+    by the soft vote: an attack's success check and early stop then see the vote, not its surrogate.
+    """
+
+    def __init__(self, smoothed: ColumnSmoothing, *, vote_forward: bool = False) -> None:
         super().__init__()
         if not isinstance(smoothed.base, nn.Module):
             raise InputError("attacking a smoothed classifier needs gradients: its base must be a torch nn.Module")
         self.base = smoothed.base
         self.band = smoothed.band
         self.axis: Axis = smoothed.axis
+        self.vote_forward = bool(vote_forward)
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[_dim(self.axis)]
         positions = torch.arange(size, device=x.device).repeat(x.shape[0])
         logits = self.base(ablate(x.repeat_interleave(size, dim=0), positions, self.band, self.axis))
         probs = torch.softmax(logits, dim=1).unflatten(0, (x.shape[0], size)).mean(dim=1)
-        return probs.clamp_min(1e-12).log()
+        if not self.vote_forward:
+            return probs.clamp_min(1e-12).log()
+        votes = nn.functional.one_hot(logits.detach().argmax(dim=1), logits.shape[1]).to(probs.dtype)
+        shares = votes.unflatten(0, (x.shape[0], size)).mean(dim=1)
+        return shares + probs / (2 * size)

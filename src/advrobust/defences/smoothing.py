@@ -47,8 +47,8 @@ from advrobust.runtime import Runner, RuntimePolicy
 #: the label ``predict`` and ``certify`` return where the smoothed classifier abstains
 ABSTAIN = -1
 
-# independent noise streams per point: selection (n0) and estimation (n) in CERTIFY, PREDICT's
-_SELECT, _ESTIMATE, _PREDICT = 0, 1, 2
+# independent noise streams: per point, selection (n0) and estimation (n) in CERTIFY, PREDICT's; the attack's
+_SELECT, _ESTIMATE, _PREDICT, _ATTACK = 0, 1, 2, 3
 
 
 def point_generator(seed: int, index: int, stream: int, device: torch.device) -> torch.Generator:
@@ -226,23 +226,28 @@ class GaussianSmoothing:
         )
 
     # --- a differentiable surrogate, for attacks ---------------------------------------------------
-    def soft(self, draws: int = 32, seed: int = 0) -> SoftSmoothed:
+    def soft(self, draws: int = 8, seed: int = 0) -> SoftSmoothed:
         """A differentiable Monte-Carlo estimate of the *soft* smoothed classifier, for attacking
         ``g`` (Salman et al. 2019, "Provably robust deep learning via adversarially trained smoothed
-        classifiers", eq. 4): ``log((1/m)·Σ_j softmax(f(x + δ_j)))`` over ``m = draws`` noise draws."""
+        classifiers", eq. 4): ``log((1/m)·Σ_j softmax(f(x + δ_j)))`` over ``m = draws`` noise draws,
+        drawn afresh on every call (a randomized model: attack it with an attack's ``eot`` count)."""
         return SoftSmoothed(self.base, self.sigma, draws, seed)
 
 
 class SoftSmoothed(nn.Module):
-    """``x ↦ log((1/m)·Σ_j softmax(f(x + δ_j)))`` with ``m`` draws ``δ_j ~ N(0, σ² I)`` fixed once
-    (the same for every call and point: common random numbers), so that the function is
-    deterministic and an attack's gradient steps and its success check see the same function.
+    """``x ↦ log((1/m)·Σ_j softmax(f(x + δ_j)))`` with ``m`` fresh draws ``δ_j ~ N(0, σ² I)`` per point
+    and call, from the module's own seeded generator (``reseed()`` restarts it): a randomized model.
 
-    An adversarial input found on it is judged on the smoothed classifier itself, with fresh noise
-    (:meth:`GaussianSmoothing.predict`); overfitting to these draws can only weaken the attack.
+    Salman et al. (2019, §3.1) attack ``g`` through the cross-entropy of this soft classifier, the
+    expectation *inside* the log: ``∇ −log E_δ[softmax_y(f(x + δ))]``. An attack's ``eot = k``
+    (:mod:`advrobust.runtime.eot`) averages ``k`` such gradients, each from ``m`` fresh draws: their
+    estimator with ``m·k`` samples per step. ``m = 1`` leaves only the outer average, the plain EOT
+    objective ``E_δ[CE(f(x + δ), y)]`` (expectation outside the log), which Salman et al. found weaker
+    against smoothed classifiers. What an attack finds is judged on ``g`` itself, with fresh noise
+    (:meth:`GaussianSmoothing.predict`).
     """
 
-    def __init__(self, base: Model, sigma: float, draws: int = 32, seed: int = 0) -> None:
+    def __init__(self, base: Model, sigma: float, draws: int = 8, seed: int = 0) -> None:
         super().__init__()
         if not isinstance(base, nn.Module):
             raise InputError("attacking a smoothed classifier needs gradients: its base must be a torch nn.Module")
@@ -250,19 +255,21 @@ class SoftSmoothed(nn.Module):
         self.sigma = float(sigma)
         self.draws = positive_int("SoftSmoothed", "draws", draws)
         self.seed = int(seed)
-        self._noise: dict[tuple[Any, ...], Tensor] = {}
+        self.generator = point_generator(self.seed, 0, _ATTACK, torch.device("cpu"))
+
+    def reseed(self) -> None:
+        """Restart the noise stream: the same calls then see the same draws."""
+        self.generator = point_generator(self.seed, 0, _ATTACK, self.generator.device)
 
     def noise(self, x: Tensor) -> Tensor:
-        """The ``m`` fixed noise draws for inputs shaped like ``x[0]``."""
-        key = (tuple(x.shape[1:]), x.dtype, x.device)
-        if key not in self._noise:
-            generator = point_generator(self.seed, 0, _SELECT, x.device)
-            draws = torch.randn((self.draws, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-            self._noise[key] = self.sigma * draws
-        return self._noise[key]
+        """``m`` fresh draws per point of ``x``: ``N×m×C×H×W``."""
+        if self.generator.device != x.device:
+            self.generator = point_generator(self.seed, 0, _ATTACK, x.device)
+        draws = torch.randn((x.shape[0], self.draws, *x.shape[1:]), generator=self.generator, device=x.device,
+                            dtype=x.dtype)
+        return self.sigma * draws
 
     def forward(self, x: Tensor) -> Tensor:
-        noisy = (x.unsqueeze(1) + self.noise(x).unsqueeze(0)).flatten(0, 1)
+        noisy = (x.unsqueeze(1) + self.noise(x)).flatten(0, 1)
         probs = torch.softmax(self.base(noisy), dim=1).unflatten(0, (x.shape[0], self.draws)).mean(dim=1)
         return probs.clamp_min(1e-12).log()
-

@@ -352,9 +352,11 @@ def evaluate(
     the suite averages its gradients (or scores) over that many draws of the model (default: the
     suite's own; ``rand``'s is 20), for a randomized model.
 
-    A smoothed classifier (:class:`advrobust.defences.GaussianSmoothing`) is evaluated as an interval:
-    certified accuracy (lower bound) and attacked robust accuracy (upper bound) per l2 eps, in
-    ``result.certified_accuracy`` and ``result.robust_accuracy`` (:mod:`~advrobust.evaluation.certified`).
+    A smoothed classifier is evaluated as an interval: certified accuracy (lower bound) and attacked
+    robust accuracy (upper bound) per eps, in ``result.certified_accuracy`` and
+    ``result.robust_accuracy`` (:mod:`~advrobust.evaluation.certified`): per l2 eps for
+    :class:`advrobust.defences.GaussianSmoothing`, per patch side ``m`` (an ``m×m`` square anywhere,
+    ``threat=None``, ``epsilons=[2, 5]``) for :class:`advrobust.defences.ColumnSmoothing`.
 
     ``task``: a segmenter or detector (named, declared by the model's ``task`` attribute, or read
     from the labels' form) is evaluated by :func:`advrobust.evaluation.tasks.evaluate_task` instead:
@@ -373,7 +375,7 @@ def evaluate(
         )
     started = time.perf_counter()
     x, y, data_classes, data_label = _as_data(x, y)
-    if getattr(model, "certifies", None) == "l2":  # a smoothed classifier: [certified, attacked] per eps
+    if getattr(model, "certifies", None) in ("l2", "patch"):  # a smoothed classifier: [certified, attacked] per eps
         from advrobust.evaluation.certified import evaluate_smoothed
 
         result = evaluate_smoothed(

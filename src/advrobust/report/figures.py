@@ -41,7 +41,10 @@ NORM_SYMBOLS = {"linf": "∞", "l2": "2", "l1": "1", "l0": "0"}
 
 
 def norm_label(threat: str) -> str:
-    """``‖r‖∞`` for ``"linf"``, ``‖r‖2`` for ``"l2"``...; unknown names as given."""
+    """``‖r‖∞`` for ``"linf"``, ``‖r‖2`` for ``"l2"``...; for ``"patch"`` the side of the square
+    patch (its eps); unknown names as given."""
+    if threat.lower() == "patch":
+        return "patch side (pixels)"
     return f"‖r‖{NORM_SYMBOLS.get(threat.lower(), '_' + threat)}"
 
 
@@ -157,8 +160,9 @@ def robustness_curves(ev: EvaluationView) -> Figure:
 
 def interval_figure(ev: EvaluationView) -> Figure | None:
     """Robust accuracy as a band, for a smoothed classifier: the certified accuracy below (a lower
-    bound, Cohen et al. 2019) and the attacked robust accuracy above (an upper bound), both from the
-    clean accuracy at ``eps = 0``; the truth lies in the shaded band. ``None`` without certificates."""
+    bound: Cohen et al. 2019, Levine & Feizi 2020) and the attacked robust accuracy above (an upper
+    bound), both from the clean accuracy at ``eps = 0``; the truth lies in the shaded band. ``None``
+    without certificates."""
     certified = ev.certified_accuracy
     if certified is None:
         return None

@@ -93,9 +93,9 @@ def evaluation_sections(ev: EvaluationView, audit: AuditView | None, figs: Figur
     band = figs.add(
         "interval", figures.interval_figure(ev), "certified and attacked robust accuracy against epsilon",
         "A smoothed classifier's robust accuracy is known to lie in the shaded band: below it the "
-        "certified accuracy (points whose prediction is certified on the whole ball, Cohen et al. "
-        "2019), above it the accuracy the attack left (points it could not break). A wide band is "
-        "robustness neither side could settle.",
+        "certified accuracy (points whose prediction is certified on the whole threat set: the l2 ball, "
+        "Cohen et al. 2019; every m×m patch, Levine & Feizi 2020), above it the accuracy the attack "
+        "left (points it could not break). A wide band is robustness neither side could settle.",
     )
     if band:
         out.append(("interval", "Certified and attacked robust accuracy", band))
