@@ -14,6 +14,7 @@ from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.pixel_edits import PixelEdits
 from advrobust.models.architectures import create
 from advrobust.models.normalize import with_normalization
+from advrobust.models.zoo import SHAPES, ZOO, build
 from advrobust.runtime import RuntimePolicy
 from advrobust.runtime import local_forward as lf
 from advrobust.tensors import painted_copies
@@ -42,6 +43,29 @@ class Everything(nn.Module):
         return self.fc2(F.relu(self.fc1(torch.flatten(h, 1))))
 
 
+class FunctionalResidual(nn.Module):
+    """The functional and residual forms: ``F.conv2d`` with the module's weights, a padded max-pool
+    over negative values followed by padded convolutions (so the pool's −∞ fill reaches positions
+    outside the map), a residual block whose branches differ (two 3×3 convolutions, the second
+    strided, against a strided 1×1 projection), an element-wise function of a sum, functional
+    dropout, and a global average pool into ``torch.flatten`` and a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 3, 3, 3) * 0.4)
+        self.bias = nn.Parameter(torch.randn(6) * 0.1)
+        self.conv_a = nn.Conv2d(6, 6, 3, padding=1)
+        self.conv_b = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.proj = nn.Conv2d(6, 8, 1, stride=2)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.max_pool2d(F.conv2d(x - 0.5, self.weight, self.bias, padding=1), 3, stride=2, padding=1)
+        h = F.silu(self.conv_b(F.relu(self.conv_a(h))) + self.proj(h))
+        h = F.dropout(h, 0.5, training=self.training)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
 def _randomized_batch_norm(model: nn.Module) -> nn.Module:
     gen = torch.Generator().manual_seed(1)
     for m in model.modules():
@@ -64,6 +88,9 @@ MODELS = {
     "default mnist-cnn, normalized": lambda: (with_normalization(
         create("mnist-cnn", 10, (1, 28, 28), seed=0, width=8), [0.13], [0.31]).eval(), (1, 28, 28)),
     "every layer kind, 3x29x23": lambda: (_randomized_batch_norm(Everything()), (3, 29, 23)),
+    "functional and residual, 3x29x23": lambda: (FunctionalResidual().eval(), (3, 29, 23)),
+    "global average pool module, 1x8x8": lambda: (nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)), (1, 8, 8)),
 }
 
 
@@ -81,6 +108,25 @@ def test_the_local_forward_is_the_model_on_every_pixel(name):
         unedited = model(x).repeat_interleave(shape[1] * shape[2], dim=0)
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), float((got - want).abs().max())
     assert float((want - unedited).abs().max()) > 1e-3  # the edits do change the scores
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("size", list(SHAPES))
+def test_the_local_forward_is_every_zoo_model_on_every_pixel(name, size):
+    """The CNNs in the styles users write them (functional, Sequential, batch norm, residual, global
+    average pool; MNIST and 32x32 RGB) all get a local forward, and it is the model on every pixel."""
+    shape = SHAPES[size]
+    model = build(name, shape, seed=1).eval()
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(3))
+    local = lf.local_forward(model, x)
+    assert local is not None, f"{name} at {shape} must get a local forward"
+    img, pos, vals = _every_edit(x[1:])
+    with torch.no_grad():
+        want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
+        got = local(img + 1, pos, vals)
+        change = float((want - model(x[1:])).abs().max())
+    error = float((got - want).abs().max())
+    assert error < 1e-4 and error < change / 20, (error, change)  # far below what an edit changes
 
 
 def test_the_window_is_smaller_than_the_image():
@@ -127,8 +173,27 @@ class PerPixelConstant(nn.Module):
         return self.fc(torch.flatten(self.conv(x + self.bias_map), 1))
 
 
-def _global_pool() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+class TrainingDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.dropout(self.conv(x), 0.5, training=True), 1))
+
+
+class SkipOverTheDenseLayer(nn.Module):
+    """Reads an activation of the convolutional part again after the dense layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(torch.flatten(F.relu(h), 1)) + h.mean()
 
 
 def _training_batch_norm() -> nn.Module:
@@ -136,7 +201,7 @@ def _training_batch_norm() -> nn.Module:
 
 
 @pytest.mark.parametrize("make", [
-    Residual, Branching, PerPixelConstant, _global_pool, _training_batch_norm,
+    Residual, Branching, PerPixelConstant, _training_batch_norm, TrainingDropout, SkipOverTheDenseLayer,
     lambda: create("mlp", 3, (1, 8, 8), seed=0),
     lambda: create("small-resnet", 3, (1, 8, 8), seed=0).eval(),
     lambda: nn.Sequential(nn.Conv2d(1, 4, 7), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)),  # window = whole map
