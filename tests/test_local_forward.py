@@ -104,10 +104,22 @@ def test_the_local_forward_is_the_model_on_every_pixel(name):
     img, pos, vals = _every_edit(x)
     with torch.no_grad():
         want = model(painted_copies(x, img, pos[:, None], vals[:, None, :]))
-        got = local(img, pos, vals)
         unedited = model(x).repeat_interleave(shape[1] * shape[2], dim=0)
-    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), float((got - want).abs().max())
+        for got in _both_paths(local, x, img, pos, vals):
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), float((got - want).abs().max())
     assert float((want - unedited).abs().max()) > 1e-3  # the edits do change the scores
+
+
+def _both_paths(local: lf.LocalForward, x: torch.Tensor, img, pos, vals) -> list[torch.Tensor]:
+    """The scores of the crop network's path and of the changed regions' path (whichever was chosen)."""
+    chosen = local.regions
+    local.regions = None
+    scores = [local(img, pos, vals)]
+    local.regions = chosen or local.changed_regions()
+    assert local.regions is not None
+    scores.append(local(img, pos, vals))
+    local.regions = chosen
+    return scores
 
 
 @pytest.mark.parametrize("name", list(ZOO))
@@ -123,10 +135,10 @@ def test_the_local_forward_is_every_zoo_model_on_every_pixel(name, size):
     img, pos, vals = _every_edit(x[1:])
     with torch.no_grad():
         want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
-        got = local(img + 1, pos, vals)
         change = float((want - model(x[1:])).abs().max())
-    error = float((got - want).abs().max())
-    assert error < 1e-4 and error < change / 20, (error, change)  # far below what an edit changes
+        for got in _both_paths(local, x, img + 1, pos, vals):
+            error = float((got - want).abs().max())
+            assert error < 1e-4 and error < change / 20, (error, change)  # far below what an edit changes
 
 
 def test_the_window_is_smaller_than_the_image():
@@ -212,13 +224,26 @@ def test_models_it_cannot_compute_exactly_get_no_local_forward(make):
 
 def test_a_wrong_local_forward_is_refused_by_the_probe(monkeypatch):
     """Without the masks that give a crop the layer's padding, border pixels come out wrong; the
-    probe edits at the corners catch it."""
+    probe edits at the corners catch it: the crop network is not used (the changed regions may be),
+    and without the changed-region path there is no local forward. Likewise a changed-region path
+    that pastes nothing in is refused."""
     model, shape = MODELS["every layer kind, 3x29x23"]()
     x = torch.rand(2, *shape)
     assert lf.local_forward(model, x) is not None
-    monkeypatch.setattr(lf, "_inside", lambda rows, cols, kind: torch.ones(
-        rows.shape[0] * cols.shape[0], 1, rows.shape[1], cols.shape[1], dtype=torch.float32 if kind is float
-        else torch.bool))
+    with monkeypatch.context() as patch:
+        patch.setattr(lf, "_inside", lambda rows, cols, kind: torch.ones(
+            rows.shape[0] * cols.shape[0], 1, rows.shape[1], cols.shape[1], dtype=torch.float32 if kind is float
+            else torch.bool))
+        local = lf.local_forward(model, x)
+        assert local is not None and local.regions is not None
+        patch.setattr(lf.LocalForward, "changed_regions", lambda self: None)
+        assert lf.local_forward(model, x) is None
+    monkeypatch.setattr(lf.LocalForward, "crop_inputs", lambda *args: (_ for _ in ()).throw(RuntimeError))
+    assert lf.local_forward(model, x) is not None  # the changed regions alone
+    monkeypatch.setattr(lf._ChangedRegions, "_read", lambda self, s, e, changed, img, ri, ci: self.padded[s][e][
+        img[:, None, None], self.rows.origin[s][e].index_select(0, ri)[:, None, None] + torch.arange(
+            self.rows.length[s][e])[:, None], self.cols.origin[s][e].index_select(0, ci)[:, None, None] + torch.arange(
+            self.cols.length[s][e])].permute(0, 3, 1, 2))
     assert lf.local_forward(model, x) is None
 
 

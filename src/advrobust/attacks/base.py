@@ -125,9 +125,6 @@ class Attack(ABC):
             check_scores(clean, y, target, model, task)
             oracle.notice_randomness(x, clean)
             done = oracle.adversarial(x, y, target) if oracle.randomized else task.is_adversarial(clean, y, target)
-            if not oracle.randomized and bool(done.any()):  # the fast path's verdict: the plain model confirms it
-                idx = done.nonzero().squeeze(1)
-                done[idx] = oracle.adversarial(x[idx], y[idx], None if target is None else target[idx])
             generator = generator if generator is not None else self.make_generator(x.device)
             ctx = RunContext(oracle, x, y, target, generator, done)
             return self._finalize(oracle, x, y, target, self._run(ctx))

@@ -45,9 +45,12 @@ side effects (hooks). :mod:`advrobust.models.zoo` holds CNNs written in these st
 from __future__ import annotations
 
 import functools
+import math
 import operator
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +65,9 @@ from advrobust.tensors import painted_copies
 #: the largest table kept (floats): the unedited images' crops and boundary outputs (``images × windows ×
 #: (crop pixels + outputs)``), and the dense weight's columns per window (``windows × window size × outputs``)
 MAX_TABLE = 1 << 26
+_T = TypeVar("_T")
+#: edits per pass of the changed-region path
+REGION_ROWS = 2048
 
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
@@ -401,17 +407,57 @@ def _affected(step: _Step, intervals: list[tuple[int, int] | None], n_out: int, 
     return (a, b) if a <= b else None
 
 
-def _axis(steps: list[_Step], sizes: list[int], axis: int) -> _Axis:
-    """The windows along one axis of the steps' outputs of ``sizes`` (the image's first)."""
-    last = len(steps) - 1
-    spans = []
+def _intervals(steps: list[_Step], sizes: list[int], axis: int) -> list[list[tuple[int, int] | None]]:
+    """Per input coordinate, per step: the interval of the step's output an edit there changes."""
+    every = []
     for i in range(sizes[0]):
         intervals: list[tuple[int, int] | None] = [(i, i)]
         for step, n_out in zip(steps[1:], sizes[1:], strict=True):
             intervals.append(_affected(step, intervals, n_out, axis))
-        if intervals[last] is None:
-            raise _Unsupported("a pixel that changes no output (a stride skips it)")
-        spans.append(intervals[last])
+        every.append(intervals)
+    return every
+
+
+@dataclass(frozen=True)
+class _Changed:
+    """One axis of the changed regions: per step, the size of the region of its output an edit
+    changes (the largest over the edits) and where it starts for an edit at each input coordinate
+    (moved inside the map where the map's edge cuts it); per read of a step's input, where the
+    positions the region depends on start (``origin``, an index into the padded input) and how many
+    there are, and where the input's own changed region lies among them (``offset``)."""
+
+    size: list[int]
+    start: list[Tensor]
+    origin: list[list[Tensor]]
+    length: list[list[int]]
+    offset: list[list[Tensor]]
+    pad: list[list[tuple[int, int]]]
+
+
+def _changed(steps: list[_Step], sizes: list[int], axis: int) -> _Changed:
+    every = _intervals(steps, sizes, axis)
+    size = [max([iv[s][1] - iv[s][0] + 1 for iv in every if iv[s] is not None], default=1) for s in range(len(steps))]
+    start = [torch.tensor([min(iv[s][0], sizes[s] - size[s]) if iv[s] is not None else 0 for iv in every])
+             for s in range(len(steps))]
+    origin, length, offset, pad = [], [], [], []
+    for s, step in enumerate(steps):
+        k, st, p = step.axes[axis] if step.kind not in ("elementwise", "merge") else (1, 1, 0)
+        first = start[s] * st - p
+        n = (size[s] - 1) * st + k
+        pads = [(max(0, -int(first.min())), max(0, int(first.max()) + n - sizes[i])) for i in step.inputs]
+        origin.append([first + lo for lo, _ in pads])
+        length.append([n] * len(step.inputs))
+        offset.append([start[i] - first for i in step.inputs])
+        pad.append(pads)
+    return _Changed(size, start, origin, length, offset, pad)
+
+
+def _axis(steps: list[_Step], sizes: list[int], axis: int) -> _Axis:
+    """The windows along one axis of the steps' outputs of ``sizes`` (the image's first)."""
+    last = len(steps) - 1
+    spans = [intervals[last] for intervals in _intervals(steps, sizes, axis)]
+    if any(span is None for span in spans):
+        raise _Unsupported("a pixel that changes no output (a stride skips it)")
     window = max(b - a + 1 for a, b in spans)
     keys = sizes[last] - window + 1
     # what each step computes for the window starting at key t: positions t·stride + [lo, hi]
@@ -475,24 +521,92 @@ def _crop_network(graph: _Graph, rows: _Axis, cols: _Axis) -> fx.GraphModule:
             elif step.padded:
                 h = g.call_function(torch.where, (masks.pop(0), h, step.fill))
             reads.append(h)
-        if step.kind == "conv":
-            weight, bias, stride, dilation, groups = step.call
-            h = g.call_function(F.conv2d, (reads[0], attr(weight), attr(bias), stride, 0, dilation, groups))
-        elif step.kind == "max_pool":
-            kernel, stride, dilation = step.call
-            h = g.call_function(F.max_pool2d, (reads[0], kernel, stride, 0, dilation))
-            if step.padded:
-                h = g.call_function(torch.nan_to_num, (h,), {"neginf": 0.0})
-        elif step.kind == "avg_pool":
-            kernel, stride, _, divisor = step.call
-            h = g.call_function(F.avg_pool2d, (reads[0], kernel, stride, 0, False, True, divisor))
-        else:
-            read = dict(zip(step.inputs, reads, strict=True))
-            assert step.node is not None
-            h = g.node_copy(step.node, lambda n, r=read: attr(str(n.target)) if n.op == "get_attr" else r[step_of[n]])
-        values.append(h)
+        values.append(_emit(g, step, reads, attr, step_of))
     g.output(values[-1])
     return fx.GraphModule(graph.gm, g)
+
+
+def _emit(g: fx.Graph, step: _Step, reads: list[fx.Node], attr: Callable[[str | None], fx.Node | None],
+          step_of: dict[fx.Node | None, int]) -> fx.Node:
+    """``step``'s layer in ``g`` on its inputs' values ``reads``; convolutions and pools without padding."""
+    if step.kind == "conv":
+        weight, bias, stride, dilation, groups = step.call
+        return g.call_function(F.conv2d, (reads[0], attr(weight), attr(bias), stride, 0, dilation, groups))
+    if step.kind == "max_pool":
+        kernel, stride, dilation = step.call
+        h = g.call_function(F.max_pool2d, (reads[0], kernel, stride, 0, dilation))
+        return g.call_function(torch.nan_to_num, (h,), {"neginf": 0.0}) if step.padded else h
+    if step.kind == "avg_pool":
+        kernel, stride, _, divisor = step.call
+        return g.call_function(F.avg_pool2d, (reads[0], kernel, stride, 0, False, True, divisor))
+    read = dict(zip(step.inputs, reads, strict=True))
+    assert step.node is not None
+    return g.node_copy(step.node, lambda n: attr(str(n.target)) if n.op == "get_attr" else read[step_of[n]])
+
+
+def _layer(graph: _Graph, step: _Step) -> fx.GraphModule:
+    """``step``'s layer alone: ``(its inputs' values) -> its output``, without padding."""
+    g = fx.Graph()
+    reads = [g.placeholder(f"input_{e}") for e in range(len(step.inputs))]
+    attrs: dict[str, fx.Node] = {}
+
+    def attr(target: str | None) -> fx.Node | None:
+        if target is not None and target not in attrs:
+            attrs[target] = g.get_attr(target)
+        return attrs.get(target) if target is not None else None
+
+    g.output(_emit(g, step, reads, attr, {st.node: s for s, st in enumerate(graph.steps)}))
+    module = fx.GraphModule(graph.gm, g)
+    module.training = False
+    return module
+
+
+class _ChangedRegions:
+    """Incremental inference proper (Nakandala et al. 2019): each step computes only the region of
+    its output that the edit changes, from the positions of its inputs that region reads — the
+    unedited images' activations (kept, padded with the layer's fill) with the input's own changed
+    region pasted in. Cheaper than the crop network where a pixel's receptive field covers most of
+    the image (large kernels, residual blocks) but its changed region stays small."""
+
+    def __init__(self, graph: _Graph, rows: _Changed, cols: _Changed, base: Tensor) -> None:
+        self.steps, self.rows, self.cols, self.width = graph.steps, rows, cols, base.shape[3]
+        self.layers = [_layer(graph, step) for step in graph.steps[1:]]
+        interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
+        parts: list[list[Tensor]] = [[] for _ in graph.steps]
+        for chunk in base.split(CPU_ROWS):
+            interpreter.run(chunk)
+            for s, step in enumerate(graph.steps):
+                parts[s].append(interpreter.env[step.node] if s else chunk)
+        activations = [torch.cat(p) for p in parts]
+        self.whole = [[bool((rows.offset[s][e] == 0).all() and (cols.offset[s][e] == 0).all())
+                       and (rows.length[s][e], cols.length[s][e]) == (rows.size[i], cols.size[i])
+                       for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
+        # per read: the unedited input, padded with the reading layer's fill, channels last
+        self.padded = [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
+                        for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
+
+    def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+        ri, ci = pos // self.width, pos % self.width
+        values = [vals.reshape(len(pos), -1, 1, 1)]
+        for s, (step, layer) in enumerate(zip(self.steps[1:], self.layers, strict=True), start=1):
+            values.append(layer(*[self._read(s, e, values[i], img, ri, ci) for e, i in enumerate(step.inputs)]))
+        return values[-1]
+
+    def _read(self, s: int, e: int, changed: Tensor, img: Tensor, ri: Tensor, ci: Tensor) -> Tensor:
+        """What step ``s`` reads of its ``e``-th input: the unedited values, the changed region pasted in."""
+        rows, cols = self.rows, self.cols
+        if self.whole[s][e]:  # it reads exactly the input's changed region (an element-wise layer)
+            return changed
+        r = rows.origin[s][e].index_select(0, ri)[:, None] + torch.arange(rows.length[s][e])
+        c = cols.origin[s][e].index_select(0, ci)[:, None] + torch.arange(cols.length[s][e])
+        region = self.padded[s][e][img[:, None, None], r[:, :, None], c[:, None, :]]  # R×rows×cols×C
+        u = torch.arange(rows.length[s][e]) - rows.offset[s][e].index_select(0, ri)[:, None]
+        v = torch.arange(cols.length[s][e]) - cols.offset[s][e].index_select(0, ci)[:, None]
+        inside = ((u >= 0) & (u < changed.shape[2]))[:, :, None] & ((v >= 0) & (v < changed.shape[3]))[:, None, :]
+        pasted = changed.permute(0, 2, 3, 1)[torch.arange(len(img))[:, None, None],
+                                             u.clamp(0, changed.shape[2] - 1)[:, :, None],
+                                             v.clamp(0, changed.shape[3] - 1)[:, None, :]]
+        return torch.where(inside[..., None], pasted, region).permute(0, 3, 1, 2)
 
 
 class LocalForward:
@@ -502,11 +616,12 @@ class LocalForward:
     base image, the flat index ``row·W + col`` of the pixel, and its new values (``C``)."""
 
     def __init__(self, graph: _Graph, rows_axis: _Axis, cols_axis: _Axis, base: Tensor) -> None:
-        self.rows_axis, self.cols_axis, self.tail = rows_axis, cols_axis, graph.tail
+        self.rows_axis, self.cols_axis, self.tail, self.graph, self.base = rows_axis, cols_axis, graph.tail, graph, base
         ra, ca = rows_axis, cols_axis
         n, c, h, w = base.shape
         self.width, self.keys = w, ra.keys * ca.keys
         self.crop = _CropNetwork(graph, ra, ca, CPU_ROWS * h * w)
+        self.regions: _ChangedRegions | None = None  # set: the window comes from the changed regions
         # per image and window: the crop of the unedited image ...
         top, left = -min(0, int(ra.crop_start[0].min())), -min(0, int(ca.crop_start[0].min()))
         bottom = max(0, int(ra.crop_start[0].max()) + ra.crop_size[0] - h)
@@ -536,8 +651,13 @@ class LocalForward:
 
     @torch.no_grad()
     def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-        key, rows_of, crops = self._edited(img, pos, vals)
-        window = self.crop(crops, key)
+        if self.regions is None:
+            key, rows_of, crops = self._edited(img, pos, vals)
+            window = self.crop(crops, key)
+        else:
+            key, rows_of = self._keys(img, pos)
+            window = torch.cat([self.regions(img[i:i + REGION_ROWS], pos[i:i + REGION_ROWS], vals[i:i + REGION_ROWS])
+                                for i in range(0, len(img), REGION_ROWS)])
         dense = self.outside.index_select(0, rows_of)
         if self.boundary.linear is None:
             dense += window.flatten(2).sum(2) * self.scale
@@ -558,8 +678,7 @@ class LocalForward:
         (``R×C×crop rows×crop cols``)."""
         ra, ca = self.rows_axis, self.cols_axis
         ti, tj = ra.start.index_select(0, pos // self.width), ca.start.index_select(0, pos % self.width)
-        key = ti * ca.keys + tj
-        rows_of = img * self.keys + key
+        key, rows_of = self._keys(img, pos)
         crops = self.crops.index_select(0, rows_of)  # a copy: painted in place
         r, c = crops.shape[:2]
         i = pos // self.width - ra.crop_start[0].index_select(0, ti)
@@ -567,6 +686,24 @@ class LocalForward:
         at = (i * ca.crop_size[0] + j).view(r, 1, 1).expand(r, c, 1)
         crops.view(r, c, -1).scatter_(2, at, vals.reshape(r, c, 1).to(crops.dtype))
         return key, rows_of, crops
+
+    def changed_regions(self) -> _ChangedRegions | None:
+        """The changed-region path for these images, or ``None`` when its kept activations exceed
+        :data:`MAX_TABLE`."""
+        graph, base = self.graph, self.base
+        kept = sum(math.prod(shape[1:]) for shape in graph.shapes)
+        if len(base) * kept > MAX_TABLE:
+            return None
+        sizes = [shape[2:] for shape in graph.shapes]
+        rows = _changed(graph.steps, [s[0] for s in sizes], 0)
+        cols = _changed(graph.steps, [s[1] for s in sizes], 1)
+        return _ChangedRegions(graph, rows, cols, base)
+
+    def _keys(self, img: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """Each edit's window and its row of the per-image tables."""
+        ti = self.rows_axis.start.index_select(0, pos // self.width)
+        key = ti * self.cols_axis.keys + self.cols_axis.start.index_select(0, pos % self.width)
+        return key, img * self.keys + key
 
     def crop_inputs(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, ...]:
         """The crop network's inputs for these edits (what it is traced with)."""
@@ -647,9 +784,42 @@ def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
                 return None
             local = LocalForward(graph, rows_axis, cols_axis, base)
             img, pos, vals = _probe(base)
-            if not local.crop.freeze(local.crop_inputs(img, pos, vals)):
-                return None
-            good = same_scores(local(img, pos, vals), model(painted_copies(base, img, pos[:, None], vals[:, None, :])))
+            want = model(painted_copies(base, img, pos[:, None], vals[:, None, :]))
+            crop_ok = _holds(lambda: local.crop.freeze(local.crop_inputs(img, pos, vals))
+                             and same_scores(local(img, pos, vals), want))
+            regions = local.regions = _attempt(local.changed_regions)
+            if regions is not None and not _holds(lambda: same_scores(local(img, pos, vals), want)):
+                regions = None
+            local.regions = _faster(local, base, regions) if crop_ok and regions is not None else regions
+            good = crop_ok or local.regions is not None
     except Exception:  # noqa: BLE001 - any failure to analyse, trace or run means: no local forward
         return None
     return local if good else None
+
+
+def _holds(check: Callable[[], bool]) -> bool:
+    """``check()``, ``False`` if it raises: a path that fails to build or run is not used."""
+    return bool(_attempt(check))
+
+
+def _attempt(build: Callable[[], _T]) -> _T | None:
+    try:
+        return build()
+    except Exception:  # noqa: BLE001 - any failure to trace, freeze or run means: not this path
+        return None
+
+
+def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
+    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``
+    (timed here: which wins depends on the model's shapes and on the machine)."""
+    n, c, h, w = base.shape
+    gen = torch.Generator().manual_seed(0)
+    edits = (torch.randint(0, n, (REGION_ROWS,), generator=gen), torch.randint(0, h * w, (REGION_ROWS,), generator=gen),
+             torch.rand(REGION_ROWS, c, generator=gen))
+    times = {}
+    for path in (None, regions, None, regions):  # each twice, alternating; the best of each
+        local.regions = path
+        start = time.perf_counter()
+        local(*edits)
+        times[path] = min(times.get(path, math.inf), time.perf_counter() - start)
+    return regions if times[regions] < times[None] else None
