@@ -24,15 +24,16 @@ against 1.96 warm (DeepFool: 1.99), at the same 900 passes per point. Why six se
 the default model (100 points) the median l2 was 2.069 after 9 searches, 2.076 after 7 or 6, 2.123
 after 5 (DeepFool: 2.157), all at 100% success, and 600 passes per point cost two thirds of 900.
 
-By default each search step restarts from ``w`` of the clean input (as in their code) — except for
-a point with no adversarial yet, which goes on from where its last search step ended (ours). Adam
+By default each search step restarts from ``w`` of the clean input (as in their code) — except for a
+point with no adversarial yet, which goes on from where its last search step ended (ours). Adam
 moves ``w`` by about ``lr`` a step, and a pixel at 0 or 1 starts at ``|w| ≈ 7``: a point whose
 adversarial needs such pixels moved (black background, white strokes) cannot get there within one
-search step, and restarting it from ``x`` each time, however large ``c`` grows, left some points
-unbroken (93% success on a functional-style MNIST CNN); carried over, the unbounded search ends
-adversarial. A success counts when the margin exceeds ``κ`` by ``1e-5`` of the logits' scale (and
-the search aims for that margin): the smallest adversarial lies just past the boundary, where the
-fast path and the plain model, which confirms every success, may round to different classes.
+search step, and restarting it from ``x`` each time, however large ``c`` grows, can leave it
+unbroken for good (a black image whose class changes only when its background brightens: 0% success
+before, in ``tests/test_minimum_norm.py``); carried over, the unbounded search ends adversarial. A
+success counts when the margin exceeds ``κ`` by ``1e-5`` of the logits' scale (and the search aims
+for that margin): the smallest adversarial lies just past the boundary, where the fast path and the
+plain model, which confirms every success, may round to different classes.
 The smallest successful ``x + r`` of any step and search is kept per point, never the last iterate.
 Early stop is per point: a point whose loss stalls leaves the batch for the rest of the search step.
 """

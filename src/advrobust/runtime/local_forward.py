@@ -27,6 +27,14 @@ On the default MNIST CNN the window is 3×3 of the 7×7 last activation and the 
 (:func:`advrobust.runtime.frozen.frozen_trace`) in passes of as many crop pixels as ``CPU_ROWS``
 whole images hold.
 
+Where the receptive field of the window covers most of the image (5×5 kernels, residual blocks),
+recomputing it saves little. A second path then computes, layer by layer, only the region of each
+output that the edit changes (a few positions per layer), reading the positions around it from the
+unedited images' activations, kept padded per layer (:class:`_ChangedRegions`; Nakandala et al.'s
+incremental inference proper). It runs eagerly (gathers and small convolutions), so it wins only
+where the crop is large; both paths are checked on the probe edits, and the faster one on a timed
+pass of random edits is used.
+
 Supported layers (found by ``torch.fx`` tracing, the model's modes as they are), as modules or
 functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``MaxPool2d``/
 ``F.max_pool2d``, ``AvgPool2d``/``F.avg_pool2d`` (no ``ceil_mode``), element-wise activations,
