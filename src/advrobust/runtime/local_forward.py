@@ -76,6 +76,8 @@ MAX_TABLE = 1 << 26
 _T = TypeVar("_T")
 #: edits per pass of the changed-region path
 REGION_ROWS = 2048
+#: random edits each path scores, twice, to choose the faster one
+TIMED_ROWS = 512
 
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
@@ -822,8 +824,9 @@ def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _Cha
     (timed here: which wins depends on the model's shapes and on the machine)."""
     n, c, h, w = base.shape
     gen = torch.Generator().manual_seed(0)
-    edits = (torch.randint(0, n, (REGION_ROWS,), generator=gen), torch.randint(0, h * w, (REGION_ROWS,), generator=gen),
-             torch.rand(REGION_ROWS, c, generator=gen))
+    rows = TIMED_ROWS
+    edits = (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
+             torch.rand(rows, c, generator=gen))
     times = {}
     for path in (None, regions, None, regions):  # each twice, alternating; the best of each
         local.regions = path
