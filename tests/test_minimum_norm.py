@@ -268,6 +268,7 @@ def test_cw_ends_adversarial_when_the_pixels_to_move_are_saturated(make):
     assert bool((res.norm <= d * 1.1).all()), res.norm
 
 
+@pytest.mark.slow
 def test_cw_breaks_every_point_of_an_undefended_cnn(small_cnn, mnist_batch):
     x, y = mnist_batch
     with torch.no_grad():
