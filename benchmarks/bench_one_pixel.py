@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,17 +61,25 @@ from advrobust.training.pretrained import default_model  # noqa: E402
 ART_SECONDS, ART_IMAGES, ART_GENERATIONS = 74.6, 100, 10
 ART_PYTHON = os.environ.get("ART_PYTHON", "/tmp/peers/bin/python")
 # run by ART_PYTHON: argv = folder with model.safetensors and data.pt, generations, threads, advrobust's
-# src folder (to rebuild the model as the eager nn.Module a user hands to ART); prints one JSON line
+# src folder (to rebuild the model as the eager nn.Module a user hands to ART), and "" for a checkpoint
+# or "name:size" for a member of advrobust.models.zoo (model.safetensors: its state dict); prints one JSON line
 ART_SCRIPT = """
 import json, sys, time, torch
 from torch import nn
 from art.attacks.evasion import PixelAttack
 from art.estimators.classification import PyTorchClassifier
-folder, generations, threads, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+folder, generations, threads, src, zoo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 sys.path.insert(0, src)
 from advrobust.models import load_checkpoint
+from advrobust.models.zoo import SHAPES, build
+from safetensors.torch import load_file
 torch.set_num_threads(threads)
-model = load_checkpoint(folder + "/model.safetensors")[0].eval()
+if zoo:
+    model = build(zoo.split(":")[0], SHAPES[zoo.split(":")[1]])
+    model.load_state_dict(load_file(folder + "/model.safetensors"))
+else:
+    model = load_checkpoint(folder + "/model.safetensors")[0]
+model.eval()
 data = torch.load(folder + "/data.pt", weights_only=True)
 x, y = data["x"].numpy(), data["y"].numpy()
 clf = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=x.shape[1:], nb_classes=10,
@@ -108,15 +117,20 @@ def run(attack: OnePixel, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ta
 
 
 def art_head_to_head(attack: OnePixel, model: nn.Module, meta: dict[str, Any], x: torch.Tensor, y: torch.Tensor,
-                     threads: int) -> dict[str, Any]:
-    """ART's PixelAttack and ours on the same images, one after the other, same threads."""
+                     threads: int, zoo: str = "") -> dict[str, Any]:
+    """ART's PixelAttack and ours on the same images, one after the other, same threads. ``model``
+    is saved as a checkpoint with ``meta``, or, for ``zoo`` = ``"name:size"`` (a member of
+    :mod:`advrobust.models.zoo`), as its state dict."""
     if not Path(ART_PYTHON).exists():
         return {"skipped": f"no {ART_PYTHON}: set ART_PYTHON to a Python with ART and torch"}
     with tempfile.TemporaryDirectory() as folder:
-        save_checkpoint(f"{folder}/model.safetensors", model, meta)
+        if zoo:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{folder}/model.safetensors")
+        else:
+            save_checkpoint(f"{folder}/model.safetensors", model, meta)
         torch.save({"x": x, "y": y}, f"{folder}/data.pt")
         src = str(Path(__file__).resolve().parents[1] / "src")
-        proc = subprocess.run([ART_PYTHON, "-c", ART_SCRIPT, folder, str(attack.generations), str(threads), src],
+        proc = subprocess.run([ART_PYTHON, "-c", ART_SCRIPT, folder, str(attack.generations), str(threads), src, zoo],
                               capture_output=True, text=True)
     if proc.returncode != 0:
         return {"skipped": (proc.stderr.strip().splitlines() or ["ART failed"])[-1]}

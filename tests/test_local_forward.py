@@ -14,6 +14,7 @@ from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.pixel_edits import PixelEdits
 from advrobust.models.architectures import create
 from advrobust.models.normalize import with_normalization
+from advrobust.models.zoo import SHAPES, ZOO, build
 from advrobust.runtime import RuntimePolicy
 from advrobust.runtime import local_forward as lf
 from advrobust.tensors import painted_copies
@@ -42,6 +43,29 @@ class Everything(nn.Module):
         return self.fc2(F.relu(self.fc1(torch.flatten(h, 1))))
 
 
+class FunctionalResidual(nn.Module):
+    """The functional and residual forms: ``F.conv2d`` with the module's weights, a padded max-pool
+    over negative values followed by padded convolutions (so the pool's −∞ fill reaches positions
+    outside the map), a residual block whose branches differ (two 3×3 convolutions, the second
+    strided, against a strided 1×1 projection), an element-wise function of a sum, functional
+    dropout, and a global average pool into ``torch.flatten`` and a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 3, 3, 3) * 0.4)
+        self.bias = nn.Parameter(torch.randn(6) * 0.1)
+        self.conv_a = nn.Conv2d(6, 6, 3, padding=1)
+        self.conv_b = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.proj = nn.Conv2d(6, 8, 1, stride=2)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.max_pool2d(F.conv2d(x - 0.5, self.weight, self.bias, padding=1), 3, stride=2, padding=1)
+        h = F.silu(self.conv_b(F.relu(self.conv_a(h))) + self.proj(h))
+        h = F.dropout(h, 0.5, training=self.training)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
 def _randomized_batch_norm(model: nn.Module) -> nn.Module:
     gen = torch.Generator().manual_seed(1)
     for m in model.modules():
@@ -64,6 +88,9 @@ MODELS = {
     "default mnist-cnn, normalized": lambda: (with_normalization(
         create("mnist-cnn", 10, (1, 28, 28), seed=0, width=8), [0.13], [0.31]).eval(), (1, 28, 28)),
     "every layer kind, 3x29x23": lambda: (_randomized_batch_norm(Everything()), (3, 29, 23)),
+    "functional and residual, 3x29x23": lambda: (FunctionalResidual().eval(), (3, 29, 23)),
+    "global average pool module, 1x8x8": lambda: (nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)), (1, 8, 8)),
 }
 
 
@@ -77,10 +104,41 @@ def test_the_local_forward_is_the_model_on_every_pixel(name):
     img, pos, vals = _every_edit(x)
     with torch.no_grad():
         want = model(painted_copies(x, img, pos[:, None], vals[:, None, :]))
-        got = local(img, pos, vals)
         unedited = model(x).repeat_interleave(shape[1] * shape[2], dim=0)
-    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), float((got - want).abs().max())
+        for got in _both_paths(local, x, img, pos, vals):
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), float((got - want).abs().max())
     assert float((want - unedited).abs().max()) > 1e-3  # the edits do change the scores
+
+
+def _both_paths(local: lf.LocalForward, x: torch.Tensor, img, pos, vals) -> list[torch.Tensor]:
+    """The scores of the crop network's path and of the changed regions' path (whichever was chosen)."""
+    chosen = local.regions
+    local.regions = None
+    scores = [local(img, pos, vals)]
+    local.regions = chosen or local.changed_regions()
+    assert local.regions is not None
+    scores.append(local(img, pos, vals))
+    local.regions = chosen
+    return scores
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("size", list(SHAPES))
+def test_the_local_forward_is_every_zoo_model_on_every_pixel(name, size):
+    """The CNNs in the styles users write them (functional, Sequential, batch norm, residual, global
+    average pool; MNIST and 32x32 RGB) all get a local forward, and it is the model on every pixel."""
+    shape = SHAPES[size]
+    model = build(name, shape, seed=1).eval()
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(3))
+    local = lf.local_forward(model, x)
+    assert local is not None, f"{name} at {shape} must get a local forward"
+    img, pos, vals = _every_edit(x[1:])
+    with torch.no_grad():
+        want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
+        change = float((want - model(x[1:])).abs().max())
+        for got in _both_paths(local, x, img + 1, pos, vals):
+            error = float((got - want).abs().max())
+            assert error < 1e-4 and error < change / 20, (error, change)  # far below what an edit changes
 
 
 def test_the_window_is_smaller_than_the_image():
@@ -127,8 +185,27 @@ class PerPixelConstant(nn.Module):
         return self.fc(torch.flatten(self.conv(x + self.bias_map), 1))
 
 
-def _global_pool() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+class TrainingDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.dropout(self.conv(x), 0.5, training=True), 1))
+
+
+class SkipOverTheDenseLayer(nn.Module):
+    """Reads an activation of the convolutional part again after the dense layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(torch.flatten(F.relu(h), 1)) + h.mean()
 
 
 def _training_batch_norm() -> nn.Module:
@@ -136,7 +213,7 @@ def _training_batch_norm() -> nn.Module:
 
 
 @pytest.mark.parametrize("make", [
-    Residual, Branching, PerPixelConstant, _global_pool, _training_batch_norm,
+    Residual, Branching, PerPixelConstant, _training_batch_norm, TrainingDropout, SkipOverTheDenseLayer,
     lambda: create("mlp", 3, (1, 8, 8), seed=0),
     lambda: create("small-resnet", 3, (1, 8, 8), seed=0).eval(),
     lambda: nn.Sequential(nn.Conv2d(1, 4, 7), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)),  # window = whole map
@@ -147,13 +224,26 @@ def test_models_it_cannot_compute_exactly_get_no_local_forward(make):
 
 def test_a_wrong_local_forward_is_refused_by_the_probe(monkeypatch):
     """Without the masks that give a crop the layer's padding, border pixels come out wrong; the
-    probe edits at the corners catch it."""
+    probe edits at the corners catch it: the crop network is not used (the changed regions may be),
+    and without the changed-region path there is no local forward. Likewise a changed-region path
+    that pastes nothing in is refused."""
     model, shape = MODELS["every layer kind, 3x29x23"]()
     x = torch.rand(2, *shape)
     assert lf.local_forward(model, x) is not None
-    monkeypatch.setattr(lf, "_inside", lambda rows, cols, kind: torch.ones(
-        rows.shape[0] * cols.shape[0], 1, rows.shape[1], cols.shape[1], dtype=torch.float32 if kind is float
-        else torch.bool))
+    with monkeypatch.context() as patch:
+        patch.setattr(lf, "_inside", lambda rows, cols, kind: torch.ones(
+            rows.shape[0] * cols.shape[0], 1, rows.shape[1], cols.shape[1], dtype=torch.float32 if kind is float
+            else torch.bool))
+        local = lf.local_forward(model, x)
+        assert local is not None and local.regions is not None
+        patch.setattr(lf.LocalForward, "changed_regions", lambda self: None)
+        assert lf.local_forward(model, x) is None
+    monkeypatch.setattr(lf.LocalForward, "crop_inputs", lambda *args: (_ for _ in ()).throw(RuntimeError))
+    assert lf.local_forward(model, x) is not None  # the changed regions alone
+    monkeypatch.setattr(lf._ChangedRegions, "_read", lambda self, s, e, changed, img, ri, ci: self.padded[s][e][
+        img[:, None, None], self.rows.origin[s][e].index_select(0, ri)[:, None, None] + torch.arange(
+            self.rows.length[s][e])[:, None], self.cols.origin[s][e].index_select(0, ci)[:, None, None] + torch.arange(
+            self.cols.length[s][e])].permute(0, 3, 1, 2))
     assert lf.local_forward(model, x) is None
 
 

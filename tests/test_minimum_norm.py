@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import advrobust as ar
 from advrobust.attacks.base import MinimumNormAttack
@@ -240,3 +241,39 @@ def test_bad_configuration_fails_loudly():
         CarliniWagner(steps=0)
     with pytest.raises(InputError):
         JSMA(gamma=0.01)(affine(3), *points(affine(3), 2))
+
+
+def _saturated_binary() -> tuple[nn.Module, torch.Tensor, torch.Tensor, float]:
+    """Black 8x8 images with 2 white pixels; class 1 wins when the pixels sum to more than 4, so the
+    smallest l2 change raises the 62 black pixels by 2/62 each (l2 = 2/√62): every pixel that must
+    move sits at the box's edge, where C&W's tanh is flat."""
+    x = torch.zeros(4, 1, 8, 8)
+    for i in range(4):
+        x[i, 0, i, 2 * i] = x[i, 0, 7 - i, 1] = 1.0
+    fc = nn.Linear(64, 2)
+    with torch.no_grad():
+        fc.weight.copy_(torch.stack([torch.zeros(64), torch.ones(64)]))
+        fc.bias.copy_(torch.tensor([0.0, -4.0]))
+    return nn.Sequential(nn.Flatten(), fc).eval(), x, torch.zeros(4, dtype=torch.long), 2 / 62**0.5
+
+
+@pytest.mark.parametrize("make", [CarliniWagner.fast, CarliniWagner], ids=["fast", "paper"])
+def test_cw_ends_adversarial_when_the_pixels_to_move_are_saturated(make):
+    """The unbounded search must end adversarial given enough c, even where every pixel that has to
+    move starts at 0 (|w| ≈ 7 in tanh space) — and still find the minimum."""
+    model, x, y, d = _saturated_binary()
+    res = make()(model, x, y)
+    assert bool(res.success.all()), res.success
+    assert bool((res.norm >= d * (1 - 1e-3)).all())
+    assert bool((res.norm <= d * 1.1).all()), res.norm
+
+
+@pytest.mark.slow
+def test_cw_breaks_every_point_of_an_undefended_cnn(small_cnn, mnist_batch):
+    x, y = mnist_batch
+    with torch.no_grad():
+        correct = small_cnn(x).argmax(1) == y
+    x, y = x[correct][::10][:20], y[correct][::10][:20]
+    res = CarliniWagner.fast()(small_cnn, x, y)
+    check_contract(small_cnn, x, y, res, ar.L2())
+    assert bool(res.success.all()), res.success

@@ -3,11 +3,12 @@
 One-Pixel scores its candidates as edits of the images under attack. Each edit is one query of the
 :class:`~advrobust.attacks.oracle.Oracle`. A one-pixel edit of a white-box model whose runner offers
 a receptive-field forward (:meth:`~advrobust.runtime.runner.Runner.one_pixel_edits`: the CPU fast
-path, for a chain of local layers into a dense layer such as the default MNIST CNN) is computed on
-the pixel's receptive field only; every other edit is painted into a whole copy of its image and
-run through the oracle's runner. Both compute the model's function up to float rounding, and
-attacks confirm every success with the plain model. A plain runner (``RuntimePolicy(fast=False)``
-or ``freeze=False``, ``ADVROBUST_FAST_FORWARD=0``) keeps every edit on whole images.
+path, for CNNs whose convolutional part is a graph of local layers into a dense layer or a global
+average pool, such as the default MNIST CNN) is computed on the pixel's receptive field only; every
+other edit is painted into a whole copy of its image and run through the oracle's runner. Both
+compute the model's function up to float rounding, and attacks confirm every success with the plain
+model. A plain runner (``RuntimePolicy(fast=False)`` or ``freeze=False``,
+``ADVROBUST_FAST_FORWARD=0``) keeps every edit on whole images.
 """
 
 from __future__ import annotations

@@ -5,16 +5,20 @@ CNN that change reaches only a small window of every convolutional layer, so a f
 mostly recomputes what the unedited image already gave. This is incremental inference, as in
 Nakandala et al. 2019 ("Incremental and Approximate Inference for Faster Occlusion-based Deep CNN
 Explanations", SIGMOD; their occlusion patch is our edited pixel), made exact for a model whose
-convolutional part is a chain of spatially local layers followed by ``Flatten`` and ``Linear``:
+convolutional part is a graph of spatially local layers that ends in a linear map of its last
+activation ``A``: ``Flatten`` (or ``view``/``reshape`` to one row per image) into a ``Linear``, or
+the average over all positions (global average pooling, Lin et al. 2014, "Network In Network"):
 
-1. once per image: the last local activation ``A`` of the unedited image and the dense layer's
-   output ``Y0 = W·vec(A) + b``;
+1. once per image: ``A`` of the unedited image and the linear map's output ``Y0 = L(A)``;
 2. per edit at pixel ``(i, j)``: the window of ``A`` that holds every position the pixel can change
    (a fixed size for all pixels, placed by the pixel), recomputed from the crop of the edited image
-   it depends on. Convolutions and pools run without padding on the crop; a crop's positions outside
-   the layer's input are set to its padding value (0, or −∞ before a max-pool) first;
-3. ``Y = Y0 + W_window · (A'_window − A_window)``: the dense layer is linear, so only its columns for
-   the window count; the rest of the model (activations, further dense layers) runs on ``Y``.
+   it depends on. Every layer computes the part of the window's receptive field its readers need;
+   where two branches meet (a residual block, He et al. 2016) that is the union of their windows.
+   Convolutions and pools run without padding on the crop; a crop's positions outside the layer's
+   input are set to its padding value (0, or −∞ before a max-pool) first;
+3. ``Y = Y0 + L_window(A'_window − A_window)``: ``L`` is linear, so only the dense layer's columns for
+   the window count (or, for the average, the window's sum over the map's size); the rest of the
+   model (activations, further dense layers) runs on ``Y``.
 
 On the default MNIST CNN the window is 3×3 of the 7×7 last activation and the crop 18×18 of the
 28×28 image: about 5× fewer multiply-adds. Measured on 8192 edits (``benchmarks/bench_fast_forward.py``):
@@ -23,23 +27,38 @@ On the default MNIST CNN the window is 3×3 of the 7×7 last activation and the 
 (:func:`advrobust.runtime.frozen.frozen_trace`) in passes of as many crop pixels as ``CPU_ROWS``
 whole images hold.
 
-Supported layers (found by ``torch.fx`` tracing, the model's modes as they are): ``Conv2d`` (zero
-padding), ``MaxPool2d``, ``AvgPool2d`` (no ``ceil_mode``), element-wise activations,
-``BatchNorm2d`` and dropout in eval mode, and arithmetic with per-channel constants (a
-normalization layer). Anything else — residual connections, global pooling, data-dependent control
-flow, a window that saves little — gives no local forward, and the caller runs the whole model. A
+Where the receptive field of the window covers most of the image (5×5 kernels, residual blocks),
+recomputing it saves little. A second path then computes, layer by layer, only the region of each
+output that the edit changes (a few positions per layer), reading the positions around it from the
+unedited images' activations, kept padded per layer (:class:`_ChangedRegions`; Nakandala et al.'s
+incremental inference proper). It runs eagerly (gathers and small convolutions), so it wins only
+where the crop is large; both paths are checked on the probe edits, and the faster one on a timed
+pass of random edits is used.
+
+Supported layers (found by ``torch.fx`` tracing, the model's modes as they are), as modules or
+functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``MaxPool2d``/
+``F.max_pool2d``, ``AvgPool2d``/``F.avg_pool2d`` (no ``ceil_mode``), element-wise activations,
+``BatchNorm2d`` and dropout in eval mode, arithmetic with per-channel constants (a normalization
+layer), and sums or products of two activations of the same shape (residual connections). The
+boundary reads the last activation only (``x.size(0)`` and ``x.shape`` for a ``view`` are allowed).
+Anything else — data-dependent control flow, a branch that skips over the boundary, branches that
+reach the boundary with different strides, a window that saves little (more than half of the last
+activation, as in most ResNets) — gives no local forward, and the caller runs the whole model. A
 local forward is built only if its scores match the model's on probe edits at the image's corners
 and inside it (:func:`advrobust.runtime.frozen.same_scores`); the two round differently, so callers
 confirm successes with the plain model. Like the frozen copy, it runs none of the module's Python
-side effects (hooks).
+side effects (hooks). :mod:`advrobust.models.zoo` holds CNNs written in these styles.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import operator
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -51,9 +70,14 @@ from advrobust.runtime.chunks import CPU_ROWS
 from advrobust.runtime.frozen import CHECK_ROWS, frozen_trace, same_scores
 from advrobust.tensors import painted_copies
 
-#: the largest table kept (floats): the unedited images' crops and dense outputs (``images × windows ×
+#: the largest table kept (floats): the unedited images' crops and boundary outputs (``images × windows ×
 #: (crop pixels + outputs)``), and the dense weight's columns per window (``windows × window size × outputs``)
 MAX_TABLE = 1 << 26
+_T = TypeVar("_T")
+#: edits per pass of the changed-region path
+REGION_ROWS = 2048
+#: random edits each path scores, twice, to choose the faster one
+TIMED_ROWS = 512
 
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
@@ -66,176 +90,257 @@ _ELEMENTWISE_FUNCTIONS = {
     operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul, torch.div,
 }
 _ELEMENTWISE_METHODS = {"relu", "sigmoid", "tanh", "add", "sub", "mul", "div"}
+_DROPOUT_FUNCTIONS = {F.dropout, F.dropout2d}
+_FLATTEN_METHODS = {"flatten", "view", "reshape"}
+# the parameters of the functional convolution and pools, in order (after the input)
+_CONV_ARGS = ("weight", "bias", "stride", "padding", "dilation", "groups")
+_MAX_POOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVG_POOL_ARGS = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 
 
 class _Unsupported(Exception):
-    """The model is not a chain of local layers into Flatten and Linear."""
+    """The model's convolutional part is not a graph of local layers into a linear boundary."""
 
 
 @dataclass(frozen=True)
 class _Step:
-    """One local layer: its node, its kind, and per axis (kernel extent, stride, padding)."""
+    """One local layer: its node, its kind, the steps it reads (indices; 0 is the image), per axis
+    (kernel extent, stride, padding), its padding value and, for convolutions and pools, the
+    arguments of the functional call that computes it without padding."""
 
-    node: fx.Node
-    kind: str  # "conv", "max_pool", "avg_pool" or "elementwise"
-    axes: tuple[tuple[int, int, int], tuple[int, int, int]]
-    fill: float  # the padding value: what the crop holds outside the layer's input
+    node: fx.Node | None
+    kind: str  # "input", "conv", "max_pool", "avg_pool", "elementwise" (one input) or "merge" (two)
+    inputs: tuple[int, ...] = ()
+    axes: tuple[tuple[int, int, int], tuple[int, int, int]] = ((1, 1, 0), (1, 1, 0))
+    fill: float = 0.0  # what the crop holds outside the layer's input
+    call: tuple[object, ...] = field(default=())
 
     @property
     def padded(self) -> bool:
         return any(p > 0 for _, _, p in self.axes)
 
 
-@dataclass(frozen=True)
-class _Axis:
-    """One spatial axis of the chain: where an edit's window lies and what it is computed from.
-
-    ``start[i]``: the final window's first position for an edit at coordinate ``i``; ``crop_start[s]``
-    (one per window start) and ``crop_size[s]``: the input window of step ``s``; ``valid[s]``: which of
-    its positions lie inside step ``s``'s input."""
-
-    start: Tensor
-    window: int
-    keys: int
-    crop_start: list[Tensor]
-    crop_size: list[int]
-    valid: list[Tensor]
-
-
-def _axis(geometry: list[tuple[int, int, int]], sizes: list[int]) -> _Axis:
-    """The windows along one axis, for steps of ``(kernel extent, stride, padding)`` and the sizes of
-    their inputs and of the last output (``sizes``, one longer than ``geometry``)."""
-    first, last = [], []
-    for i in range(sizes[0]):
-        a, b = i, i
-        for (k, s, p), n_out in zip(geometry, sizes[1:], strict=True):
-            a, b = max(0, -((k - 1 - p - a) // s)), min(n_out - 1, (b + p) // s)  # outputs reading [a, b]
-            if a > b:
-                raise _Unsupported("a pixel that changes no output (a stride skips it)")
-        first.append(a)
-        last.append(b)
-    window = max(b - a + 1 for a, b in zip(first, last, strict=True))
-    keys = sizes[-1] - window + 1
-    starts, size = torch.arange(keys), window
-    crop_start: list[Tensor] = []
-    crop_size: list[int] = []
-    for k, s, p in reversed(geometry):
-        starts, size = starts * s - p, (size - 1) * s + k
-        crop_start.insert(0, starts)
-        crop_size.insert(0, size)
-    valid = [(st[:, None] + torch.arange(n) >= 0) & (st[:, None] + torch.arange(n) < limit)
-             for st, n, limit in zip(crop_start, crop_size, sizes, strict=False)]
-    start = torch.tensor([min(a, keys - 1) for a in first])
-    return _Axis(start, window, keys, crop_start, crop_size, valid)
-
-
-def _total_stride(axis: _Axis) -> int:
-    """How far apart consecutive window starts' input crops are (the chain's total stride)."""
-    return int(axis.crop_start[0][1] - axis.crop_start[0][0]) if axis.keys > 1 else 1
+def _arguments(node: fx.Node, names: tuple[str, ...], defaults: dict[str, object]) -> dict[str, object]:
+    """A functional call's arguments after the input, by name."""
+    bound = dict(defaults)
+    bound.update(zip(names, node.args[1:], strict=False))
+    bound.update(node.kwargs)
+    return bound
 
 
 def _attr(gm: fx.GraphModule, target: str) -> object:
     return functools.reduce(getattr, target.split("."), gm)
 
 
-def _elementwise_args_ok(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> bool:
+def _weight(arg: object) -> str | None:
+    """The attribute a convolution's weight or bias argument reads (``None`` for no bias)."""
+    if arg is None:
+        return None
+    if isinstance(arg, fx.Node) and arg.op == "get_attr":
+        return str(arg.target)
+    raise _Unsupported("a convolution's weight is computed in forward")
+
+
+def _conv(node: fx.Node, kernel: tuple[int, ...], weight: str, bias: str | None, stride: object, padding: object,
+          dilation: object, groups: object, index: int) -> _Step:
+    if isinstance(padding, str):
+        raise _Unsupported("padding given as a string")
+    k = kernel
+    s, p, d = _pair(stride), _pair(padding), _pair(dilation)
+    axes = tuple((d[a] * (k[a] - 1) + 1, s[a], p[a]) for a in (0, 1))
+    return _Step(node, "conv", (index,), axes, 0.0, (weight, bias, s, d, groups))
+
+
+def _pool(node: fx.Node, kind: str, kernel: object, stride: object, padding: object, dilation: object,
+          index: int, extra: tuple[object, ...] = ()) -> _Step:
+    k, p, d = _pair(kernel), _pair(padding), _pair(dilation)
+    s = _pair(stride or kernel)
+    axes = tuple((d[a] * (k[a] - 1) + 1, s[a], p[a]) for a in (0, 1))
+    return _Step(node, kind, (index,), axes, float("-inf") if kind == "max_pool" else 0.0, (k, s, d, *extra))
+
+
+def _spatial_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, index: int) -> _Step:
+    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
+        bias = f"{node.target}.bias" if module.bias is not None else None
+        return _conv(node, module.kernel_size, f"{node.target}.weight", bias, module.stride, module.padding,
+                     module.dilation, module.groups, index)
+    if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and not module.return_indices:
+        return _pool(node, "max_pool", module.kernel_size, module.stride, module.padding, module.dilation, index)
+    if (isinstance(module, nn.AvgPool2d) and not module.ceil_mode
+            and (module.count_include_pad or _pair(module.padding) == (0, 0))):
+        return _pool(node, "avg_pool", module.kernel_size, module.stride, module.padding, 1, index,
+                     (module.divisor_override,))
+    batch_norm_ok = not isinstance(module, nn.BatchNorm2d) or module.running_mean is not None
+    if isinstance(module, _ELEMENTWISE_MODULES) or (
+        isinstance(module, _EVAL_ELEMENTWISE_MODULES) and not module.training and batch_norm_ok
+    ):
+        return _Step(node, "elementwise", (index,))
+    raise _Unsupported(f"{type(module).__name__} is not a local layer")
+
+
+def _constant_args_ok(gm: fx.GraphModule, node: fx.Node, data: list[fx.Node]) -> bool:
     """Whether every argument of ``node`` other than ``data`` is a constant the same at every pixel."""
     for arg in [*node.args, *node.kwargs.values()]:
-        if arg is data:
+        if any(arg is d for d in data):
             continue
         if isinstance(arg, fx.Node):
-            value = _attr(gm, arg.target) if arg.op == "get_attr" else None
+            value = _attr(gm, str(arg.target)) if arg.op == "get_attr" else None
             if not isinstance(value, Tensor) or not (
                 value.numel() == 1 or (value.dim() >= 3 and value.shape[-1] == value.shape[-2] == 1)
             ):
                 return False
         elif not isinstance(arg, int | float | bool | str | type(None)):
             return False
-    return sum(arg is data for arg in [*node.args, *node.kwargs.values()]) == 1
+    return True
 
 
-def _step(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> _Step | None:
-    """``node`` as a local step reading ``data``, ``None`` if it is the Flatten boundary; raises
-    :class:`_Unsupported` for anything else."""
+def _spatial_step(gm: fx.GraphModule, node: fx.Node, index: dict[fx.Node, int]) -> _Step:
+    """``node`` as a local step reading the steps in ``index``; raises :class:`_Unsupported` otherwise."""
+    data = [a for a in node.all_input_nodes if a in index]
+    first = node.args[0] if node.args else None
     if node.op == "call_module":
-        module = gm.get_submodule(str(node.target))
-        if node.args != (data,) or node.kwargs:
+        if node.args != (first,) or node.kwargs or first not in index:
             raise _Unsupported(f"{node.target} is called with extra arguments")
-        if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
-            return None
-        if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str):
-            k, s, p, d = module.kernel_size, module.stride, module.padding, module.dilation
-            return _Step(node, "conv", tuple((d[a] * (k[a] - 1) + 1, s[a], p[a]) for a in (0, 1)), 0.0)
-        if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and not module.return_indices:
-            k, d, p = _pair(module.kernel_size), _pair(module.dilation), _pair(module.padding)
-            s = _pair(module.stride or module.kernel_size)
-            return _Step(node, "max_pool", tuple((d[a] * (k[a] - 1) + 1, s[a], p[a]) for a in (0, 1)), float("-inf"))
-        if (isinstance(module, nn.AvgPool2d) and not module.ceil_mode
-                and (module.count_include_pad or _pair(module.padding) == (0, 0))):
-            k, p = _pair(module.kernel_size), _pair(module.padding)
-            s = _pair(module.stride or module.kernel_size)
-            return _Step(node, "avg_pool", tuple((k[a], s[a], p[a]) for a in (0, 1)), 0.0)
-        batch_norm_ok = not isinstance(module, nn.BatchNorm2d) or module.running_mean is not None
-        if isinstance(module, _ELEMENTWISE_MODULES) or (
-            isinstance(module, _EVAL_ELEMENTWISE_MODULES) and not module.training and batch_norm_ok
-        ):
-            return _Step(node, "elementwise", ((1, 1, 0), (1, 1, 0)), 0.0)
-        raise _Unsupported(f"{type(module).__name__} is not a local layer")
-    flatten = (node.op == "call_function" and node.target is torch.flatten) or (
-        node.op == "call_method" and node.target == "flatten"
-    )
-    if flatten and node.args[1:] in ((1,), (1, -1)) and not node.kwargs:
-        return None
-    elementwise = (node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS) or (
+        return _spatial_module(gm, node, gm.get_submodule(str(node.target)), index[first])
+    if node.op == "call_function" and first in index and len(data) == 1:
+        if node.target is F.conv2d:
+            a = _arguments(node, _CONV_ARGS, {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+            weight = str(_weight(a["weight"]))
+            kernel = tuple(_attr(gm, weight).shape[2:])  # type: ignore[attr-defined]
+            return _conv(node, kernel, weight, _weight(a["bias"]), a["stride"], a["padding"],
+                         a["dilation"], a["groups"], index[first])
+        if node.target is F.max_pool2d:
+            a = _arguments(node, _MAX_POOL_ARGS, {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
+                                                  "return_indices": False})
+            if a["ceil_mode"] or a["return_indices"]:
+                raise _Unsupported("a max-pool with ceil_mode or indices")
+            return _pool(node, "max_pool", a["kernel_size"], a["stride"], a["padding"], a["dilation"], index[first])
+        if node.target is F.avg_pool2d:
+            a = _arguments(node, _AVG_POOL_ARGS, {"stride": None, "padding": 0, "ceil_mode": False,
+                                                  "count_include_pad": True, "divisor_override": None})
+            if a["ceil_mode"] or not (a["count_include_pad"] or _pair(a["padding"]) == (0, 0)):
+                raise _Unsupported("an average pool with ceil_mode or uncounted padding")
+            return _pool(node, "avg_pool", a["kernel_size"], a["stride"], a["padding"], 1, index[first],
+                         (a["divisor_override"],))
+        if node.target in _DROPOUT_FUNCTIONS and _arguments(node, ("p", "training"), {"training": True})["training"]:
+            raise _Unsupported("dropout in training mode")
+    elementwise = (node.op == "call_function" and node.target in _ELEMENTWISE_FUNCTIONS | _DROPOUT_FUNCTIONS) or (
         node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
     )
-    if elementwise and _elementwise_args_ok(gm, node, data):
-        return _Step(node, "elementwise", ((1, 1, 0), (1, 1, 0)), 0.0)
+    if elementwise and 1 <= len(data) <= 2 and _constant_args_ok(gm, node, data):
+        shape = node.meta["tensor_meta"].shape
+        if any(d.meta["tensor_meta"].shape != shape for d in data):
+            raise _Unsupported(f"{node.name} changes the shape or broadcasts")
+        return _Step(node, "elementwise" if len(data) == 1 else "merge", tuple(index[d] for d in data))
     raise _Unsupported(f"{node.op} {node.target} is not a local layer")
 
 
 @dataclass(frozen=True)
-class _Chain:
-    """The model cut into its local steps, the Linear after the Flatten, and the graph after it."""
+class _Boundary:
+    """Where the local part ends: a linear map of the last local activation, and the graph after it.
+
+    ``kind`` "dense": ``Flatten`` (or ``view``/``reshape`` to one row) into ``linear``; "mean": the
+    average over all positions (global average pooling), of output shape ``shape`` per row."""
+
+    kind: str
+    node: fx.Node  # the node whose output the tail reads
+    linear: nn.Linear | None = None
+    shape: tuple[int, ...] = ()
+
+
+def _is_global_mean(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> bool:
+    """Whether ``node`` averages ``data`` over all its positions."""
+    height, width = data.meta["tensor_meta"].shape[2:]
+    if node.op == "call_method" and node.target == "mean" or node.op == "call_function" and node.target is torch.mean:
+        dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
+        return sorted(d % 4 for d in dims) == [2, 3] and node.kwargs.keys() <= {"dim", "keepdim"}
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        size = module.output_size if isinstance(module, nn.AdaptiveAvgPool2d) else None
+        pool = isinstance(module, nn.AvgPool2d) and _pair(module.kernel_size) == (height, width) and not (
+            module.divisor_override or _pair(module.padding) != (0, 0))
+        return pool or (size is not None and _pair(size) == (1, 1))
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        return _pair(node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]) == (1, 1)
+    if node.op == "call_function" and node.target is F.avg_pool2d:
+        a = _arguments(node, _AVG_POOL_ARGS, {"stride": None, "padding": 0, "divisor_override": None})
+        return _pair(a["kernel_size"]) == (height, width) and _pair(a["padding"]) == (0, 0) and not a[
+            "divisor_override"]
+    return False
+
+
+def _boundary(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> _Boundary | None:
+    """``node`` reading the local activation ``data`` as the boundary, or ``None`` if it is none."""
+    if len(node.meta["tensor_meta"].shape) == 4 and node.meta["tensor_meta"].shape[2:] != (1, 1):
+        return None
+    if _is_global_mean(gm, node, data):
+        return _Boundary("mean", node, shape=tuple(node.meta["tensor_meta"].shape[1:]))
+    n, c, h, w = data.meta["tensor_meta"].shape
+    flatten = (node.op == "call_function" and node.target is torch.flatten) or (
+        node.op == "call_method" and node.target in _FLATTEN_METHODS) or (
+        node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), nn.Flatten))
+    if not flatten or tuple(node.meta["tensor_meta"].shape) != (n, c * h * w) or node.args[0] is not data:
+        return None
+    users = list(node.users)
+    if len(users) != 1 or users[0].op != "call_module" or users[0].args != (node,) or users[0].kwargs:
+        raise _Unsupported("the flattened activation does not feed one Linear")
+    linear = gm.get_submodule(str(users[0].target))
+    if not isinstance(linear, nn.Linear):
+        raise _Unsupported("the flattened activation does not feed one Linear")
+    return _Boundary("dense", users[0], linear=linear)
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """The model cut into its local steps (a graph: residual connections merge two of them), the
+    boundary after the last one, and the subgraphs before and after it."""
 
     gm: fx.GraphModule
     steps: list[_Step]
-    linear: nn.Linear
+    boundary: _Boundary
     prefix: fx.GraphModule  # image -> last local activation
-    tail: fx.GraphModule  # Linear's output -> the model's output
-    shapes: list[tuple[int, ...]]  # the input's and every step's output shape (one row)
+    tail: fx.GraphModule  # the boundary's output -> the model's output
+    shapes: list[tuple[int, ...]]  # every step's output shape (one row); the image's first
 
 
-def _chain(model: nn.Module, example: Tensor) -> _Chain:
+def _is_size_helper(node: fx.Node, index: dict[fx.Node, int]) -> bool:
+    """``x.size(...)`` or ``x.shape``: reads an activation's shape, not its values."""
+    return bool(node.args) and node.args[0] in index and (
+        (node.op == "call_method" and node.target == "size")
+        or (node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",)))
+
+
+def _graph(model: nn.Module, example: Tensor) -> _Graph:
     gm = fx.symbolic_trace(model)
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         raise _Unsupported("the model takes more than one input")
     ShapeProp(gm).propagate(example)
-    steps: list[_Step] = []
-    data = inputs[0]
-    while True:
-        users = list(data.users)
-        if len(users) != 1:
-            raise _Unsupported(f"{data.name} feeds {len(users)} nodes: not a chain")
-        step = _step(gm, users[0], data)
-        if step is None:
-            flatten = users[0]
+    steps = [_Step(inputs[0], "input")]
+    index = {inputs[0]: 0}
+    boundary = None
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr", "output") or not any(a in index for a in node.all_input_nodes):
+            continue
+        if _is_size_helper(node, index):
+            continue
+        data = [a for a in node.all_input_nodes if a in index]
+        boundary = _boundary(gm, node, data[0]) if len(data) == 1 and node.args[:1] == (data[0],) else None
+        if boundary is not None:
+            last = data[0]
             break
-        if step.kind == "elementwise" and step.node.meta["tensor_meta"].shape != data.meta["tensor_meta"].shape:
-            raise _Unsupported(f"{step.node.name} changes the shape")
-        steps.append(step)
-        data = step.node
-    if not any(s.kind != "elementwise" for s in steps) or len(data.meta["tensor_meta"].shape) != 4:
-        raise _Unsupported("no spatial layer before the Flatten")
-    linear_node = next(iter(flatten.users)) if len(flatten.users) == 1 else None
-    if linear_node is None or linear_node.op != "call_module":
-        raise _Unsupported("the Flatten does not feed one Linear")
-    linear = gm.get_submodule(str(linear_node.target))
-    if not isinstance(linear, nn.Linear) or linear_node.args != (flatten,) or linear_node.kwargs:
-        raise _Unsupported("the Flatten does not feed one Linear")
-    shapes = [tuple(inputs[0].meta["tensor_meta"].shape)] + [tuple(s.node.meta["tensor_meta"].shape) for s in steps]
-    return _Chain(gm, steps, linear, _subgraph(gm, inputs[0], data), _subgraph(gm, linear_node, None), shapes)
+        index[node] = len(steps)
+        steps.append(_spatial_step(gm, node, index))
+    if boundary is None or len(last.meta["tensor_meta"].shape) != 4:
+        raise _Unsupported("no flatten into a Linear nor a global average after the local layers")
+    if index[last] != len(steps) - 1:
+        raise _Unsupported("the boundary reads an earlier activation")
+    if not any(s.kind in ("conv", "max_pool", "avg_pool") for s in steps):
+        raise _Unsupported("no spatial layer before the boundary")
+    shapes = [tuple(s.node.meta["tensor_meta"].shape) for s in steps]
+    prefix = _subgraph(gm, inputs[0], last)
+    return _Graph(gm, steps, boundary, prefix, _subgraph(gm, boundary.node, None), shapes)
 
 
 def _subgraph(gm: fx.GraphModule, start: fx.Node, end: fx.Node | None) -> fx.GraphModule:
@@ -246,7 +351,7 @@ def _subgraph(gm: fx.GraphModule, start: fx.Node, end: fx.Node | None) -> fx.Gra
     def value(n: fx.Node) -> fx.Node:
         if n not in env:
             if n.op != "get_attr":
-                raise _Unsupported(f"the model reads {n.name} after the dense layer")
+                raise _Unsupported(f"the model reads {n.name} after the boundary")
             env[n] = graph.get_attr(str(n.target))
         return env[n]
 
@@ -255,54 +360,263 @@ def _subgraph(gm: fx.GraphModule, start: fx.Node, end: fx.Node | None) -> fx.Gra
         if node.op == "output":
             graph.output(fx.map_arg(node.args[0], value))
             break
-        if node.op != "get_attr":
-            env[node] = graph.node_copy(node, value)
+        if node.op == "get_attr" or (end is not None and not _feeds(node, end)):
+            continue
+        env[node] = graph.node_copy(node, value)
         if node is end:
             graph.output(env[node])
             break
     return fx.GraphModule(gm, graph)
 
 
-def _crop_network(chain: _Chain) -> fx.GraphModule:
-    """The local steps on a crop: ``(crop, mask per padded step) -> window of the last activation``;
-    convolutions and pools without padding, each padded step's input set to its fill outside ``mask``
-    (a product with a 0/1 mask for a zero fill, which keeps oneDNN's layout; a ``where`` for −∞)."""
-    graph = fx.Graph()
-    h = graph.placeholder("crop")
-    masks = [graph.placeholder(f"inside_{i}") for i, s in enumerate(chain.steps) if s.padded]
+def _feeds(node: fx.Node, end: fx.Node) -> bool:
+    """Whether ``end`` depends on ``node`` (a shape helper read only after the boundary does not)."""
+    seen, todo = set(), [end]
+    while todo:
+        n = todo.pop()
+        if n is node:
+            return True
+        if n not in seen:
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+    return False
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One spatial axis: where an edit's window of the last activation lies, and what every step
+    computes for it.
+
+    ``start[i]``: the window's first position for an edit at coordinate ``i``; step ``s`` computes the
+    positions ``crop_start[s][key] + range(crop_size[s])`` of its output (``crop_start[0]``: the
+    image crop's), and reads ``read_start[s][e] + range(read_size[s][e])`` of its ``e``-th input,
+    which lie at ``offset[s][e]`` of what that input computed; ``valid[s][e]``: which of them lie
+    inside that input."""
+
+    start: Tensor
+    window: int
+    keys: int
+    stride: int  # between the image crops of consecutive windows
+    crop_start: list[Tensor]
+    crop_size: list[int]
+    offset: list[list[int]]
+    read_size: list[list[int]]
+    valid: list[list[Tensor]]
+
+
+def _affected(step: _Step, intervals: list[tuple[int, int] | None], n_out: int, axis: int) -> tuple[int, int] | None:
+    """The output positions of ``step`` that an edit reaching ``intervals`` of its inputs changes."""
+    reached = [intervals[i] for i in step.inputs if intervals[i] is not None]
+    if not reached:
+        return None
+    a, b = min(r[0] for r in reached), max(r[1] for r in reached)
+    if step.kind in ("elementwise", "merge"):
+        return a, b
+    k, s, p = step.axes[axis]
+    a, b = max(0, -((k - 1 - p - a) // s)), min(n_out - 1, (b + p) // s)  # outputs reading [a, b]
+    return (a, b) if a <= b else None
+
+
+def _intervals(steps: list[_Step], sizes: list[int], axis: int) -> list[list[tuple[int, int] | None]]:
+    """Per input coordinate, per step: the interval of the step's output an edit there changes."""
+    every = []
+    for i in range(sizes[0]):
+        intervals: list[tuple[int, int] | None] = [(i, i)]
+        for step, n_out in zip(steps[1:], sizes[1:], strict=True):
+            intervals.append(_affected(step, intervals, n_out, axis))
+        every.append(intervals)
+    return every
+
+
+@dataclass(frozen=True)
+class _Changed:
+    """One axis of the changed regions: per step, the size of the region of its output an edit
+    changes (the largest over the edits) and where it starts for an edit at each input coordinate
+    (moved inside the map where the map's edge cuts it); per read of a step's input, where the
+    positions the region depends on start (``origin``, an index into the padded input) and how many
+    there are, and where the input's own changed region lies among them (``offset``)."""
+
+    size: list[int]
+    start: list[Tensor]
+    origin: list[list[Tensor]]
+    length: list[list[int]]
+    offset: list[list[Tensor]]
+    pad: list[list[tuple[int, int]]]
+
+
+def _changed(steps: list[_Step], sizes: list[int], axis: int) -> _Changed:
+    every = _intervals(steps, sizes, axis)
+    size = [max([iv[s][1] - iv[s][0] + 1 for iv in every if iv[s] is not None], default=1) for s in range(len(steps))]
+    start = [torch.tensor([min(iv[s][0], sizes[s] - size[s]) if iv[s] is not None else 0 for iv in every])
+             for s in range(len(steps))]
+    origin, length, offset, pad = [], [], [], []
+    for s, step in enumerate(steps):
+        k, st, p = step.axes[axis] if step.kind not in ("elementwise", "merge") else (1, 1, 0)
+        first = start[s] * st - p
+        n = (size[s] - 1) * st + k
+        pads = [(max(0, -int(first.min())), max(0, int(first.max()) + n - sizes[i])) for i in step.inputs]
+        origin.append([first + lo for lo, _ in pads])
+        length.append([n] * len(step.inputs))
+        offset.append([start[i] - first for i in step.inputs])
+        pad.append(pads)
+    return _Changed(size, start, origin, length, offset, pad)
+
+
+def _axis(steps: list[_Step], sizes: list[int], axis: int) -> _Axis:
+    """The windows along one axis of the steps' outputs of ``sizes`` (the image's first)."""
+    last = len(steps) - 1
+    spans = [intervals[last] for intervals in _intervals(steps, sizes, axis)]
+    if any(span is None for span in spans):
+        raise _Unsupported("a pixel that changes no output (a stride skips it)")
+    window = max(b - a + 1 for a, b in spans)
+    keys = sizes[last] - window + 1
+    # what each step computes for the window starting at key t: positions t·stride + [lo, hi]
+    need: list[tuple[int, int, int] | None] = [None] * len(steps)
+    need[last] = (1, 0, window - 1)
+    reads: list[list[tuple[int, int, int]]] = [[] for _ in steps]
+    for s in range(last, 0, -1):
+        if need[s] is None:
+            continue
+        stride, lo, hi = need[s]
+        k, st, p = steps[s].axes[axis]
+        for i in steps[s].inputs:
+            read = (stride * st, lo * st - p, hi * st - p + k - 1) if steps[s].kind not in (
+                "elementwise", "merge") else (stride, lo, hi)
+            reads[s].append(read)
+            if need[i] is not None and need[i][0] != read[0]:
+                raise _Unsupported("two paths with different strides")
+            need[i] = read if need[i] is None else (read[0], min(need[i][1], read[1]), max(need[i][2], read[2]))
+    if any(n is None for n in need):
+        raise _Unsupported("a layer that does not reach the boundary")
+    t = torch.arange(keys)
+    crop_start = [t * n[0] + n[1] for n in need]
+    crop_size = [n[2] - n[1] + 1 for n in need]
+    offset = [[r[1] - need[i][1] for r, i in zip(reads[s], steps[s].inputs, strict=True)] for s in range(len(steps))]
+    read_size = [[r[2] - r[1] + 1 for r in reads[s]] for s in range(len(steps))]
+    valid = [[((t * r[0] + r[1])[:, None] + torch.arange(r[2] - r[1] + 1) >= 0)
+              & ((t * r[0] + r[1])[:, None] + torch.arange(r[2] - r[1] + 1) < sizes[i])
+              for r, i in zip(reads[s], steps[s].inputs, strict=True)] for s in range(len(steps))]
+    start = torch.tensor([min(a, keys - 1) for a, _ in spans])
+    return _Axis(start, window, keys, need[0][0], crop_start, crop_size, offset, read_size, valid)
+
+
+def _crop_network(graph: _Graph, rows: _Axis, cols: _Axis) -> fx.GraphModule:
+    """The local steps on a crop: ``(crop, mask per padded read) -> window of the last activation``.
+    Each step computes its part of the window's receptive field (:class:`_Axis`) from the part of its
+    inputs it reads; convolutions and pools run without padding, each padded read set to the layer's
+    fill outside ``mask`` (a product with a 0/1 mask for a zero fill, which keeps oneDNN's layout; a
+    ``where`` for −∞, after which positions outside the map may hold −∞: they are set to 0)."""
+    g = fx.Graph()
+    values = [g.placeholder("crop")]
+    masks = [g.placeholder(f"inside_{s}_{e}") for s, step in enumerate(graph.steps) for e in range(len(step.inputs))
+             if step.padded]
     attrs: dict[str, fx.Node] = {}
 
-    def attr(target: str) -> fx.Node:
-        if target not in attrs:
-            attrs[target] = graph.get_attr(target)
-        return attrs[target]
+    def attr(target: str | None) -> fx.Node | None:
+        if target is not None and target not in attrs:
+            attrs[target] = g.get_attr(target)
+        return attrs.get(target) if target is not None else None
 
-    for step in chain.steps:
-        if step.padded and step.fill == 0:
-            h = graph.call_function(operator.mul, (h, masks.pop(0)))
-        elif step.padded:
-            h = graph.call_function(torch.where, (masks.pop(0), h, step.fill))
-        node, module = step.node, None
-        if node.op == "call_module":
-            module = chain.gm.get_submodule(str(node.target))
-        if step.kind == "conv":
-            assert isinstance(module, nn.Conv2d)
-            bias = attr(f"{node.target}.bias") if module.bias is not None else None
-            h = graph.call_function(F.conv2d, (h, attr(f"{node.target}.weight"), bias, module.stride, 0,
-                                               module.dilation, module.groups))
-        elif step.kind == "max_pool":
-            assert isinstance(module, nn.MaxPool2d)
-            h = graph.call_function(F.max_pool2d, (h, module.kernel_size, module.stride or module.kernel_size, 0,
-                                                   module.dilation))
-        elif step.kind == "avg_pool":
-            assert isinstance(module, nn.AvgPool2d)
-            h = graph.call_function(F.avg_pool2d, (h, module.kernel_size, module.stride or module.kernel_size, 0,
-                                                   False, True, module.divisor_override))
-        else:
-            previous = h
-            h = graph.node_copy(node, lambda n, prev=previous: attr(str(n.target)) if n.op == "get_attr" else prev)
-    graph.output(h)
-    return fx.GraphModule(chain.gm, graph)
+    step_of = {step.node: s for s, step in enumerate(graph.steps)}
+    for s, step in enumerate(graph.steps[1:], start=1):
+        reads = []
+        for e, i in enumerate(step.inputs):
+            h = values[i]
+            (r0, c0), (rn, cn) = (rows.offset[s][e], cols.offset[s][e]), (rows.read_size[s][e], cols.read_size[s][e])
+            if (r0, c0, rn, cn) != (0, 0, rows.crop_size[i], cols.crop_size[i]):
+                h = g.call_function(operator.getitem, (h, (slice(None), slice(None), slice(r0, r0 + rn),
+                                                           slice(c0, c0 + cn))))
+            if step.padded and step.fill == 0:
+                h = g.call_function(operator.mul, (h, masks.pop(0)))
+            elif step.padded:
+                h = g.call_function(torch.where, (masks.pop(0), h, step.fill))
+            reads.append(h)
+        values.append(_emit(g, step, reads, attr, step_of))
+    g.output(values[-1])
+    return fx.GraphModule(graph.gm, g)
+
+
+def _emit(g: fx.Graph, step: _Step, reads: list[fx.Node], attr: Callable[[str | None], fx.Node | None],
+          step_of: dict[fx.Node | None, int]) -> fx.Node:
+    """``step``'s layer in ``g`` on its inputs' values ``reads``; convolutions and pools without padding."""
+    if step.kind == "conv":
+        weight, bias, stride, dilation, groups = step.call
+        return g.call_function(F.conv2d, (reads[0], attr(weight), attr(bias), stride, 0, dilation, groups))
+    if step.kind == "max_pool":
+        kernel, stride, dilation = step.call
+        h = g.call_function(F.max_pool2d, (reads[0], kernel, stride, 0, dilation))
+        return g.call_function(torch.nan_to_num, (h,), {"neginf": 0.0}) if step.padded else h
+    if step.kind == "avg_pool":
+        kernel, stride, _, divisor = step.call
+        return g.call_function(F.avg_pool2d, (reads[0], kernel, stride, 0, False, True, divisor))
+    read = dict(zip(step.inputs, reads, strict=True))
+    assert step.node is not None
+    return g.node_copy(step.node, lambda n: attr(str(n.target)) if n.op == "get_attr" else read[step_of[n]])
+
+
+def _layer(graph: _Graph, step: _Step) -> fx.GraphModule:
+    """``step``'s layer alone: ``(its inputs' values) -> its output``, without padding."""
+    g = fx.Graph()
+    reads = [g.placeholder(f"input_{e}") for e in range(len(step.inputs))]
+    attrs: dict[str, fx.Node] = {}
+
+    def attr(target: str | None) -> fx.Node | None:
+        if target is not None and target not in attrs:
+            attrs[target] = g.get_attr(target)
+        return attrs.get(target) if target is not None else None
+
+    g.output(_emit(g, step, reads, attr, {st.node: s for s, st in enumerate(graph.steps)}))
+    module = fx.GraphModule(graph.gm, g)
+    module.training = False
+    return module
+
+
+class _ChangedRegions:
+    """Incremental inference proper (Nakandala et al. 2019): each step computes only the region of
+    its output that the edit changes, from the positions of its inputs that region reads — the
+    unedited images' activations (kept, padded with the layer's fill) with the input's own changed
+    region pasted in. Cheaper than the crop network where a pixel's receptive field covers most of
+    the image (large kernels, residual blocks) but its changed region stays small."""
+
+    def __init__(self, graph: _Graph, rows: _Changed, cols: _Changed, base: Tensor) -> None:
+        self.steps, self.rows, self.cols, self.width = graph.steps, rows, cols, base.shape[3]
+        self.layers = [_layer(graph, step) for step in graph.steps[1:]]
+        interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
+        parts: list[list[Tensor]] = [[] for _ in graph.steps]
+        for chunk in base.split(CPU_ROWS):
+            interpreter.run(chunk)
+            for s, step in enumerate(graph.steps):
+                parts[s].append(interpreter.env[step.node] if s else chunk)
+        activations = [torch.cat(p) for p in parts]
+        self.whole = [[bool((rows.offset[s][e] == 0).all() and (cols.offset[s][e] == 0).all())
+                       and (rows.length[s][e], cols.length[s][e]) == (rows.size[i], cols.size[i])
+                       for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
+        # per read: the unedited input, padded with the reading layer's fill, channels last
+        self.padded = [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
+                        for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
+
+    def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+        ri, ci = pos // self.width, pos % self.width
+        values = [vals.reshape(len(pos), -1, 1, 1)]
+        for s, (step, layer) in enumerate(zip(self.steps[1:], self.layers, strict=True), start=1):
+            values.append(layer(*[self._read(s, e, values[i], img, ri, ci) for e, i in enumerate(step.inputs)]))
+        return values[-1]
+
+    def _read(self, s: int, e: int, changed: Tensor, img: Tensor, ri: Tensor, ci: Tensor) -> Tensor:
+        """What step ``s`` reads of its ``e``-th input: the unedited values, the changed region pasted in."""
+        rows, cols = self.rows, self.cols
+        if self.whole[s][e]:  # it reads exactly the input's changed region (an element-wise layer)
+            return changed
+        r = rows.origin[s][e].index_select(0, ri)[:, None] + torch.arange(rows.length[s][e])
+        c = cols.origin[s][e].index_select(0, ci)[:, None] + torch.arange(cols.length[s][e])
+        region = self.padded[s][e][img[:, None, None], r[:, :, None], c[:, None, :]]  # R×rows×cols×C
+        u = torch.arange(rows.length[s][e]) - rows.offset[s][e].index_select(0, ri)[:, None]
+        v = torch.arange(cols.length[s][e]) - cols.offset[s][e].index_select(0, ci)[:, None]
+        inside = ((u >= 0) & (u < changed.shape[2]))[:, :, None] & ((v >= 0) & (v < changed.shape[3]))[:, None, :]
+        pasted = changed.permute(0, 2, 3, 1)[torch.arange(len(img))[:, None, None],
+                                             u.clamp(0, changed.shape[2] - 1)[:, :, None],
+                                             v.clamp(0, changed.shape[3] - 1)[:, None, :]]
+        return torch.where(inside[..., None], pasted, region).permute(0, 3, 1, 2)
 
 
 class LocalForward:
@@ -311,37 +625,54 @@ class LocalForward:
     Build with :func:`local_forward`; call with ``(img, pos, vals)``: for each row, the index of its
     base image, the flat index ``row·W + col`` of the pixel, and its new values (``C``)."""
 
-    def __init__(self, chain: _Chain, rows_axis: _Axis, cols_axis: _Axis, base: Tensor) -> None:
-        self.rows_axis, self.cols_axis, self.tail = rows_axis, cols_axis, chain.tail
+    def __init__(self, graph: _Graph, rows_axis: _Axis, cols_axis: _Axis, base: Tensor) -> None:
+        self.rows_axis, self.cols_axis, self.tail, self.graph, self.base = rows_axis, cols_axis, graph.tail, graph, base
         ra, ca = rows_axis, cols_axis
         n, c, h, w = base.shape
         self.width, self.keys = w, ra.keys * ca.keys
-        self.crop = _CropNetwork(chain, ra, ca, CPU_ROWS * h * w)
+        self.crop = _CropNetwork(graph, ra, ca, CPU_ROWS * h * w)
+        self.regions: _ChangedRegions | None = None  # set: the window comes from the changed regions
         # per image and window: the crop of the unedited image ...
         top, left = -min(0, int(ra.crop_start[0].min())), -min(0, int(ca.crop_start[0].min()))
         bottom = max(0, int(ra.crop_start[0].max()) + ra.crop_size[0] - h)
         right = max(0, int(ca.crop_start[0].max()) + ca.crop_size[0] - w)
         padded = F.pad(base, (left, right, top, bottom))
         padded = padded[:, :, int(ra.crop_start[0][0]) + top:, int(ca.crop_start[0][0]) + left:]
-        crops = padded.unfold(2, ra.crop_size[0], _total_stride(ra)).unfold(3, ca.crop_size[0], _total_stride(ca))
+        crops = padded.unfold(2, ra.crop_size[0], ra.stride).unfold(3, ca.crop_size[0], ca.stride)
         crops = crops[:, :, : ra.keys, : ca.keys].permute(0, 2, 3, 1, 4, 5)
         self.crops = crops.reshape(n * self.keys, c, ra.crop_size[0], ca.crop_size[0]).contiguous()
-        # ... and the dense layer's output without the window's part: Y0 − W_window · A_window
-        activation = torch.cat([chain.prefix(part) for part in base.split(CPU_ROWS)])
-        out, channels = chain.linear.out_features, activation.shape[1]
-        weight = chain.linear.weight.detach().view(out, channels, *activation.shape[2:])
-        weight = weight.unfold(2, ra.window, 1).unfold(3, ca.window, 1).permute(2, 3, 1, 4, 5, 0)
-        self.weight = weight.reshape(self.keys, -1, out).contiguous()  # per window: its columns of W
+        # ... and the boundary's output without the window's part: Y0 − L(A_window)
+        activation = torch.cat([graph.prefix(part) for part in base.split(CPU_ROWS)])
         windows = activation.unfold(2, ra.window, 1).unfold(3, ca.window, 1).permute(0, 2, 3, 1, 4, 5)
         windows = windows.reshape(n, self.keys, -1)
-        dense = chain.linear(activation.flatten(1))
-        self.outside = (dense[:, None, :] - torch.einsum("bkf,kfo->bko", windows, self.weight)).flatten(0, 1)
+        self.boundary = graph.boundary
+        if graph.boundary.linear is not None:  # dense: per window, its columns of W
+            linear = graph.boundary.linear
+            out, channels = linear.out_features, activation.shape[1]
+            weight = linear.weight.detach().view(out, channels, *activation.shape[2:])
+            weight = weight.unfold(2, ra.window, 1).unfold(3, ca.window, 1).permute(2, 3, 1, 4, 5, 0)
+            self.weight = weight.reshape(self.keys, -1, out).contiguous()
+            outside = linear(activation.flatten(1))[:, None, :] - torch.einsum("bkf,kfo->bko", windows, self.weight)
+        else:  # global average: the window's sum over the map's size
+            self.scale = 1.0 / (activation.shape[2] * activation.shape[3])
+            window_sum = windows.view(n, self.keys, activation.shape[1], -1).sum(3)
+            outside = activation.mean(dim=(2, 3))[:, None, :] - window_sum * self.scale
+        self.outside = outside.flatten(0, 1)
 
     @torch.no_grad()
     def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
-        key, rows_of, crops = self._edited(img, pos, vals)
-        window = self.crop(crops, key).flatten(1)
+        if self.regions is None:
+            key, rows_of, crops = self._edited(img, pos, vals)
+            window = self.crop(crops, key)
+        else:
+            key, rows_of = self._keys(img, pos)
+            window = torch.cat([self.regions(img[i:i + REGION_ROWS], pos[i:i + REGION_ROWS], vals[i:i + REGION_ROWS])
+                                for i in range(0, len(img), REGION_ROWS)])
         dense = self.outside.index_select(0, rows_of)
+        if self.boundary.linear is None:
+            dense += window.flatten(2).sum(2) * self.scale
+            return self.tail(dense.view(-1, *self.boundary.shape))
+        window = window.flatten(1)
         order = key.argsort()
         start = 0
         for group, count in enumerate(torch.bincount(key, minlength=self.keys).tolist()):
@@ -357,8 +688,7 @@ class LocalForward:
         (``R×C×crop rows×crop cols``)."""
         ra, ca = self.rows_axis, self.cols_axis
         ti, tj = ra.start.index_select(0, pos // self.width), ca.start.index_select(0, pos % self.width)
-        key = ti * ca.keys + tj
-        rows_of = img * self.keys + key
+        key, rows_of = self._keys(img, pos)
         crops = self.crops.index_select(0, rows_of)  # a copy: painted in place
         r, c = crops.shape[:2]
         i = pos // self.width - ra.crop_start[0].index_select(0, ti)
@@ -366,6 +696,24 @@ class LocalForward:
         at = (i * ca.crop_size[0] + j).view(r, 1, 1).expand(r, c, 1)
         crops.view(r, c, -1).scatter_(2, at, vals.reshape(r, c, 1).to(crops.dtype))
         return key, rows_of, crops
+
+    def changed_regions(self) -> _ChangedRegions | None:
+        """The changed-region path for these images, or ``None`` when its kept activations exceed
+        :data:`MAX_TABLE`."""
+        graph, base = self.graph, self.base
+        kept = sum(math.prod(shape[1:]) for shape in graph.shapes)
+        if len(base) * kept > MAX_TABLE:
+            return None
+        sizes = [shape[2:] for shape in graph.shapes]
+        rows = _changed(graph.steps, [s[0] for s in sizes], 0)
+        cols = _changed(graph.steps, [s[1] for s in sizes], 1)
+        return _ChangedRegions(graph, rows, cols, base)
+
+    def _keys(self, img: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """Each edit's window and its row of the per-image tables."""
+        ti = self.rows_axis.start.index_select(0, pos // self.width)
+        key = ti * self.cols_axis.keys + self.cols_axis.start.index_select(0, pos % self.width)
+        return key, img * self.keys + key
 
     def crop_inputs(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, ...]:
         """The crop network's inputs for these edits (what it is traced with)."""
@@ -383,12 +731,14 @@ class _CropNetwork:
     """The local steps on crops (:func:`_crop_network`) with each window's masks, in passes of a
     fixed pixel budget; runs eagerly until :meth:`freeze`."""
 
-    def __init__(self, chain: _Chain, rows_axis: _Axis, cols_axis: _Axis, pass_pixels: int) -> None:
-        self.network = _crop_network(chain)
+    def __init__(self, graph: _Graph, rows_axis: _Axis, cols_axis: _Axis, pass_pixels: int) -> None:
+        self.network = _crop_network(graph, rows_axis, cols_axis)
+        self.network.training = False  # for freezing; its layers have no mode-dependent behaviour left
         self.forward: Callable[..., Tensor] = self.network
         self.masks = [
-            _inside(rows_axis.valid[s], cols_axis.valid[s], float if step.fill == 0 else bool)
-            for s, step in enumerate(chain.steps)
+            _inside(rows_axis.valid[s][e], cols_axis.valid[s][e], float if step.fill == 0 else bool)
+            for s, step in enumerate(graph.steps)
+            for e in range(len(step.inputs))
             if step.padded
         ]
         self.rows = max(1, pass_pixels // (rows_axis.crop_size[0] * cols_axis.crop_size[0]))
@@ -423,28 +773,64 @@ def _probe(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
     """A :class:`LocalForward` of ``model`` for one-pixel edits of the images ``base`` (``N×C×H×W``),
-    or ``None`` when the model is not a chain of local layers into ``Flatten`` and ``Linear``, when
-    the window would cover more than half of the last activation, or when its scores differ from the
-    model's on probe edits (any failure to trace, freeze or run counts as a difference)."""
+    or ``None`` when the model's convolutional part is not a graph of local layers into a dense layer
+    or a global average, when the window would cover more than half of the last activation, or when
+    its scores differ from the model's on probe edits (any failure to trace, freeze or run counts as
+    a difference)."""
     try:
         with torch.no_grad():
-            chain = _chain(model, base[:1])
-            geometry = [s.axes for s in chain.steps]
-            sizes = [shape[2:] for shape in chain.shapes]
-            rows_axis = _axis([g[0] for g in geometry], [s[0] for s in sizes])
-            cols_axis = _axis([g[1] for g in geometry], [s[1] for s in sizes])
-            final = chain.shapes[-1]
+            graph = _graph(model, base[:1])
+            sizes = [shape[2:] for shape in graph.shapes]
+            rows_axis = _axis(graph.steps, [s[0] for s in sizes], 0)
+            cols_axis = _axis(graph.steps, [s[1] for s in sizes], 1)
+            final = graph.shapes[-1]
             window = rows_axis.window * cols_axis.window
-            keys, c = rows_axis.keys * cols_axis.keys, chain.shapes[0][1]
-            per_image = keys * (c * rows_axis.crop_size[0] * cols_axis.crop_size[0] + chain.linear.out_features)
-            tables = (len(base) * per_image, keys * final[1] * window * chain.linear.out_features)
-            if 2 * window > final[2] * final[3] or max(tables) > MAX_TABLE:
+            keys, c = rows_axis.keys * cols_axis.keys, graph.shapes[0][1]
+            linear = graph.boundary.linear
+            outputs = linear.out_features if linear is not None else final[1]
+            per_image = keys * (c * rows_axis.crop_size[0] * cols_axis.crop_size[0] + outputs)
+            weights = keys * final[1] * window * outputs if linear is not None else 0
+            if 2 * window > final[2] * final[3] or max(len(base) * per_image, weights) > MAX_TABLE:
                 return None
-            local = LocalForward(chain, rows_axis, cols_axis, base)
+            local = LocalForward(graph, rows_axis, cols_axis, base)
             img, pos, vals = _probe(base)
-            if not local.crop.freeze(local.crop_inputs(img, pos, vals)):
-                return None
-            good = same_scores(local(img, pos, vals), model(painted_copies(base, img, pos[:, None], vals[:, None, :])))
+            want = model(painted_copies(base, img, pos[:, None], vals[:, None, :]))
+            crop_ok = _holds(lambda: local.crop.freeze(local.crop_inputs(img, pos, vals))
+                             and same_scores(local(img, pos, vals), want))
+            regions = local.regions = _attempt(local.changed_regions)
+            if regions is not None and not _holds(lambda: same_scores(local(img, pos, vals), want)):
+                regions = None
+            local.regions = _faster(local, base, regions) if crop_ok and regions is not None else regions
+            good = crop_ok or local.regions is not None
     except Exception:  # noqa: BLE001 - any failure to analyse, trace or run means: no local forward
         return None
     return local if good else None
+
+
+def _holds(check: Callable[[], bool]) -> bool:
+    """``check()``, ``False`` if it raises: a path that fails to build or run is not used."""
+    return bool(_attempt(check))
+
+
+def _attempt(build: Callable[[], _T]) -> _T | None:
+    try:
+        return build()
+    except Exception:  # noqa: BLE001 - any failure to trace, freeze or run means: not this path
+        return None
+
+
+def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
+    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``
+    (timed here, in CPU time: which wins depends on the model's shapes and on the machine)."""
+    n, c, h, w = base.shape
+    gen = torch.Generator().manual_seed(0)
+    rows = TIMED_ROWS
+    edits = (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
+             torch.rand(rows, c, generator=gen))
+    times = {}
+    for path in (None, regions, None, regions):  # each twice, alternating; the best of each
+        local.regions = path
+        start = time.process_time()  # CPU time: other processes on a busy machine do not count
+        local(*edits)
+        times[path] = min(times.get(path, math.inf), time.process_time() - start)
+    return regions if times[regions] < times[None] else None
