@@ -217,3 +217,32 @@ def test_perturb_attacks_every_point_in_the_ball_and_restores_modes(linear_model
     model = Mixed().train()
     attack.perturb(model, x, y)
     assert model.training and all(p.grad is None for p in model.parameters())
+
+
+class _Identity(nn.Module):
+    """Logits are the two pixels of a 1×1×1×2 image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+class _RoundsTheOtherWay(Runner):
+    """A fast path that differs from the plain model by 5e-5 (inside the tolerance that tells rounding
+    from randomness): enough to turn a near tie around."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + torch.tensor([0.0, 5e-5])
+
+
+class _Policy(ar.runtime.RuntimePolicy):
+    def runner(self, model):
+        return _RoundsTheOtherWay(model)
+
+
+def test_clean_verdicts_come_from_the_plain_model_not_the_fast_path():
+    """A point the plain model gets right by 2e-5 looks misclassified on the fast path; it must still be
+    attacked (and broken), not skipped as 'already adversarial' and then reported robust."""
+    x, y = torch.tensor([[[[0.3, 0.3 - 2e-5]]]]), torch.tensor([0])
+    result = ar.attacks.FGSM(ar.Linf(eps=0.01))(_Identity(), x, y, runtime=_Policy())
+    assert bool(result.success.all())
+    assert float(result.norm[0]) > 0  # broken by the attack, not by the clean pass

@@ -67,12 +67,15 @@ class Oracle:
         with torch.no_grad():
             return self._scores(self.runner.exact(x), x)
 
-    def notice_randomness(self, x: Tensor, clean: Tensor) -> None:
+    def notice_randomness(self, x: Tensor, clean: Tensor) -> Tensor:
         """Run the plain model once more on ``x`` (not counted) and compare with the clean pass
         ``clean``: outputs that differ beyond the fast path's rounding make the model randomized, and
-        every verdict of this call is then taken over :data:`VERDICT_DRAWS` draws."""
+        every verdict of this call is then taken over :data:`VERDICT_DRAWS` draws. Returns the plain
+        model's output, on which the clean verdicts are taken (a near tie may fall the other way on
+        the fast path)."""
         again = self.confirm(x)
         self.randomized = not torch.allclose(again, clean.to(again.dtype), **SAME_UP_TO_FAST_PATH)
+        return again
 
     def adversarial(self, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         """The task's verdict per point on ``x`` (not counted, never the fast path), by the plain model —
