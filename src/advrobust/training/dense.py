@@ -18,8 +18,12 @@ itself cached), as FCN does (Long et al. 2015, §4.1): its layers become the win
 :mod:`advrobust.models.dense` (:func:`~advrobust.models.dense.encoder_from_classifier`), so the
 models know the digits from the first step and fine-tuning teaches them the scenes (off-centre
 digits, neighbours in the window, the background, the boxes). The recipe names the classifier's
-recipe, so a change to either trains both again. What they reach is stated in README.md and
-measured by ``benchmarks/bench_tasks.py``.
+recipe, so a change to either trains both again.
+
+Measured once (12 epochs of 125 steps, one thread, on a 2-core machine at load average 13): the
+detector reaches mAP@0.5 0.88 on the 400 test scenes in 753 s of wall time, the segmenter mIoU 0.83
+(pixel accuracy 0.99) in 1,399 s of wall time but under 4 minutes of CPU time. Trained from scratch
+with the same budget, the same kind of models found the digits but not which digit (mIoU 0.11).
 """
 
 from __future__ import annotations
