@@ -72,3 +72,10 @@ def test_training_lowers_the_loss_on_a_few_scenes(data_name):
     before = loss()
     fit_dense(model, data, recipe)
     assert loss() < 0.8 * before
+
+
+def test_the_fast_argmax_is_argmax_ties_included():
+    from advrobust.tensors import class_scores_argmax
+
+    z = torch.randint(0, 3, (4, 5, 6, 7)).float()  # many ties
+    assert torch.equal(class_scores_argmax(z), z.argmax(dim=1))
