@@ -83,6 +83,23 @@ def test_segmentation_objective_is_the_mean_pixel_cross_entropy_and_skips_ignore
     )
 
 
+@pytest.mark.parametrize("loss", ["ce", "margin", "dlr"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_named_segmentation_objectives_on_the_maps_equal_the_per_pixel_rows(loss, targeted):
+    """The named losses run on the N×K×H×W maps directly; a user's callable gets N×K rows. Both
+    forms must give the same values, ignored pixels included."""
+    from advrobust.losses import get_loss
+
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 5, 4, 6, generator=gen)
+    y = torch.randint(0, 5, (3, 4, 6), generator=gen)
+    y[1, :2] = 255
+    t = (y + 2) % 5 if targeted else None
+    task = Segmentation()
+    on_rows = get_loss(loss)
+    torch.testing.assert_close(task.objective(loss)(z, y, t), task.objective(lambda *a: on_rows(*a))(z, y, t))
+
+
 def test_segmentation_criterion_counts_the_fooled_fraction():
     y = torch.zeros(1, 2, 5, dtype=torch.long)
     z = torch.zeros(1, 2, 2, 5)

@@ -1,6 +1,7 @@
 """Attack objectives, per point (no reduction), always to be *maximized* by the attack.
 
-Each objective takes logits ``z`` (``N×K``), labels ``y`` and, for a targeted attack, targets ``t``:
+Each objective takes logits ``z`` (``N×K``, or ``N×K×…`` with labels ``N×…``: one value per pixel),
+labels ``y`` and, for a targeted attack, targets ``t``:
 
 * ``cross_entropy`` — untargeted ``CE(z, y)``; targeted ``−CE(z, t)`` (Goodfellow et al. 2015).
 * ``margin`` — Carlini & Wagner (2017), their ``f_6``: untargeted ``max_{j≠y} z_j − z_y``; targeted

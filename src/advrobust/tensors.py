@@ -15,6 +15,13 @@ def per_point(values: Tensor, like: Tensor) -> Tensor:
     return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def class_scores_argmax(z: Tensor) -> Tensor:
+    """``z.argmax(dim=1)`` (the first maximal index, as :func:`torch.max` documents) computed as
+    ``z.max(dim=1).indices``: on CPU the same result about four times faster for dense outputs
+    ``N×K×H×W``, where ``argmax`` over a strided class axis is slow (it ran on every attack step)."""
+    return z.max(dim=1).indices
+
+
 def paint(flat_images: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
     """Set, in place, pixels ``pos`` (``R×k``, flat ``row·W + col``) of ``flat_images`` (``R×C×HW``) to
     ``vals`` (``R×k×C``); returns ``flat_images``."""

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from advrobust.errors import InputError
 from advrobust.losses import Objective
+from advrobust.tensors import class_scores_argmax
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Task(ABC):
     def still_correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Per target (``logits`` ``N×K×P``, ``labels`` ``N×P``): does the model still output its true
         class? By default: the class of highest score."""
-        return logits.detach().argmax(dim=1) == labels
+        return class_scores_argmax(logits.detach()) == labels
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

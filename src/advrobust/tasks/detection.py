@@ -40,6 +40,7 @@ from advrobust.losses import Objective, get_loss
 from advrobust.tasks.base import DenseView, Task, as_tensor, integer_tensor
 from advrobust.tasks.classification import check_class_range
 from advrobust.tasks.metrics import box_iou
+from advrobust.tensors import class_scores_argmax
 
 FORMAT = "center-grid"
 BACKGROUND = 0
@@ -183,14 +184,14 @@ class Detection(Task):
         n = z.shape[0]
         logits = self.dense_logits(z)
         owned = self.object_cells(y, z).reshape(n, -1)
-        labels = torch.where(owned > 0, owned, logits.detach().argmax(dim=1))
+        labels = torch.where(owned > 0, owned, class_scores_argmax(logits.detach()))
         return DenseView(logits, labels, labels != BACKGROUND)
 
     def still_correct(self, logits: Tensor, labels: Tensor) -> Tensor:
         """A proposal still shows its class while that class wins *or* keeps a probability of at
         least ``score_threshold`` (it would still be decoded as a detection)."""
         prob = logits.detach().float().softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
-        return (logits.detach().argmax(dim=1) == labels) | (prob >= self.score_threshold)
+        return (class_scores_argmax(logits.detach()) == labels) | (prob >= self.score_threshold)
 
     # --- decoding ----------------------------------------------------------------------------------
     def decode(self, z: Tensor) -> list[Detections]:
