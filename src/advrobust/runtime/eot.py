@@ -17,7 +17,7 @@ Athalye, Carlini & Wagner 2018, §4.1.2) attacks the expectation instead. What i
 Averaging an unbounded objective (cross-entropy, the margin) lets a few draws pushed far past the
 decision boundary outweigh the draws that are not yet adversarial; averaging logits or probabilities
 first bounds each draw's pull. Measured on the default MNIST CNN under rotation, translation and
-noise in ``benchmarks/bench_physical.py`` (results in ``benchmarks/results/eot_average.json``).
+noise in ``benchmarks/bench_eot_average.py`` (results in ``benchmarks/results/eot_average.json``).
 
 :class:`EOT` wraps any runner; every attack gets it through its ``eot`` argument (a count, or a
 :class:`Draws`), with no change to its loop. Each pass costs ``draws`` queries.
