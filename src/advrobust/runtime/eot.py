@@ -14,10 +14,13 @@ Athalye, Carlini & Wagner 2018, §4.1.2) attacks the expectation instead. What i
   ``∇_x L(log (1/n) Σ_i softmax f(t_i(x)), y)``: for cross-entropy, ``−log E_t[p_y]``, the
   probability that one fresh draw is classified ``y``.
 
-Averaging an unbounded objective (cross-entropy, the margin) lets a few draws pushed far past the
-decision boundary outweigh the draws that are not yet adversarial; averaging logits or probabilities
-first bounds each draw's pull. Measured on the default MNIST CNN under rotation, translation and
-noise in ``benchmarks/bench_eot_average.py`` (results in ``benchmarks/results/eot_average.json``).
+Averaging an unbounded objective (cross-entropy) lets a few draws pushed far past the decision
+boundary outweigh the draws that are not yet adversarial; averaging logits or probabilities first
+bounds each draw's pull. Measured (``benchmarks/bench_eot_average.py``: the default MNIST CNN, PGD
+l∞ 0.18, 30 steps × 8 draws, rotation ±15°, translation ±8%, noise σ = 0.05, 100 digits × 50 fresh
+draws): with cross-entropy the objective average keeps 49.8% of its examples adversarial, the logit
+average 54.6%, the probability average 55.0% (plain PGD with as many passes: 46.3%); with the
+bounded-gain margin loss the objective average is as good (55.0%, logits 53.8%, probabilities 51.2%).
 
 :class:`EOT` wraps any runner; every attack gets it through its ``eot`` argument (a count, or a
 :class:`Draws`), with no change to its loop. Each pass costs ``draws`` queries.
