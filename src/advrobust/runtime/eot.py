@@ -20,7 +20,7 @@ bounds each draw's pull. Measured (``benchmarks/bench_eot_average.py``: the defa
 l∞ 0.18, 30 steps × 8 draws, rotation ±15°, translation ±8%, noise σ = 0.05, 100 digits × 50 fresh
 draws): with cross-entropy the objective average keeps 49.8% of its examples adversarial, the logit
 average 54.6%, the probability average 55.0% (plain PGD with as many passes: 46.3%); with the
-bounded-gain margin loss the objective average is as good (55.0%, logits 53.8%, probabilities 51.2%).
+margin loss the objective average is as good (55.0%, logits 53.8%, probabilities 51.2%).
 
 :class:`EOT` wraps any runner; every attack gets it through its ``eot`` argument (a count, or a
 :class:`Draws`), with no change to its loop. Each pass costs ``draws`` queries.
