@@ -33,13 +33,15 @@ def test_patch_command_end_to_end(cnn_file, tmp_path, capsys) -> None:
 
     out = tmp_path / "out"
     argv = ["patch", "--model", cnn_file, "--target", "8", "--steps", "3", "--draws", "2", "--n", "20",
-            "--width-mm", "20", "--dpi", "254", "--shape", "circle", "--nps-weight", "0.1", "--out", str(out)]
+            "--width-mm", "20", "--dpi", "254", "--shape", "circle", "--nps-weight", "0.1", "--scene", "printed-digit",
+            "--out", str(out)]
     assert _exit_code(argv) == 0
     printed = capsys.readouterr().out
     assert "universal patch" in printed and "random patch" in printed and "digital PGD" in printed
     summary = json.loads((out / "physical.json").read_text())
     assert [r["name"] for r in summary["results"]][:2] == ["universal patch", "random patch (control)"]
     assert all(len(r["curve"]) == 5 for r in summary["results"])
+    assert all("translation ±0.03" in r["transform"] for r in summary["results"])  # the printed-digit scene
     with Image.open(out / "patch.png") as img:
         assert img.size == (200, 200) and img.mode == "RGBA" and img.info["dpi"][0] == pytest.approx(254, abs=0.1)
     assert "Success against transformation strength" in (out / "report.html").read_text()

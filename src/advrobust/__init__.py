@@ -21,6 +21,7 @@ _LAZY = {
     "evaluate": "advrobust.evaluation:evaluate",
     "audit": "advrobust.evaluation:audit",
     "Masked": "advrobust.masked:Masked",
+    "EOTDraws": "advrobust.runtime.eot:Draws",
 }
 
 __all__ = [

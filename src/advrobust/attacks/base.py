@@ -45,7 +45,7 @@ from advrobust.attacks.inputs import check_inputs, check_scores
 from advrobust.attacks.oracle import Oracle
 from advrobust.attacks.result import AttackResult, SweepResult
 from advrobust.errors import InputError
-from advrobust.runtime.eot import EOT
+from advrobust.runtime.eot import EOT, Draws, as_draws
 from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.runner import Model, Runner
 from advrobust.tasks import CLASSIFICATION, Task, resolve_task
@@ -67,7 +67,8 @@ class Attack(ABC):
     eot:
         Expectation over transformation (Athalye et al. 2018): every pass averages the scores and
         input gradients of ``eot`` fresh draws of a randomized model (AutoAttack's ``eot_iter``);
-        each costs ``eot`` queries. ``1`` (default): one pass. See :mod:`advrobust.runtime.eot`.
+        each costs ``eot`` queries. ``1`` (default): one pass. ``Draws(8, average="logits")``
+        averages the scores (or ``"probabilities"``) instead. See :mod:`advrobust.runtime.eot`.
 
     A model whose outputs change between two passes of the same inputs (a randomized defence) is
     noticed on every call: its verdicts — which points are already misclassified, which adversarial
@@ -88,7 +89,7 @@ class Attack(ABC):
     #: whether a fixed-budget attack needs an eps (False: the ball is optional, e.g. DAG)
     needs_budget: ClassVar[bool] = True
 
-    def __init__(self, threat: Threat, *, seed: int | None = 0, eot: int = 1) -> None:
+    def __init__(self, threat: Threat, *, seed: int | None = 0, eot: int | Draws = 1) -> None:
         if not isinstance(threat, Threat):
             raise InputError(
                 f"{type(self).__name__} takes a threat model such as ar.Linf(eps=0.3) as its first "
@@ -98,11 +99,11 @@ class Attack(ABC):
             raise InputError(
                 f"{type(self).__name__} is defined for {', '.join(self.norms)}; got {threat.name}"
             )
-        if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
-            raise InputError(f"eot is the number of draws each pass averages (1: no EOT), got {eot!r}")
+        draws = as_draws(eot)
         self.threat = threat
         self.seed = seed
-        self.eot = eot
+        self.eot = draws.draws
+        self.eot_average = draws.average
 
     # --- the contract ----------------------------------------------------------------------------
     def __call__(
@@ -235,7 +236,7 @@ class Attack(ABC):
     def _runner(self, model: Model, runtime: RuntimePolicy | None) -> Runner:
         """The runner the call's policy picks, averaged over ``eot`` draws when asked."""
         runner = (runtime if runtime is not None else RuntimePolicy()).runner(model)
-        return EOT(runner, self.eot) if self.eot > 1 else runner
+        return EOT(runner, self.eot, self.eot_average) if self.eot > 1 else runner
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

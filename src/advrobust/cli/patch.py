@@ -42,8 +42,10 @@ def _region(text: str) -> tuple[float, float, float, float]:
 @click.option("--steps", type=int, default=600, show_default=True, help="Training steps (batches of 64).")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate.")
 @click.option("--loss", type=click.Choice(["ce", "margin"]), default="margin", show_default=True)
+@click.option("--scene", type=click.Choice(["physical", "printed-digit"]), default="physical", show_default=True,
+              help="Transformations: physical() or printed_digit() (small pose, for MNIST-like models).")
 @click.option("--strength", type=float, default=1.0, show_default=True,
-              help="Scale of the default physical transformations (0: digital).")
+              help="Scale of the scene's transformations (0: digital).")
 @click.option("--nps-weight", type=float, default=0.0, show_default=True, help="Weight of non-printability.")
 @click.option("--tv-weight", type=float, default=0.0, show_default=True, help="Weight of total variation.")
 @click.option("--palette", type=click.Path(dir_okay=False), help="CSV of printable r,g,b colours.")
@@ -55,8 +57,8 @@ def _region(text: str) -> tuple[float, float, float, float]:
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, target: int | None, area: float, region: str, rotation: float, shape: str,
-    steps: int, lr: float, loss: str, strength: float, nps_weight: float, tv_weight: float, palette: str | None,
-    draws: int, width_mm: float, dpi: float, out_dir: Path,
+    steps: int, lr: float, loss: str, scene: str, strength: float, nps_weight: float, tv_weight: float,
+    palette: str | None, draws: int, width_mm: float, dpi: float, out_dir: Path,
 ) -> None:
     """Train a universal adversarial patch (Brown et al. 2017) on the train split, evaluate it on
     held-out points under fresh transformations, and export it ready to print."""
@@ -66,13 +68,13 @@ def command(
     from advrobust.printability import load_palette
     from advrobust.report.physical import physical_page
     from advrobust.report.printable import printable_texture, save_preview, save_printable
-    from advrobust.transforms import physical
+    from advrobust.transforms import physical, printed_digit
 
     progress = progress_for(0)
     model, model_name, _ = load_model(model_spec, weights, progress)
     train = load_points(data_name, root, "train", None, seed)
     test = load_points(data_name, root, split, 500 if n_points is None else n_points, seed)
-    transform = physical(strength)
+    transform = (printed_digit if scene == "printed-digit" else physical)(strength)
     attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, steps=steps, lr=lr,
                             loss=loss, transform=transform, nps_weight=nps_weight, tv_weight=tv_weight,
                             palette=None if palette is None else load_palette(palette), seed=seed)

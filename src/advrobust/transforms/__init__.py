@@ -19,7 +19,7 @@ from advrobust.transforms.photometric import (
     GaussianBlur,
     GaussianNoise,
 )
-from advrobust.transforms.presets import physical, print_and_photograph
+from advrobust.transforms.presets import physical, print_and_photograph, printed_digit
 
 __all__ = [
     "Brightness",
@@ -39,5 +39,6 @@ __all__ = [
     "Translation",
     "physical",
     "print_and_photograph",
+    "printed_digit",
     "warp",
 ]

@@ -4,14 +4,13 @@
 point at every call (drawn from its own seeded generator). Two ways to attack the expectation over
 transformations of Athalye, Engstrom, Ilyas & Kwok (2018, eq. 1) through it:
 
-    ar.attacks.PGD(ar.Linf(eps=0.2), steps=40, eot=8)(TransformedModel(model, t), x, y)
+    ar.attacks.PGD(ar.Linf(eps=0.2), steps=40, eot=ar.EOTDraws(8, "logits"))(TransformedModel(model, t), x, y)
     ar.attacks.PGD(ar.Linf(eps=0.2), steps=40)(TransformedModel(model, t, draws=8), x, y)
 
-The first is every attack's ``eot`` count (:mod:`advrobust.runtime.eot`): the objective's values and
-input gradients averaged over 8 passes. The second averages the *logits* of 8 draws in one batched
-pass of ``8·N`` rows, so the objective is taken of the averaged scores (the form of Athalye et al.'s
-own EOT code for classifiers). On a small MNIST CNN, PGD l∞ 0.18 over rotation ±15°, translation ±8%
-and noise σ = 0.05, the second gave the higher success under fresh draws (tests/test_physical_patch.py).
+The first is every attack's ``eot`` setting (:mod:`advrobust.runtime.eot`: the objective, the logits
+or the probabilities averaged over 8 passes, each a separate call); the second averages the logits of
+8 draws in one batched pass of ``8·N`` rows (the form of Athalye et al.'s own EOT code for
+classifiers), which the attack then sees as one deterministic-looking pass.
 """
 
 from __future__ import annotations
