@@ -1,0 +1,69 @@
+"""Wearable supports on a face crop: eyeglass frames placed on the face's own eyes.
+
+    mask = eyeglass_mask(face)                   # 1×1×150×150, the frames over this face's eyes
+    attack = ar.attacks.PGD(ar.Masked(mask), steps=100)
+
+Sharif, Bhagavatula, Bauer & Reiter (2016, "Accessorize to a crime", §4.2) print the perturbation
+on eyeglass frames covering about 6.5% of the face image. Here the frames of
+:func:`advrobust.masks.eyeglasses` are scaled so that the rims are centred on the two eyes of the
+68-point landmarks (points 36–41 and 42–47), mapped into the recognizer's 150×150 crop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from advrobust.errors import InputError
+from advrobust.faces.pipeline import Face
+from advrobust.masks import eyeglasses
+
+#: the 68-point scheme's eye contours (iBUG 300-W): the right eye of the person, then the left
+_EYES = (slice(36, 42), slice(42, 48))
+
+
+def eyes_in_crop(face: Face) -> Tensor:
+    """The two eye centres (2×2, x then y) in the pixels of ``face.crop``."""
+    x, y, w, h = face.aligned
+    size = torch.tensor([face.crop.shape[-1] / w, face.crop.shape[-2] / h], dtype=torch.float64)
+    origin = torch.tensor([x, y], dtype=torch.float64)
+    centres = torch.stack([face.landmarks[part].double().mean(0) for part in _EYES])
+    return (centres - origin) * size
+
+
+def eyeglass_mask(face: Face, thickness: float = 0.04) -> Tensor:
+    """Eyeglass frames (``1×1×H×W``) over the eyes of ``face`` in its crop, tilted with the eye line:
+    the frame's box is 2.5 times as wide as the eyes are apart (so the rims, at 30% and 70% of it,
+    sit on the eyes) and square, its eye line through the eyes; ``thickness`` is the rim's width
+    over the box's width. Parts of the frame outside the crop are cut off."""
+    (lx, ly), (rx, ry) = eyes_in_crop(face).tolist()
+    if rx < lx:
+        (lx, ly), (rx, ry) = (rx, ry), (lx, ly)
+    distance = math.hypot(rx - lx, ry - ly)
+    if distance < 1:
+        raise InputError(f"eyeglass_mask: the face's eyes are {distance:.2g} pixels apart in its crop; "
+                         "the frames are placed from the 68 landmarks, check them (face.landmarks)")
+    cx, cy = (lx + rx) / 2, (ly + ry) / 2
+    width, eye_line = distance / 0.4, 0.38
+    h, w = face.crop.shape[-2:]
+    level = eyeglasses((h, w), (cx - width / 2, cy - eye_line * width, cx + width / 2, cy + (1 - eye_line) * width),
+                       thickness=thickness, eye_line=eye_line)
+    return _rotated(level, math.atan2(ry - ly, rx - lx), (cx, cy))
+
+
+def _rotated(mask: Tensor, angle: float, centre: tuple[float, float]) -> Tensor:
+    """``mask`` (1×1×H×W) rotated by ``angle`` (radians, image axes: y down) about ``centre``
+    (pixels), nearest neighbour, so it stays 0/1."""
+    h, w = mask.shape[-2:]
+    cos, sin = math.cos(angle), math.sin(angle)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
+                            indexing="ij")
+    dx, dy = xs - centre[0], ys - centre[1]  # each output pixel reads the level frame at R(-angle)·d
+    sx = (centre[0] + cos * dx + sin * dy - 0.5).round().long()
+    sy = (centre[1] - sin * dx + cos * dy - 0.5).round().long()
+    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+    out = torch.zeros_like(mask)
+    out[0, 0][inside] = mask[0, 0][sy[inside], sx[inside]]
+    return out
