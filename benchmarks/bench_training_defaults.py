@@ -17,9 +17,10 @@ FGSM-RS ≥ 95 % clean and ≥ 70 % `standard`-robust in ≤ 5 minutes, on 2 cor
 
     .venv/bin/python benchmarks/bench_training_defaults.py           # fgsm-rs (minutes)
     .venv/bin/python benchmarks/bench_training_defaults.py --all     # all three (half an hour on 2 quiet cores)
+    .venv/bin/python benchmarks/bench_training_defaults.py --extra "--epochs 30 --step-size 0.3"   # a trial
 
 Writes ``benchmarks/results/training_defaults.json`` after each method (a cut-off run keeps the
-finished ones).
+finished ones; a method not run this time keeps its earlier row).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import write_results
+from common import RESULTS, write_results
 
 from advrobust.models import read_metadata
 
@@ -54,10 +56,10 @@ def _time_v(stderr: str, label: str) -> float:
     return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
-def run(method: str, workdir: Path) -> dict[str, Any]:
-    out = workdir / f"{method}.safetensors"
-    argv = ["advrobust", "train", "--method", method, "--eps", str(EPS), "--verify-points", str(VERIFY_POINTS),
-            "--out", str(out), "--db", str(workdir / "results.sqlite")]
+def run(method: str, workdir: Path, extra: list[str], label: str) -> dict[str, Any]:
+    out = workdir / f"{label}.safetensors"
+    argv = ["advrobust", "train", "--method", method, "--eps", str(EPS), *extra, "--verify-points",
+            str(VERIFY_POINTS), "--out", str(out), "--db", str(workdir / "results.sqlite")]
     command = ["/usr/bin/time", "-v", sys.executable, "-m", *argv]
     load_before = _load()
     proc = subprocess.run(command, capture_output=True, text=True)
@@ -103,13 +105,18 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["fgsm-rs"])
     parser.add_argument("--all", action="store_true", help="fgsm-rs, trades and pgd-at")
     parser.add_argument("--workdir", type=Path, default=None, help="where checkpoints go (default: a temp dir)")
+    parser.add_argument("--extra", default="", help="train flags on top of the defaults, e.g. '--epochs 30 "
+                        "--step-size 0.3': a trial recipe, recorded as 'METHOD [FLAGS]' beside the defaults")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="advrobust-train-defaults-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, Any] = {}
+    previous = RESULTS / "training_defaults.json"
+    runs: dict[str, Any] = json.loads(previous.read_text())["runs"] if previous.exists() else {}
+    extra = shlex.split(args.extra)
     for method in ["fgsm-rs", "trades", "pgd-at"] if args.all else args.methods:
-        runs[method] = run(method, workdir)
-        print(json.dumps({method: {k: v for k, v in runs[method].items() if k != "output_tail"}}, default=float),
+        label = method if not extra else f"{method} [{' '.join(extra)}]"
+        runs[label] = run(method, workdir, extra, re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_"))
+        print(json.dumps({label: {k: v for k, v in runs[label].items() if k != "output_tail"}}, default=float),
               flush=True)
         path = write_results("training_defaults", {
             "data": "mnist-5k", "model": "mnist-cnn (width 32, the CLI's default)", "eps": EPS, "norm": "linf",
