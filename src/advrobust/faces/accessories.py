@@ -19,6 +19,7 @@ from torch import Tensor
 from advrobust.errors import InputError
 from advrobust.faces.pipeline import Face
 from advrobust.masks import eyeglasses
+from advrobust.transforms.geometric import similarity_inverse, warp
 
 #: the 68-point scheme's eye contours (iBUG 300-W): the right eye of the person, then the left
 _EYES = (slice(36, 42), slice(42, 48))
@@ -50,20 +51,12 @@ def eyeglass_mask(face: Face, thickness: float = 0.04) -> Tensor:
     h, w = face.crop.shape[-2:]
     level = eyeglasses((h, w), (cx - width / 2, cy - eye_line * width, cx + width / 2, cy + (1 - eye_line) * width),
                        thickness=thickness, eye_line=eye_line)
-    return _rotated(level, math.atan2(ry - ly, rx - lx), (cx, cy))
-
-
-def _rotated(mask: Tensor, angle: float, centre: tuple[float, float]) -> Tensor:
-    """``mask`` (1×1×H×W) rotated by ``angle`` (radians, image axes: y down) about ``centre``
-    (pixels), nearest neighbour, so it stays 0/1."""
-    h, w = mask.shape[-2:]
-    cos, sin = math.cos(angle), math.sin(angle)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5, torch.arange(w, dtype=torch.float64) + 0.5,
-                            indexing="ij")
-    dx, dy = xs - centre[0], ys - centre[1]  # each output pixel reads the level frame at R(-angle)·d
-    sx = (centre[0] + cos * dx + sin * dy - 0.5).round().long()
-    sy = (centre[1] - sin * dx + cos * dy - 0.5).round().long()
-    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
-    out = torch.zeros_like(mask)
-    out[0, 0][inside] = mask[0, 0][sy[inside], sx[inside]]
-    return out
+    # rotate the level frame about the eyes' midpoint with the transforms' own similarity warp
+    # (q ↦ R q + c − R c, in pixels about the crop's centre), then back to 0/1
+    c = torch.tensor([[cx - w / 2, cy - h / 2]], dtype=torch.float64)
+    theta = math.atan2(ry - ly, rx - lx)
+    rotation = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]],
+                            dtype=torch.float64)
+    angle = torch.tensor([theta], dtype=torch.float64)
+    matrix = similarity_inverse(angle, torch.ones_like(angle), c - c @ rotation.T, h, w)
+    return (warp(level.double(), matrix) >= 0.5).to(level.dtype)
