@@ -43,6 +43,17 @@ def load_model(spec: str | None, weights: str | None, progress: Progress) -> tup
     return load_any(spec, weights=weights), Path(spec.split(":")[0]).stem, None
 
 
+def _stacked(decorators: list[Any]) -> Any:
+    """One decorator applying ``decorators`` so that the options appear in their listed order."""
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
 def defence_options() -> Any:
     """``--defence NAME[:VALUE]`` (a bundled defence in front of the model), ``--bpda`` (attack its
     input transformation through BPDA) and ``--eot N`` (draws each attack averages over). The names
@@ -61,12 +72,7 @@ def defence_options() -> Any:
                           "[default: 20 when the model is randomized, else 1]."),
     ]
 
-    def apply(f: Any) -> Any:
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
-
-    return apply
+    return _stacked(decorators)
 
 
 def defend_model(model: Any, name: str, defence: str | None, bpda: bool) -> tuple[Any, str]:
@@ -115,12 +121,7 @@ def model_options(many: bool = False) -> Any:
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset and the attacks."),
     ]
 
-    def apply(f: Any) -> Any:
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
-
-    return apply
+    return _stacked(decorators)
 
 
 def pct(value: float) -> str:
