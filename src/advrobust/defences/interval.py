@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,7 @@ from torch import Tensor
 
 from advrobust.attacks.base import Attack
 from advrobust.attacks.gradient import PGD
-from advrobust.defences.budgets import attack_increasing, row_means
+from advrobust.defences.budgets import BoundsInterval, attack_increasing, row_means
 from advrobust.defences.smoothing import ABSTAIN, Certificate, GaussianSmoothing, certified_accuracy
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
@@ -58,35 +58,19 @@ ATTACK_STEPS = 20
 ATTACK_DRAWS, ATTACK_EOT = 8, 4
 
 
-@dataclass
-class IntervalResult:
-    """Per eps (l2): ``certified[e] ≤ robust accuracy of g ≤ attacked[e]``; per point: the
-    certificate, ``broken[e, i]`` (an attack found a confidently misclassified input in the ball),
-    ``abstained[e, i]`` (not broken, but ``PREDICT`` abstained on an attack's input in the ball) and
-    ``norm[i]``, the l2 norm of the first misclassified input found (``inf``: none).
+@dataclass(kw_only=True)
+class IntervalResult(BoundsInterval[Certificate]):
+    """:class:`~advrobust.defences.budgets.BoundsInterval` for randomized smoothing at l2 radii
+    ``epsilons``: the certificate is ``CERTIFY``'s (``prediction`` is :data:`~advrobust.defences.
+    smoothing.ABSTAIN` where it abstained); ``broken[e, i]``: an attack found a confidently
+    misclassified input in the ball; ``abstained[e, i]``: not broken, but ``PREDICT`` abstained on an
+    attack's input in the ball; ``norm[i]``: the l2 norm of the first misclassified input found.
     ``attacked_abstain_as_error[e]``: the accuracy left when abstentions count as breaks too (the
-    deployed ``PREDICT``'s view; see the module docstring). ``attacked_points[e]``: how many points
-    the attack ran on at ``epsilons[e]``; ``queries_per_point``: base-classifier evaluations per
-    attacked point (the attack's noisy passes, then ``PREDICT``'s ``n``)."""
+    deployed ``PREDICT``'s view; see the module docstring). ``queries_per_point``: the attack's noisy
+    passes, then ``PREDICT``'s ``n``."""
 
-    epsilons: list[float]
-    certified: list[float]
-    attacked: list[float]
     attacked_abstain_as_error: list[float]
-    clean_accuracy: float
-    certificate: Certificate
-    broken: Tensor
     abstained: Tensor
-    norm: Tensor
-    attack: str
-    attacked_points: list[int] = field(default_factory=list)
-    queries_per_point: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def prediction(self) -> Tensor:
-        """``CERTIFY``'s class per point (:data:`~advrobust.defences.smoothing.ABSTAIN` where it abstained)."""
-        return self.certificate.prediction
 
     def certified_points(self, y: Tensor) -> Tensor:
         """``E×N``: the points certified at each eps (``CERTIFY`` returned the label, radius ``≥ eps``)."""
@@ -98,28 +82,13 @@ class IntervalResult:
     def rows(self) -> list[dict[str, float]]:
         """One row per eps: ``eps``, ``certified``, ``attacked``, their ``gap`` and
         ``attacked_abstain_as_error``."""
-        return [
-            {"eps": e, "certified": c, "attacked": a, "gap": a - c, "attacked_abstain_as_error": d}
-            for e, c, a, d in zip(self.epsilons, self.certified, self.attacked, self.attacked_abstain_as_error,
-                                  strict=True)
-        ]
+        return [{**row, "attacked_abstain_as_error": d}
+                for row, d in zip(super().rows(), self.attacked_abstain_as_error, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         cert = self.certificate
-        return {
-            "threat": "l2",
-            "sigma": cert.sigma,
-            "alpha": cert.alpha,
-            "n0": cert.n0,
-            "n": cert.n,
-            "points": len(cert),
-            "clean_accuracy": self.clean_accuracy,
-            "rows": self.rows(),
-            "attack": self.attack,
-            "seconds": self.seconds,
-            "samples_per_second": cert.samples_per_second,
-            "seconds_per_certified_point": cert.seconds_per_point,
-        }
+        return {"threat": "l2", "sigma": cert.sigma, "alpha": cert.alpha, "n0": cert.n0, "n": cert.n,
+                **super().to_dict(), "seconds_per_certified_point": cert.seconds_per_point}
 
 
 def default_attack(eps: float, steps: int = ATTACK_STEPS, eot: int = ATTACK_EOT) -> Attack:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,60 +38,27 @@ from torch import Tensor
 from advrobust.attacks.base import Attack
 from advrobust.attacks.occlusion import ROA
 from advrobust.defences.ablation import ColumnSmoothing, PatchCertificate
-from advrobust.defences.budgets import attack_increasing, row_means
+from advrobust.defences.budgets import BoundsInterval, attack_increasing, row_means
 from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 
 
-@dataclass
-class PatchIntervalResult:
-    """Per patch size ``m`` (``epsilons``, pixels per side): ``certified[e] ≤ accuracy of the vote
-    under any m×m patch ≤ attacked[e]``; per point: the certificate, ``broken[e, i]`` (the attack
-    flipped the vote with an ``m×m`` square) and ``norm[i]``, the side of the smallest square that
-    broke the point (``inf``: none). ``queries_per_point``: base-classifier evaluations per attacked
-    point and size (the attack's queries on the vote, each ``W`` ablated images, then the judging vote)."""
-
-    epsilons: list[float]
-    certified: list[float]
-    attacked: list[float]
-    clean_accuracy: float
-    certificate: PatchCertificate
-    broken: Tensor
-    norm: Tensor
-    attack: str
-    attacked_points: list[int] = field(default_factory=list)
-    queries_per_point: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def prediction(self) -> Tensor:
-        """The vote on the clean images."""
-        return self.certificate.prediction
+@dataclass(kw_only=True)
+class PatchIntervalResult(BoundsInterval[PatchCertificate]):
+    """:class:`~advrobust.defences.budgets.BoundsInterval` for column smoothing against ``m×m``
+    patches, ``epsilons`` the sides ``m`` in pixels: the certificate is the vote's;
+    ``broken[e, i]``: the attack flipped the vote with an ``m×m`` square; ``norm[i]``: the side of the
+    smallest square that broke the point. ``queries_per_point``: the attack's queries on the vote,
+    each ``W`` ablated images, then the judging vote."""
 
     def certified_points(self, y: Tensor) -> Tensor:
         """``E×N``: the points certified at each size (predicted correctly, certified that wide)."""
         return _certified_points(self.certificate, y, self.epsilons)
 
-    def rows(self) -> list[dict[str, float]]:
-        """One row per patch size: ``eps`` (the side), ``certified``, ``attacked`` and their ``gap``."""
-        return [
-            {"eps": e, "certified": c, "attacked": a, "gap": a - c}
-            for e, c, a in zip(self.epsilons, self.certified, self.attacked, strict=True)
-        ]
-
     def to_dict(self) -> dict[str, Any]:
         cert = self.certificate
-        return {
-            "threat": "patch",
-            "band": cert.band,
-            "points": len(cert),
-            "clean_accuracy": self.clean_accuracy,
-            "rows": self.rows(),
-            "attack": self.attack,
-            "seconds": self.seconds,
-            "samples_per_second": cert.samples_per_second,
-            "seconds_per_certified_point": cert.seconds / len(cert) if len(cert) else 0.0,
-        }
+        return {"threat": "patch", "band": cert.band, **super().to_dict(),
+                "seconds_per_certified_point": cert.seconds / len(cert) if len(cert) else 0.0}
 
 
 def _certified_points(cert: PatchCertificate, y: Tensor, sizes: list[float]) -> Tensor:
