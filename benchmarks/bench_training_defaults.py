@@ -100,6 +100,11 @@ def _epoch_seconds(state_dir: Path) -> list[float]:
     return [float(r["seconds"]) for r in state["history"]["records"]]
 
 
+def _previous_runs() -> dict[str, Any]:
+    previous = RESULTS / "training_defaults.json"
+    return json.loads(previous.read_text())["runs"] if previous.exists() else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["fgsm-rs"])
@@ -110,14 +115,12 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="advrobust-train-defaults-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    previous = RESULTS / "training_defaults.json"
-    runs: dict[str, Any] = json.loads(previous.read_text())["runs"] if previous.exists() else {}
     extra = shlex.split(args.extra)
     for method in ["fgsm-rs", "trades", "pgd-at"] if args.all else args.methods:
         label = method if not extra else f"{method} [{' '.join(extra)}]"
-        runs[label] = run(method, workdir, extra, re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_"))
-        print(json.dumps({label: {k: v for k, v in runs[label].items() if k != "output_tail"}}, default=float),
-              flush=True)
+        row = run(method, workdir, extra, re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_"))
+        print(json.dumps({label: {k: v for k, v in row.items() if k != "output_tail"}}, default=float), flush=True)
+        runs = {**_previous_runs(), label: row}  # read again: another run may have written meanwhile
         path = write_results("training_defaults", {
             "data": "mnist-5k", "model": "mnist-cnn (width 32, the CLI's default)", "eps": EPS, "norm": "linf",
             "verify_points": VERIFY_POINTS, "cores": 2, "runs": runs,

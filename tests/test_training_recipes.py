@@ -165,7 +165,8 @@ def test_help_shows_the_documented_recipe(capsys):
 def test_the_recipe_shown_is_the_one_used_and_the_model_is_verified(tmp_path, capsys):
     out, db = tmp_path / "t.safetensors", tmp_path / "r.sqlite"
     flags = ["--method", "trades", "--limit", "600", "--width", "16", "--epochs", "2", "--batch-size", "32",
-             "--lr", "0.03", "--momentum", "0.8", "--steps", "2", "--beta", "3", "--eps", "0.2", "--val-points", "20"]
+             "--optimizer", "sgd", "--lr", "0.03", "--momentum", "0.8", "--steps", "2", "--beta", "3", "--eps", "0.2",
+             "--val-points", "20"]
     assert _run(["train", *flags, "--help"]) == 0
     shown = _shown_recipe(capsys.readouterr().out)
     assert _run(["train", *flags, "--verify-points", "20", "--db", str(db), "--out", str(out)]) == 0
