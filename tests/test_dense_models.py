@@ -9,7 +9,14 @@ from advrobust.data.scenes import SceneDataset, load_scenes
 from advrobust.errors import InputError
 from advrobust.models import create
 from advrobust.models.dense import create_dense, encoder_from_classifier
-from advrobust.training.dense import DenseRecipe, detection_loss, fit_dense, grid_targets, segmentation_loss
+from advrobust.training.dense import (
+    DenseRecipe,
+    detection_loss,
+    fit_dense,
+    grid_targets,
+    noisy,
+    segmentation_loss,
+)
 
 
 def _classifier(width: int = 4, hidden: int = 16) -> torch.nn.Module:
@@ -79,3 +86,39 @@ def test_the_fast_argmax_is_argmax_ties_included():
 
     z = torch.randint(0, 3, (4, 5, 6, 7)).float()  # many ties
     assert torch.equal(class_scores_argmax(z), z.argmax(dim=1))
+
+
+def test_the_balanced_segmentation_loss_leaves_the_logits_calibrated():
+    """Logit adjustment: one free logit vector shared by every pixel of maps that are 90% background,
+    7% class 1 and 3% class 2 is trained to the pixels' frequencies (softmax = 0.90, 0.07, 0.03),
+    although the loss weighs background and foreground alike; without the adjustment the minimiser
+    would be the weighted frequencies (0.5, 0.35, 0.15)."""
+    y = torch.zeros(2, 10, 10, dtype=torch.long)
+    y.view(-1)[:14] = 1
+    y.view(-1)[14:20] = 2
+    y[0, 0, 0] = 255  # an ignored pixel counts for nothing
+    labelled = y[y != 255]
+    freq = torch.stack([(labelled == c).float().mean() for c in range(3)])
+    z = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.LBFGS([z], lr=1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = segmentation_loss(z.view(1, 3, 1, 1).expand(2, 3, 10, 10), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    torch.testing.assert_close(z.detach().softmax(0), freq, atol=1e-4, rtol=0)
+
+
+def test_noise_augmentation_stays_in_the_box_and_draws_a_size_per_image():
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.2 + 0.4  # no clipping needed
+    assert noisy(x, 0.0, torch.Generator()) is x
+    out = noisy(x, 0.1, torch.Generator().manual_seed(1))
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    sizes = (out - x).flatten(1).std(dim=1)
+    assert float(sizes.max()) < 0.1 * 1.5 and float(sizes.min()) < 0.03 < float(sizes.max())  # σ ~ U(0, 0.1)
+    torch.testing.assert_close(noisy(x, 0.1, torch.Generator().manual_seed(1)), out)  # reproducible
+    wide = noisy(torch.zeros(4, 1, 8, 8), 5.0, torch.Generator().manual_seed(2))
+    assert float(wide.min()) == 0 and float(wide.max()) == 1  # clipped to the box

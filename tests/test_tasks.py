@@ -279,3 +279,23 @@ def test_per_image_confusions_sum_to_the_whole_and_the_bootstrap_interval_holds_
     lo, hi = miou_interval(per_image)
     miou = segmentation_metrics(per_image.sum(dim=0))["miou"]
     assert lo < miou < hi and hi - lo < 0.3
+
+
+def test_classification_runs_the_same_whether_inferred_or_named(small_cnn, mnist_batch):
+    """N×K logits are classification: naming the task (by name or object) changes nothing, and the
+    FGSM step on a classifier is still the closed form x + ε·sign(∇ CE)."""
+    import advrobust as ar
+
+    x, y = mnist_batch[0][:16], mnist_batch[1][:16]
+    pgd = ar.attacks.PGD(ar.Linf(eps=0.1), steps=5)
+    runs = [pgd(small_cnn, x, y, generator=torch.Generator().manual_seed(0), task=t)
+            for t in (None, "classification", Classification())]
+    for other in runs[1:]:
+        assert torch.equal(runs[0].x_adv, other.x_adv) and torch.equal(runs[0].success, other.success)
+    xv = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(small_cnn(xv), y, reduction="sum"), xv)
+    expected = (x + 0.1 * grad.sign()).clamp(0, 1)
+    fgsm = ar.attacks.FGSM(ar.Linf(eps=0.1))(small_cnn, x, y)
+    fooled = fgsm.success
+    assert int(fooled.sum()) > 0
+    torch.testing.assert_close(fgsm.x_adv[fooled], expected[fooled])

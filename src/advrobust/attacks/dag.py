@@ -106,7 +106,8 @@ class DAG(FixedBudgetAttack):
     iterations). A step of ``γ·r/‖r‖∞`` moves only the pixels of largest gradient by the full
     ``γ/255``; on the built-in 64×64 digit scenes those pixels need changes of about 0.3 before the
     targets flip, so γ = 0.5 leaves most images unfinished at 200 iterations
-    (``benchmarks/bench_tasks.py``). ``gamma=2`` gets there; quote the γ with the numbers.
+    (``benchmarks/bench_tasks.py``, which also reports γ = 2 and 4). ``gamma`` and ``max_iter`` are
+    options for such models, the paper's values the defaults; quote γ with the numbers.
     """
 
     name = "dag"

@@ -54,6 +54,15 @@ class WindowEncoder(nn.Module):
         return F.relu(self.expand(self.window(self.features(x))))
 
 
+def pointwise(conv: nn.Conv2d, z: torch.Tensor) -> torch.Tensor:
+    """A 1×1 convolution as a batched matrix product over the pixels: the same values as ``conv(z)``,
+    about 3× faster on a CPU at full resolution with few channels (forward and backward), where the
+    convolution kernels are built for wide layers."""
+    n, c, h, w = z.shape
+    weight = conv.weight.view(conv.out_channels, c).expand(n, -1, -1)
+    return torch.baddbmm(conv.bias.view(1, -1, 1), weight, z.reshape(n, c, h * w)).view(n, -1, h, w)
+
+
 class MnistFCN(nn.Module):
     """Per-pixel logits ``N×K×H×W``; ``num_classes`` counts the background (class 0)."""
 
@@ -74,7 +83,8 @@ class MnistFCN(nn.Module):
         coarse = self.classes(self.encoder(x))
         coarse = coarse + self.vote(coarse)
         up = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(torch.cat([F.relu(self.fine(x)), up], dim=1))
+        hidden = F.relu(pointwise(self.head[0], torch.cat([F.relu(self.fine(x)), up], dim=1)))
+        return pointwise(self.head[2], hidden)
 
 
 class MnistCenterNet(nn.Module):
