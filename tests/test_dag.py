@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import advrobust as ar
-from advrobust.attacks.dag import DAG, adversarial_labels, dag_value, linf_normalized, targeted_value
+from advrobust.attacks.dag import DAG, adversarial_labels, dag_value, linf_normalized
 from advrobust.errors import InputError
 from advrobust.evaluation.tasks import task_metrics
 from advrobust.models.dense import create_dense
@@ -66,44 +66,6 @@ def test_dag_matches_the_closed_form_of_a_per_pixel_linear_model():
     assert res.extras["iterations"].tolist() == [int(j[i].max()) + 1 for i in range(2)]
     assert res.extras["flipped"].tolist() == [1.0, 1.0] and res.success.all()
     assert res.norm.tolist() == pytest.approx([(int(j[i].max()) + 1) * s for i in range(2)], abs=1e-6)
-
-
-def banded_linear(low: float = 0.3, high: float = 0.6, slope: float = 10.0) -> nn.Conv2d:
-    """Three classes per pixel in bands of ``x``: 0 below ``low``, 1 between, 2 above ``high``
-    (``z_0 = 0``, ``z_1 = k(x − low)``, ``z_2 = 2kx − k(low + high)``: a 1×1 convolution)."""
-    conv = nn.Conv2d(1, 3, 1)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        conv.weight[1], conv.bias[1] = slope, -slope * low
-        conv.weight[2], conv.bias[2] = 2 * slope, -slope * (low + high)
-    return conv.eval()
-
-
-def test_until_target_sends_pixels_past_a_third_class_to_their_target():
-    """Pixels of class 2 sent to class 0 cross class 1's band first: the paper's rule stops there
-    (the pixel left its class), ``until="target"`` goes on to class 0. Each step moves a pixel by
-    γ/255 (the gradient is the same at every active pixel), so both stop within one step of the
-    band's edge."""
-    model = banded_linear()
-    x = 0.7 + 0.25 * torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
-    y = model(x).argmax(dim=1)
-    assert y.eq(2).all()
-    step = 4 / 255
-    paper = DAG(targets=0, gamma=4)(model, x, y)
-    on = DAG(targets=0, gamma=4, until="target")(model, x, y)
-    assert model(paper.x_adv).argmax(dim=1).eq(1).all() and model(on.x_adv).argmax(dim=1).eq(0).all()
-    assert paper.x_adv.min() > 0.6 - step and paper.x_adv.max() < 0.6
-    assert on.x_adv.min() > 0.3 - step and on.x_adv.max() < 0.3
-    assert on.extras["flipped"].eq(1).all() and on.success.all()
-    logits = torch.tensor([[[3.0, 0.0], [1.0, 2.0], [-1.0, 1.0]]])  # N=1, K=3, P=2; pixel 0 still class 0
-    active = torch.tensor([[True, True]])
-    adv = torch.tensor([[2, 2]])
-    assert targeted_value(logits, adv, active).item() == pytest.approx((-1.0 - 3.0) + (1.0 - 2.0))
-    assert targeted_value(logits[:, :, :1], adv[:, :1], active[:, :1]).item() == pytest.approx(
-        dag_value(logits[:, :, :1], torch.tensor([[0]]), adv[:, :1], active[:, :1]).item())  # the paper's there
-    with pytest.raises(InputError, match="until"):
-        DAG(until="always")
 
 
 def _smooth_threshold_segmenter() -> nn.Module:

@@ -21,14 +21,6 @@ no fixed point, drawn per image from the attack's generator; a detector's foregr
 permuted among themselves), a class id (every target to that class), or ``"vanish"`` (detection:
 every proposal to the background). A ``target`` passed to the call (the task's form) overrides them.
 
-**Stopping** (``until``): the paper's ``"flipped"`` drops a target from ``T_m`` once it has left its
-true class, whatever class it went to. ``"target"`` (segmentation, an option) keeps it until it
-*is* its adversarial class: ``T_m = {n : argmax_c f_c(x + r, t_n) ≠ l'_n}``, ascending
-``f_{l'_n} − max_{c ≠ l'_n} f_c``, which on a target still correct is the paper's
-``f_{l'_n} − f_{l_n}``. With every pixel sent to the background, the paper's rule leaves pixels
-that went from one digit to another (the background's IoU then stays above what an all-background
-map gives); ``"target"`` also sends those on.
-
 Per image, the result's ``extras`` hold ``iterations`` (the ``m`` at which it stopped) and ``flipped``
 (the fraction of the targets correct at the start that are no longer correct).
 """
@@ -53,7 +45,6 @@ from advrobust.tensors import per_point
 from advrobust.threat import Linf, Threat
 
 TargetMode = Literal["permute", "vanish"] | int
-Until = Literal["flipped", "target"]
 
 
 def derangement(k: int, generator: torch.Generator, device: torch.device) -> Tensor:
@@ -89,14 +80,6 @@ def dag_value(logits: Tensor, labels: Tensor, adv: Tensor, active: Tensor) -> Te
     return (gain * active).sum(dim=1)
 
 
-def targeted_value(logits: Tensor, adv: Tensor, active: Tensor) -> Tensor:
-    """``Σ_{n ∈ T_m} (f_{l'_n} − max_{c ≠ l'_n} f_c)`` per image (``until="target"``; ``logits`` ``N×K×P``)."""
-    index = adv[:, None]
-    wanted = logits.gather(1, index).squeeze(1)
-    best_other = logits.scatter(1, index, float("-inf")).max(dim=1).values
-    return ((wanted - best_other) * active).sum(dim=1)
-
-
 def still_correct(task: Task, logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
     """``T_m``: the valid targets whose prediction is still the true class (``N×P`` bool), in the
     task's sense (:meth:`~advrobust.tasks.Task.still_correct`: for a detector, while it would still be
@@ -116,8 +99,7 @@ class DAG(FixedBudgetAttack):
 
     Parameters: ``threat`` (default ``Linf()``, unbounded as in the paper; an eps adds the
     projection onto the ball), ``targets`` (``"permute"``, ``"vanish"`` or a class id), ``gamma``
-    (0.5, in 0..255 pixel units), ``max_iter`` (200), ``until`` (``"flipped"``, the paper's stopping
-    rule, or ``"target"`` for segmentation: see the module docstring). Cost: one forward+backward pass per image and
+    (0.5, in 0..255 pixel units), ``max_iter`` (200). Cost: one forward+backward pass per image and
     iteration while it has targets left, plus one forward pass at the start and one at the end.
 
     The paper's γ suits its images (hundreds of pixels a side, natural textures, 30–150
@@ -140,7 +122,6 @@ class DAG(FixedBudgetAttack):
         targets: TargetMode = "permute",
         gamma: float = 0.5,
         max_iter: int = 200,
-        until: Until = "flipped",
         seed: int | None = 0,
     ) -> None:
         super().__init__(threat if threat is not None else Linf(), seed=seed)
@@ -153,9 +134,6 @@ class DAG(FixedBudgetAttack):
             raise InputError("DAG: gamma must be > 0")
         self.gamma = gamma
         self.max_iter = check_positive_int("DAG", "max_iter", max_iter)
-        if until not in ("flipped", "target"):
-            raise InputError(f"DAG: until must be 'flipped' (the paper) or 'target', got {until!r}")
-        self.until = until
 
     def __call__(
         self,
@@ -192,8 +170,6 @@ class DAG(FixedBudgetAttack):
         task = oracle.task
         if not task.dense:
             raise InputError(f"DAG attacks dense tasks (segmentation, detection), not {task.name}")
-        if self.until == "target" and not isinstance(task, Segmentation):
-            raise InputError(f"DAG: until='target' is for segmentation; use until='flipped' for {task.name}")
         n = x.shape[0]
         x_adv = x.clone()
         iterations = torch.zeros(n, dtype=torch.long, device=x.device)
@@ -226,10 +202,6 @@ class DAG(FixedBudgetAttack):
 
             def objective(z: Tensor, live: Tensor = live, counts: Tensor = active_count) -> Tensor:
                 logits = task.dense_logits(z)
-                if self.until == "target":
-                    active = valid[live] & (logits.max(dim=1).indices != adv[live])
-                    counts.copy_(active.sum(dim=1))
-                    return targeted_value(logits, adv[live], active)
                 active = still_correct(task, logits, labels[live], valid[live])
                 counts.copy_(active.sum(dim=1))
                 return dag_value(logits, labels[live], adv[live], active)
