@@ -417,11 +417,13 @@ def _affected(step: _Step, intervals: list[tuple[int, int] | None], n_out: int, 
     return (a, b) if a <= b else None
 
 
-def _intervals(steps: list[_Step], sizes: list[int], axis: int) -> list[list[tuple[int, int] | None]]:
-    """Per input coordinate, per step: the interval of the step's output an edit there changes."""
+def _intervals(steps: list[_Step], sizes: list[int], axis: int,
+               extent: int = 1) -> list[list[tuple[int, int] | None]]:
+    """Per input coordinate, per step: the interval of the step's output that an edit of ``extent``
+    positions starting there changes."""
     every = []
-    for i in range(sizes[0]):
-        intervals: list[tuple[int, int] | None] = [(i, i)]
+    for i in range(sizes[0] - extent + 1):
+        intervals: list[tuple[int, int] | None] = [(i, i + extent - 1)]
         for step, n_out in zip(steps[1:], sizes[1:], strict=True):
             intervals.append(_affected(step, intervals, n_out, axis))
         every.append(intervals)
@@ -444,8 +446,9 @@ class _Changed:
     pad: list[list[tuple[int, int]]]
 
 
-def _changed(steps: list[_Step], sizes: list[int], axis: int) -> _Changed:
-    every = _intervals(steps, sizes, axis)
+def _changed(steps: list[_Step], sizes: list[int], axis: int, extent: int = 1) -> _Changed:
+    """The changed regions along one axis of an edit of ``extent`` positions (a pixel: 1)."""
+    every = _intervals(steps, sizes, axis, extent)
     size = [max([iv[s][1] - iv[s][0] + 1 for iv in every if iv[s] is not None], default=1) for s in range(len(steps))]
     start = [torch.tensor([min(iv[s][0], sizes[s] - size[s]) if iv[s] is not None else 0 for iv in every])
              for s in range(len(steps))]
@@ -576,47 +579,112 @@ class _ChangedRegions:
     its output that the edit changes, from the positions of its inputs that region reads — the
     unedited images' activations (kept, padded with the layer's fill) with the input's own changed
     region pasted in. Cheaper than the crop network where a pixel's receptive field covers most of
-    the image (large kernels, residual blocks) but its changed region stays small."""
+    the image (large kernels, residual blocks) but its changed region stays small.
+
+    The kept activations are channels last and contiguous, so a region is one ``index_select`` of
+    whole pixels and its changed part one ``index_copy_``; the layers run channels last."""
 
     def __init__(self, graph: _Graph, rows: _Changed, cols: _Changed, base: Tensor) -> None:
-        self.steps, self.rows, self.cols, self.width = graph.steps, rows, cols, base.shape[3]
+        self.steps, self.width = graph.steps, base.shape[3]
         self.layers = [_layer(graph, step) for step in graph.steps[1:]]
-        interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
-        parts: list[list[Tensor]] = [[] for _ in graph.steps]
-        for chunk in base.split(CPU_ROWS):
-            interpreter.run(chunk)
-            for s, step in enumerate(graph.steps):
-                parts[s].append(interpreter.env[step.node] if s else chunk)
-        activations = [torch.cat(p) for p in parts]
+        self.interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
+        self.use(rows, cols)
+        self.padded = [[p.contiguous() for p in kept] for kept in self._padded(self.activations(base))]
+        self.last: tuple[Tensor, Tensor, Tensor, list[Tensor]] | None = None  # the last call's edits
+
+    def use(self, rows: _Changed, cols: _Changed) -> None:
+        """Compute the changed regions of ``rows`` × ``cols`` (edits of another extent) from now on;
+        they must pad each input as the first ones did."""
+        self.rows, self.cols = rows, cols
         self.whole = [[bool((rows.offset[s][e] == 0).all() and (cols.offset[s][e] == 0).all())
                        and (rows.length[s][e], cols.length[s][e]) == (rows.size[i], cols.size[i])
-                       for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
-        # per read: the unedited input, padded with the reading layer's fill, channels last
-        self.padded = [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
-                        for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
+                       for e, i in enumerate(step.inputs)] for s, step in enumerate(self.steps)]
+        # per read and edit coordinate: the positions read (in the padded input), and where the
+        # input's changed region lies among them (−1: outside)
+        def spans(axis: _Changed) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
+            read = [[o[:, None] + torch.arange(n) for o, n in zip(axis.origin[s], axis.length[s], strict=True)]
+                    for s in range(len(self.steps))]
+            into = []
+            for s, step in enumerate(self.steps):
+                places = [off[:, None] + torch.arange(axis.size[i]) for off, i in zip(axis.offset[s], step.inputs,
+                                                                                        strict=True)]
+                into.append([torch.where((p >= 0) & (p < n), p, -1) for p, n in zip(places, axis.length[s],
+                                                                                      strict=True)])
+            return read, into
+
+        (self.read_rows, self.into_rows), (self.read_cols, self.into_cols) = spans(rows), spans(cols)
+
+    def activations(self, images: Tensor) -> list[Tensor]:
+        """Every step's output for ``images`` (the image's first)."""
+        parts: list[list[Tensor]] = [[] for _ in self.steps]
+        for chunk in images.split(CPU_ROWS):
+            self.interpreter.run(chunk)
+            for s, step in enumerate(self.steps):
+                parts[s].append(self.interpreter.env[step.node] if s else chunk)
+        return [torch.cat(p) for p in parts]
+
+    def _padded(self, activations: list[Tensor]) -> list[list[Tensor]]:
+        """Per read: the unedited input, padded with the reading layer's fill, channels last."""
+        rows, cols = self.rows, self.cols
+        return [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
+                 for e, i in enumerate(step.inputs)] for s, step in enumerate(self.steps)]
+
+    def update(self, img: Tensor, images: Tensor) -> Tensor:
+        """Make ``images`` the unedited images ``img``; returns their last activation."""
+        activations = self.activations(images)
+        for kept, new in zip(self.padded, self._padded(activations), strict=True):
+            for buffer, part in zip(kept, new, strict=True):
+                buffer.index_copy_(0, img, part)
+        return activations[-1]
+
+    def keep(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Make the edits ``rows`` of the last call the unedited images (their changed regions pasted
+        into the kept activations); returns those edits' images, first rows and columns of the edit,
+        and the last step's changed regions."""
+        assert self.last is not None
+        img, ri, ci, values = (v.index_select(0, rows) if isinstance(v, Tensor) else v for v in self.last)
+        values = [v.index_select(0, rows) for v in values]
+        for s, step in enumerate(self.steps):
+            for e, i in enumerate(step.inputs):
+                kept = self.padded[s][e]
+                height, width, channels = kept.shape[1:]
+                r = self.rows.start[i].index_select(0, ri)[:, None] + self.rows.pad[s][e][0] + torch.arange(
+                    self.rows.size[i])
+                c = self.cols.start[i].index_select(0, ci)[:, None] + self.cols.pad[s][e][0] + torch.arange(
+                    self.cols.size[i])
+                flat = (img * (height * width))[:, None, None] + r[:, :, None] * width + c[:, None, :]
+                kept.view(-1, channels).index_copy_(0, flat.view(-1), values[i].permute(0, 2, 3, 1).reshape(
+                    -1, channels))
+        return img, ri, ci, values[-1]
 
     def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+        """The last step's changed region (``R×C×rows×cols``) for edits of images ``img`` whose
+        first pixel is at ``pos`` (``row·W + col``), with the edit's values ``vals``
+        (``R×C×extent×extent``; a pixel: ``R×C``)."""
         ri, ci = pos // self.width, pos % self.width
-        values = [vals.reshape(len(pos), -1, 1, 1)]
+        values = [vals.reshape(len(pos), -1, self.rows.size[0], self.cols.size[0]).contiguous(
+            memory_format=torch.channels_last)]
         for s, (step, layer) in enumerate(zip(self.steps[1:], self.layers, strict=True), start=1):
             values.append(layer(*[self._read(s, e, values[i], img, ri, ci) for e, i in enumerate(step.inputs)]))
+        self.last = (img, ri, ci, values)
         return values[-1]
 
     def _read(self, s: int, e: int, changed: Tensor, img: Tensor, ri: Tensor, ci: Tensor) -> Tensor:
         """What step ``s`` reads of its ``e``-th input: the unedited values, the changed region pasted in."""
-        rows, cols = self.rows, self.cols
         if self.whole[s][e]:  # it reads exactly the input's changed region (an element-wise layer)
             return changed
-        r = rows.origin[s][e].index_select(0, ri)[:, None] + torch.arange(rows.length[s][e])
-        c = cols.origin[s][e].index_select(0, ci)[:, None] + torch.arange(cols.length[s][e])
-        region = self.padded[s][e][img[:, None, None], r[:, :, None], c[:, None, :]]  # R×rows×cols×C
-        u = torch.arange(rows.length[s][e]) - rows.offset[s][e].index_select(0, ri)[:, None]
-        v = torch.arange(cols.length[s][e]) - cols.offset[s][e].index_select(0, ci)[:, None]
-        inside = ((u >= 0) & (u < changed.shape[2]))[:, :, None] & ((v >= 0) & (v < changed.shape[3]))[:, None, :]
-        pasted = changed.permute(0, 2, 3, 1)[torch.arange(len(img))[:, None, None],
-                                             u.clamp(0, changed.shape[2] - 1)[:, :, None],
-                                             v.clamp(0, changed.shape[3] - 1)[:, None, :]]
-        return torch.where(inside[..., None], pasted, region).permute(0, 3, 1, 2)
+        kept = self.padded[s][e]
+        height, width, channels = kept.shape[1:]
+        rows, cols = self.read_rows[s][e].index_select(0, ri), self.read_cols[s][e].index_select(0, ci)
+        n, nr, nc = len(img), rows.shape[1], cols.shape[1]
+        flat = (img * (height * width))[:, None, None] + rows[:, :, None] * width + cols[:, None, :]
+        region = torch.empty(n * nr * nc + 1, channels, dtype=kept.dtype)  # the last row takes what lies outside
+        torch.index_select(kept.view(-1, channels), 0, flat.view(-1), out=region[:-1])
+        u, v = self.into_rows[s][e].index_select(0, ri), self.into_cols[s][e].index_select(0, ci)
+        into = (torch.arange(n) * (nr * nc))[:, None, None] + u[:, :, None] * nc + v[:, None, :]
+        into = torch.where((u >= 0)[:, :, None] & (v >= 0)[:, None, :], into, n * nr * nc)
+        region.index_copy_(0, into.view(-1), changed.permute(0, 2, 3, 1).reshape(-1, channels))
+        return region[:-1].view(n, nr, nc, channels).permute(0, 3, 1, 2)
 
 
 class LocalForward:
@@ -648,10 +716,7 @@ class LocalForward:
         self.boundary = graph.boundary
         if graph.boundary.linear is not None:  # dense: per window, its columns of W
             linear = graph.boundary.linear
-            out, channels = linear.out_features, activation.shape[1]
-            weight = linear.weight.detach().view(out, channels, *activation.shape[2:])
-            weight = weight.unfold(2, ra.window, 1).unfold(3, ca.window, 1).permute(2, 3, 1, 4, 5, 0)
-            self.weight = weight.reshape(self.keys, -1, out).contiguous()
+            self.weight = window_columns(linear, tuple(activation.shape[1:]), ra.window, ca.window)
             outside = linear(activation.flatten(1))[:, None, :] - torch.einsum("bkf,kfo->bko", windows, self.weight)
         else:  # global average: the window's sum over the map's size
             self.scale = 1.0 / (activation.shape[2] * activation.shape[3])
@@ -672,14 +737,7 @@ class LocalForward:
         if self.boundary.linear is None:
             dense += window.flatten(2).sum(2) * self.scale
             return self.tail(dense.view(-1, *self.boundary.shape))
-        window = window.flatten(1)
-        order = key.argsort()
-        start = 0
-        for group, count in enumerate(torch.bincount(key, minlength=self.keys).tolist()):
-            if count:  # the rows whose window starts at this group's place share its weight columns
-                rows = order[start:start + count]
-                dense.index_add_(0, rows, window.index_select(0, rows) @ self.weight[group])
-                start += count
+        add_window_products(dense, window.flatten(1), key, self.weight)
         return self.tail(dense)
 
     def _edited(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -719,6 +777,28 @@ class LocalForward:
         """The crop network's inputs for these edits (what it is traced with)."""
         key, _, crops = self._edited(img, pos, vals)
         return self.crop.inputs(crops, key)
+
+
+def window_columns(linear: nn.Linear, shape: tuple[int, ...], rows: int, cols: int) -> Tensor:
+    """The columns of ``linear``'s weight that read each ``rows×cols`` window of its flattened
+    input of ``shape`` (``C×H×W``): ``windows × (C·rows·cols) × outputs``, windows in row-major order
+    of their first position."""
+    out = linear.out_features
+    weight = linear.weight.detach().view(out, *shape)
+    weight = weight.unfold(2, rows, 1).unfold(3, cols, 1).permute(2, 3, 1, 4, 5, 0)
+    return weight.reshape(-1, shape[0] * rows * cols, out).contiguous()
+
+
+def add_window_products(dense: Tensor, window: Tensor, key: Tensor, weight: Tensor) -> None:
+    """``dense[r] += window[r] @ weight[key[r]]`` for every row ``r`` (in place): the rows whose window
+    starts at the same place share its weight columns (:func:`window_columns`), one product each."""
+    order = key.argsort()
+    start = 0
+    for group, count in enumerate(torch.bincount(key, minlength=len(weight)).tolist()):
+        if count:
+            rows = order[start:start + count]
+            dense.index_add_(0, rows, window.index_select(0, rows) @ weight[group])
+            start += count
 
 
 def _inside(rows: Tensor, cols: Tensor, kind: type) -> Tensor:
