@@ -589,7 +589,7 @@ class _ChangedRegions:
         self.layers = [_layer(graph, step) for step in graph.steps[1:]]
         self.interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
         self.use(rows, cols)
-        self.padded = [[p.contiguous() for p in kept] for kept in self._padded(self.activations(base))]
+        self.padded = self._padded(self.activations(base))
         self.last: tuple[Tensor, Tensor, Tensor, list[Tensor]] | None = None  # the last call's edits
 
     def use(self, rows: _Changed, cols: _Changed) -> None:
@@ -623,10 +623,12 @@ class _ChangedRegions:
                 parts[s].append(self.interpreter.env[step.node] if s else chunk)
         return [torch.cat(p) for p in parts]
 
-    def _padded(self, activations: list[Tensor]) -> list[list[Tensor]]:
-        """Per read: the unedited input, padded with the reading layer's fill, channels last."""
+    def _padded(self, activations: list[Tensor]) -> list[list[Tensor | None]]:
+        """Per read: the unedited input, padded with the reading layer's fill, channels last and
+        contiguous (``None`` for an element-wise layer: it reads only its input's changed region)."""
         rows, cols = self.rows, self.cols
         return [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
+                 .contiguous() if step.kind != "elementwise" else None
                  for e, i in enumerate(step.inputs)] for s, step in enumerate(self.steps)]
 
     def update(self, img: Tensor, images: Tensor) -> Tensor:
@@ -634,7 +636,8 @@ class _ChangedRegions:
         activations = self.activations(images)
         for kept, new in zip(self.padded, self._padded(activations), strict=True):
             for buffer, part in zip(kept, new, strict=True):
-                buffer.index_copy_(0, img, part)
+                if buffer is not None and part is not None:
+                    buffer.index_copy_(0, img, part)
         return activations[-1]
 
     def keep(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -647,6 +650,8 @@ class _ChangedRegions:
         for s, step in enumerate(self.steps):
             for e, i in enumerate(step.inputs):
                 kept = self.padded[s][e]
+                if kept is None:
+                    continue
                 height, width, channels = kept.shape[1:]
                 r = self.rows.start[i].index_select(0, ri)[:, None] + self.rows.pad[s][e][0] + torch.arange(
                     self.rows.size[i])
@@ -674,6 +679,7 @@ class _ChangedRegions:
         if self.whole[s][e]:  # it reads exactly the input's changed region (an element-wise layer)
             return changed
         kept = self.padded[s][e]
+        assert kept is not None
         height, width, channels = kept.shape[1:]
         rows, cols = self.read_rows[s][e].index_select(0, ri), self.read_cols[s][e].index_select(0, ci)
         n, nr, nc = len(img), rows.shape[1], cols.shape[1]
@@ -793,12 +799,14 @@ def add_window_products(dense: Tensor, window: Tensor, key: Tensor, weight: Tens
     """``dense[r] += window[r] @ weight[key[r]]`` for every row ``r`` (in place): the rows whose window
     starts at the same place share its weight columns (:func:`window_columns`), one product each."""
     order = key.argsort()
+    window = window.index_select(0, order)  # grouped by key: each group a slice
+    products = torch.empty(len(order), weight.shape[2], dtype=dense.dtype)
     start = 0
     for group, count in enumerate(torch.bincount(key, minlength=len(weight)).tolist()):
         if count:
-            rows = order[start:start + count]
-            dense.index_add_(0, rows, window.index_select(0, rows) @ weight[group])
+            torch.mm(window[start:start + count], weight[group], out=products[start:start + count])
             start += count
+    dense.index_add_(0, order, products)
 
 
 def _inside(rows: Tensor, cols: Tensor, kind: type) -> Tensor:
