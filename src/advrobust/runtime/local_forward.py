@@ -33,7 +33,11 @@ output that the edit changes (a few positions per layer), reading the positions 
 unedited images' activations, kept padded per layer (:class:`_ChangedRegions`; Nakandala et al.'s
 incremental inference proper). It runs eagerly (gathers and small convolutions), so it wins only
 where the crop is large; both paths are checked on the probe edits, and the faster one on a timed
-pass of random edits is used.
+pass of random edits is used. Where the window covers more than half of the last activation (a
+ResNet's, whose receptive fields span the image: the built-in ``small-resnet``), the crop network
+is not built, and the changed regions are used if they hold at most half of the values the local
+layers compute and beat a frozen copy of the whole model on the timed pass (on ``small-resnet`` at
+32×32: about 2× its CPU time).
 
 Supported layers (found by ``torch.fx`` tracing, the model's modes as they are), as modules or
 functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``MaxPool2d``/
@@ -42,8 +46,8 @@ functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``M
 layer), and sums or products of two activations of the same shape (residual connections). The
 boundary reads the last activation only (``x.size(0)`` and ``x.shape`` for a ``view`` are allowed).
 Anything else — data-dependent control flow, a branch that skips over the boundary, branches that
-reach the boundary with different strides, a window that saves little (more than half of the last
-activation, as in most ResNets) — gives no local forward, and the caller runs the whole model. A
+reach the boundary with different strides, edits whose window and changed regions both cover most
+of the model — gives no local forward, and the caller runs the whole model. A
 local forward is built only if its scores match the model's on probe edits at the image's corners
 and inside it (:func:`advrobust.runtime.frozen.same_scores`); the two round differently, so callers
 confirm successes with the plain model. Like the frozen copy, it runs none of the module's Python
@@ -862,9 +866,10 @@ def _probe(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
     """A :class:`LocalForward` of ``model`` for one-pixel edits of the images ``base`` (``N×C×H×W``),
     or ``None`` when the model's convolutional part is not a graph of local layers into a dense layer
-    or a global average, when the window would cover more than half of the last activation, or when
-    its scores differ from the model's on probe edits (any failure to trace, freeze or run counts as
-    a difference)."""
+    or a global average, when neither path saves enough (the window would cover more than half of the
+    last activation and the changed regions more than half of the layers' values, or they run slower
+    than the whole model), or when its scores differ from the model's on probe edits (any failure to
+    trace, freeze or run counts as a difference)."""
     try:
         with torch.no_grad():
             graph = _graph(model, base[:1])
@@ -878,17 +883,22 @@ def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
             outputs = linear.out_features if linear is not None else final[1]
             per_image = keys * (c * rows_axis.crop_size[0] * cols_axis.crop_size[0] + outputs)
             weights = keys * final[1] * window * outputs if linear is not None else 0
-            if 2 * window > final[2] * final[3] or max(len(base) * per_image, weights) > MAX_TABLE:
+            small = 2 * window <= final[2] * final[3]  # else the crop network recomputes most of the model
+            if max(len(base) * per_image, weights) > MAX_TABLE or not (small or _regions_save(graph)):
                 return None
             local = LocalForward(graph, rows_axis, cols_axis, base)
             img, pos, vals = _probe(base)
             want = model(painted_copies(base, img, pos[:, None], vals[:, None, :]))
-            crop_ok = _holds(lambda: local.crop.freeze(local.crop_inputs(img, pos, vals))
-                             and same_scores(local(img, pos, vals), want))
+            crop_ok = small and _holds(lambda: local.crop.freeze(local.crop_inputs(img, pos, vals))
+                                       and same_scores(local(img, pos, vals), want))
             regions = local.regions = _attempt(local.changed_regions)
             if regions is not None and not _holds(lambda: same_scores(local(img, pos, vals), want)):
                 regions = None
-            local.regions = _faster(local, base, regions) if crop_ok and regions is not None else regions
+            if crop_ok and regions is not None:
+                regions = _faster(local, base, regions)
+            elif regions is not None and not _beats_whole(local, model, base):
+                regions = None
+            local.regions = regions
             good = crop_ok or local.regions is not None
     except Exception:  # noqa: BLE001 - any failure to analyse, trace or run means: no local forward
         return None
@@ -907,18 +917,60 @@ def _attempt(build: Callable[[], _T]) -> _T | None:
         return None
 
 
-def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
-    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``
-    (timed here, in CPU time: which wins depends on the model's shapes and on the machine)."""
+def _timed_edits(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:data:`TIMED_ROWS` random one-pixel edits of ``base``."""
     n, c, h, w = base.shape
     gen = torch.Generator().manual_seed(0)
     rows = TIMED_ROWS
-    edits = (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
-             torch.rand(rows, c, generator=gen))
-    times = {}
-    for path in (None, regions, None, regions):  # each twice, alternating; the best of each
-        local.regions = path
-        start = time.process_time()  # CPU time: other processes on a busy machine do not count
-        local(*edits)
-        times[path] = min(times.get(path, math.inf), time.process_time() - start)
-    return regions if times[regions] < times[None] else None
+    return (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
+            torch.rand(rows, c, generator=gen))
+
+
+def _quicker(first: Callable[[], object], second: Callable[[], object]) -> bool:
+    """Whether ``first`` runs in less CPU time than ``second`` (each twice, alternating; the best of
+    each; CPU time: other processes on a busy machine do not count). Which path wins depends on the
+    model's shapes and on the machine, so it is timed here."""
+    times = [math.inf, math.inf]
+    for which, run in ((0, first), (1, second), (0, first), (1, second)):
+        start = time.process_time()
+        run()
+        times[which] = min(times[which], time.process_time() - start)
+    return times[0] < times[1]
+
+
+def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
+    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``."""
+    edits = _timed_edits(base)
+
+    def run(path: _ChangedRegions | None) -> Callable[[], object]:
+        def go() -> object:
+            local.regions = path
+            return local(*edits)
+        return go
+
+    return regions if _quicker(run(regions), run(None)) else None
+
+
+def changed_share(graph: _Graph, rows: _Changed, cols: _Changed) -> float:
+    """The share of the values the local layers compute that lie in an edit's changed regions."""
+    changed = sum(r * c * shape[1] for r, c, shape in zip(rows.size, cols.size, graph.shapes, strict=True))
+    return changed / sum(math.prod(shape[1:]) for shape in graph.shapes)
+
+
+def _regions_save(graph: _Graph) -> bool:
+    """Whether a pixel's changed regions hold at most half of the values the local layers compute
+    (else computing them saves too little to try)."""
+    sizes = [shape[2:] for shape in graph.shapes]
+    rows = _changed(graph.steps, [s[0] for s in sizes], 0)
+    cols = _changed(graph.steps, [s[1] for s in sizes], 1)
+    return changed_share(graph, rows, cols) <= 0.5
+
+
+def _beats_whole(local: LocalForward, model: nn.Module, base: Tensor) -> bool:
+    """Whether the changed regions (the path ``local`` holds) score a pass of random edits faster
+    than a frozen copy of the whole model runs the edited images (where the crop network would
+    cover most of the image, the only other path)."""
+    img, pos, vals = edits = _timed_edits(base)
+    painted = painted_copies(base, img, pos[:, None], vals[:, None, :])
+    whole = frozen_trace(model, (base[:CHECK_ROWS],)) or model
+    return _quicker(lambda: local(*edits), lambda: [whole(part) for part in painted.split(CPU_ROWS)])

@@ -20,13 +20,13 @@ that change:
    recomputed (one pass of the model's layers for those images).
 
 On the MNIST CNN of Madry et al. (two 3×3 convolutions, each with a 2×2 max-pool) a 4×4 square
-changes at most 6×6 of the second convolution's 14×14 output. Sides whose changed region of ``A``
-covers more than half of it (Square's first, large squares) are not offered: they run as whole
-images. The model is analysed as for the one-pixel forward (a graph of local layers into a dense
-layer or a global average: the same layers are supported); it is built only if its scores match the
-model's on probe squares (corners and inside, the smallest and the largest side offered). The two
-round differently: callers check each side on its first use against the plain model and confirm
-successes with it.
+changes at most 6×6 of the second convolution's 14×14 output. Sides whose changed regions hold more
+than half of the values the local layers compute (Square's first, large squares) are not offered:
+they run as whole images. The model is analysed as for the one-pixel forward (a graph of local
+layers into a dense layer or a global average: the same layers are supported, residual networks such
+as the built-in ``small-resnet`` included); it is built only if its scores match the model's on
+probe squares (corners and inside, the smallest and the largest side offered). The two round
+differently: callers check each side on its first use against the plain model and confirm successes with it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from advrobust.runtime.local_forward import (
     _Graph,
     _graph,
     add_window_products,
+    changed_share,
     window_columns,
 )
 from advrobust.tensors import painted_squares, squares_of
@@ -126,8 +127,8 @@ class SquareEdits:
 
 
 def _offered_sides(graph: _Graph) -> Sides:
-    """The sides whose changed region covers at most half of the last activation (and whose tables
-    fit :data:`MAX_TABLE`), each with its changed regions per axis."""
+    """The sides whose changed regions hold at most half of the values the local layers compute (and
+    whose tables fit :data:`MAX_TABLE`), each with its changed regions per axis."""
     sizes = [shape[2:] for shape in graph.shapes]
     final = graph.shapes[-1]
     linear = graph.boundary.linear
@@ -137,7 +138,8 @@ def _offered_sides(graph: _Graph) -> Sides:
         cols = _changed(graph.steps, [s[1] for s in sizes], 1, side)
         height, width = rows.size[-1], cols.size[-1]
         table = (final[2] - height + 1) * (final[3] - width + 1) * final[1] * height * width
-        if 2 * height * width > final[2] * final[3] or (linear is not None and table * linear.out_features > MAX_TABLE):
+        too_large = linear is not None and table * linear.out_features > MAX_TABLE
+        if too_large or changed_share(graph, rows, cols) > 0.5:
             break
         sides[side] = (rows, cols)
     return sides
@@ -174,8 +176,8 @@ def _probe(base: Tensor, side: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def square_edits(model: nn.Module, base: Tensor) -> SquareEdits | None:
     """A :class:`SquareEdits` of ``model`` for square edits of the images ``base``, or ``None`` when the
-    model is not a graph of local layers into a linear boundary, when no side changes at most half of
-    the last activation, when its kept activations exceed :data:`MAX_TABLE`, or when its scores
+    model is not a graph of local layers into a linear boundary, when no side's changed regions hold
+    at most half of the values, when its kept activations exceed :data:`MAX_TABLE`, or when its scores
     differ from the model's on probe squares (any failure to trace or run counts as a difference)."""
     try:
         with torch.no_grad():
