@@ -67,7 +67,6 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.modules.utils import _pair
 
 from advrobust.runtime.chunks import CPU_ROWS
@@ -232,8 +231,8 @@ def _spatial_step(gm: fx.GraphModule, node: fx.Node, index: dict[fx.Node, int]) 
         node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
     )
     if elementwise and 1 <= len(data) <= 2 and _constant_args_ok(gm, node, data):
-        shape = node.meta["tensor_meta"].shape
-        if any(d.meta["tensor_meta"].shape != shape for d in data):
+        shape = node.meta["shape"]
+        if any(d.meta["shape"] != shape for d in data):
             raise _Unsupported(f"{node.name} changes the shape or broadcasts")
         return _Step(node, "elementwise" if len(data) == 1 else "merge", tuple(index[d] for d in data))
     raise _Unsupported(f"{node.op} {node.target} is not a local layer")
@@ -254,7 +253,7 @@ class _Boundary:
 
 def _is_global_mean(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> bool:
     """Whether ``node`` averages ``data`` over all its positions."""
-    height, width = data.meta["tensor_meta"].shape[2:]
+    height, width = data.meta["shape"][2:]
     if node.op == "call_method" and node.target == "mean" or node.op == "call_function" and node.target is torch.mean:
         dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
         dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
@@ -276,15 +275,15 @@ def _is_global_mean(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> bool:
 
 def _boundary(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> _Boundary | None:
     """``node`` reading the local activation ``data`` as the boundary, or ``None`` if it is none."""
-    if len(node.meta["tensor_meta"].shape) == 4 and node.meta["tensor_meta"].shape[2:] != (1, 1):
+    if len(node.meta["shape"]) == 4 and node.meta["shape"][2:] != (1, 1):
         return None
     if _is_global_mean(gm, node, data):
-        return _Boundary("mean", node, shape=tuple(node.meta["tensor_meta"].shape[1:]))
-    n, c, h, w = data.meta["tensor_meta"].shape
+        return _Boundary("mean", node, shape=tuple(node.meta["shape"][1:]))
+    n, c, h, w = data.meta["shape"]
     flatten = (node.op == "call_function" and node.target is torch.flatten) or (
         node.op == "call_method" and node.target in _FLATTEN_METHODS) or (
         node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), nn.Flatten))
-    if not flatten or tuple(node.meta["tensor_meta"].shape) != (n, c * h * w) or node.args[0] is not data:
+    if not flatten or tuple(node.meta["shape"]) != (n, c * h * w) or node.args[0] is not data:
         return None
     users = list(node.users)
     if len(users) != 1 or users[0].op != "call_module" or users[0].args != (node,) or users[0].kwargs:
@@ -308,6 +307,17 @@ class _Graph:
     shapes: list[tuple[int, ...]]  # every step's output shape (one row); the image's first
 
 
+class _Shapes(fx.Interpreter):
+    """Runs the graph once, keeping each tensor node's output shape in ``node.meta["shape"]`` (what
+    ``torch.fx``'s ShapeProp records, without the symbolic-shapes machinery it imports)."""
+
+    def run_node(self, n: fx.Node) -> object:
+        result = super().run_node(n)
+        if isinstance(result, Tensor):
+            n.meta["shape"] = tuple(result.shape)
+        return result
+
+
 def _is_size_helper(node: fx.Node, index: dict[fx.Node, int]) -> bool:
     """``x.size(...)`` or ``x.shape``: reads an activation's shape, not its values."""
     return bool(node.args) and node.args[0] in index and (
@@ -320,7 +330,7 @@ def _graph(model: nn.Module, example: Tensor) -> _Graph:
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         raise _Unsupported("the model takes more than one input")
-    ShapeProp(gm).propagate(example)
+    _Shapes(gm).run(example)
     steps = [_Step(inputs[0], "input")]
     index = {inputs[0]: 0}
     boundary = None
@@ -336,13 +346,13 @@ def _graph(model: nn.Module, example: Tensor) -> _Graph:
             break
         index[node] = len(steps)
         steps.append(_spatial_step(gm, node, index))
-    if boundary is None or len(last.meta["tensor_meta"].shape) != 4:
+    if boundary is None or len(last.meta["shape"]) != 4:
         raise _Unsupported("no flatten into a Linear nor a global average after the local layers")
     if index[last] != len(steps) - 1:
         raise _Unsupported("the boundary reads an earlier activation")
     if not any(s.kind in ("conv", "max_pool", "avg_pool") for s in steps):
         raise _Unsupported("no spatial layer before the boundary")
-    shapes = [tuple(s.node.meta["tensor_meta"].shape) for s in steps]
+    shapes = [tuple(s.node.meta["shape"]) for s in steps]
     prefix = _subgraph(gm, inputs[0], last)
     return _Graph(gm, steps, boundary, prefix, _subgraph(gm, boundary.node, None), shapes)
 
