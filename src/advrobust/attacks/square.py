@@ -24,6 +24,13 @@ ImageNet l2 value). Loss (to maximize, :mod:`advrobust.losses`): the paper's mar
 Budget: ``queries=5000`` model evaluations per point (AutoAttack's setting; the paper runs 10 000 on
 ImageNet), including the initial one; points stop costing queries as soon as they are broken.
 :meth:`Square.fast` is our fast preset: 1000 queries.
+
+Speed: an l∞ proposal changes one square of the point's current image, so where the runner offers
+square edits (the CPU fast path, for CNNs whose convolutional part is a graph of local layers:
+:mod:`advrobust.runtime.square_edits`) each proposal is scored on the region of each layer the square
+changes, from the point's current activations. A side is used there only once its first call has
+matched the plain model and run faster than whole images; a success found on it is confirmed on the
+plain model before the point is retired. Elsewhere proposals run as whole images.
 """
 
 from __future__ import annotations
