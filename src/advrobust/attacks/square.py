@@ -51,6 +51,8 @@ from advrobust.runtime.frozen import same_scores
 from advrobust.tensors import paint_squares, painted_squares, squares_of
 from advrobust.threat import Threat
 
+#: calls between two reviews of whether a side's square edits still cost less than whole images
+REVIEW_CALLS = 50
 #: iterations (out of 10 000) after which the Square paper halves p
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -283,9 +285,11 @@ class _LinfScores:
     images through the oracle's runner, or, where the runner offers square edits
     (:mod:`advrobust.runtime.square_edits`: the changed regions only), those. A side runs on the
     edits only after its first call has matched the plain model's scores and taken less CPU time
-    than the whole images; a success found on them is confirmed on the plain model before the point
-    is retired. The edits' images follow the accepted proposals: pasted in where the edits scored them,
-    else marked stale and recomputed before the edits' next use."""
+    than the whole images, and only while the edits, with pasting the accepted proposals in, keep
+    costing less CPU time per row than the whole images did (checked every :data:`REVIEW_CALLS`
+    calls); a success found on them is confirmed on the plain model before the point is retired. The
+    edits' images follow the accepted proposals: pasted in where the edits scored them, else marked
+    stale and recomputed before the edits' next use."""
 
     def __init__(self, oracle: Oracle, points: Tensor, best: Tensor) -> None:
         self.oracle, self.points = oracle, points
@@ -293,6 +297,9 @@ class _LinfScores:
         self.stale = torch.zeros(len(points), dtype=torch.bool, device=best.device)
         self.use: dict[int, bool] = {}
         self.edited = False  # whether the last call's scores came from the edits
+        self.side = 0  # the last call's side
+        self.whole_per_row: dict[int, float] = {}  # CPU seconds per row of whole images, per side
+        self.spent: dict[int, list[float]] = {}  # per side on the edits: [CPU seconds, rows, calls]
 
     def __call__(self, a: Tensor, best_a: Tensor, top: Tensor, left: Tensor, patch: Tensor) -> Tensor:
         side = patch.shape[-1]
@@ -301,10 +308,14 @@ class _LinfScores:
         if self.edits is None or not self.edits.offers(side) or not self.use.get(side, True):
             return self.oracle.logits(painted_squares(best_a, top, left, patch), index=index)
         self._refresh(a, best_a)
+        self.side = side
         if side in self.use:
             self.oracle.count(len(a), index)
             self.edited = True
-            return self.edits(a, top, left, patch)
+            start = time.process_time()
+            z = self.edits(a, top, left, patch)
+            self._spend(side, time.process_time() - start, len(a))
+            return z
         cand = painted_squares(best_a, top, left, patch)
         start = time.process_time()  # CPU time: other processes on a busy machine do not count
         z = self.oracle.logits(cand, index=index)
@@ -315,7 +326,18 @@ class _LinfScores:
             fast = self.edits(a, top, left, patch)
             edited = min(edited, time.process_time() - start)
         self.use[side] = self.faster(edited, whole) and same_scores(fast, self.oracle.confirm(cand))
+        self.whole_per_row[side], self.spent[side] = whole / len(a), [0.0, 0, 0]
         return z
+
+    def _spend(self, side: int, seconds: float, rows: int) -> None:
+        """Count CPU time spent on the edits of ``side`` (``rows`` scored, or 0 for pasting); every
+        :data:`REVIEW_CALLS` calls, go back to whole images if they were cheaper per row."""
+        spent = self.spent[side]
+        spent[0] += seconds
+        spent[1] += rows
+        spent[2] += rows > 0
+        if rows and spent[2] % REVIEW_CALLS == 0 and not self.faster(spent[0] / spent[1], self.whole_per_row[side]):
+            self.use[side] = False
 
     @staticmethod
     def faster(edited: float, whole: float) -> bool:
@@ -337,7 +359,9 @@ class _LinfScores:
             return
         if self.edited:
             assert self.edits is not None
+            start = time.process_time()
             self.edits.keep(rows)
+            self._spend(self.side, time.process_time() - start, 0)
         else:
             self.stale.index_fill_(0, a.index_select(0, rows), True)
 
