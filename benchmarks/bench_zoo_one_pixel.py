@@ -63,7 +63,8 @@ def main() -> None:
             if "speedup" in duel:
                 print(f"{name:>16} {size:>6}: ART {duel['art']['wall_seconds']:6.1f} s "
                       f"{duel['art']['success_rate']:.0%}, ours {duel['ours']['wall_seconds']:5.1f} s "
-                      f"{duel['ours']['success_rate']:.0%}: {duel['speedup']:.1f}x (local forward: "
+                      f"{duel['ours']['success_rate']:.0%}: {duel['speedup']:.1f}x, CPU time "
+                      f"{duel.get('cpu_speedup', float('nan')):.1f}x (local forward: "
                       f"{row['local_forward']}, load {row['load_average']:.1f})", flush=True)
             else:
                 print(f"{name:>16} {size:>6}: {duel.get('skipped')}", flush=True)

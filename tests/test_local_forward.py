@@ -296,3 +296,18 @@ def test_one_pixel_finds_a_planted_pixel_through_the_local_forward():
     changed = (res.x_adv != x).flatten(1)
     assert changed.sum(dim=1).tolist() == [1] * 6
     assert changed[:, row * size + col].all()
+
+
+def test_the_built_in_small_resnet_gets_the_changed_regions(monkeypatch):
+    """Its window covers the whole last activation (no crop network), but a pixel's changed regions
+    hold few of its values: the changed-region path is built, and it is the model on every pixel."""
+    monkeypatch.setattr(lf, "_beats_whole", lambda local, model, base: True)  # which is faster: timed, not tested
+    model = create("small-resnet", 10, (3, 32, 32), seed=0).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    local = lf.local_forward(model, x)
+    assert local is not None and local.regions is not None
+    img, pos, vals = _every_edit(x[1:])
+    with torch.no_grad():
+        want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
+        error, change = float((local(img + 1, pos, vals) - want).abs().max()), float((want - model(x[1:])).abs().max())
+    assert error < 1e-4 and error < change / 20, (error, change)

@@ -17,6 +17,7 @@ from advrobust.errors import InputError, ModelAccessError
 from advrobust.losses import is_adversarial
 from advrobust.models.blackbox import LabelModel, ScoreModel
 from advrobust.runtime import RuntimePolicy
+from advrobust.tensors import painted_squares
 
 
 class BallChecker(nn.Module):
@@ -154,7 +155,8 @@ def test_linf_proposals_change_the_image_where_a_sign_can(channels):
     as it is are re-drawn (up to 10 times), so nearly every proposal moves, and only in its window."""
     n, side, eps = 400, 3, 0.3
     x = torch.zeros(n, channels, 8, 8)
-    cand = Square._step_linf(x, x.clone(), eps, side, torch.Generator().manual_seed(0))
+    top, left, patch = Square._step_linf(x, x.clone(), eps, side, torch.Generator().manual_seed(0))
+    cand = painted_squares(x, top, left, patch)
     changed = (cand != x).flatten(1).any(dim=1)
     assert changed.float().mean() > 0.98  # one draw alone: 1/2 (grey) or 7/8 (RGB)
     assert set(cand.unique().tolist()) <= {0.0, float(torch.tensor(eps))}  # eps in float32

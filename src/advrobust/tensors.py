@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -34,3 +35,29 @@ def painted_copies(images: Tensor, img: Tensor, pos: Tensor, vals: Tensor) -> Te
     """Copies of ``images[img]`` (``images``: ``B×C×H×W``) with pixels ``pos`` (``R×k``) set to
     ``vals`` (``R×k×C``), as :func:`paint` sets them: ``R×C×H×W``."""
     return paint(images.flatten(2).index_select(0, img), pos, vals).view(-1, *images.shape[1:])
+
+
+def _square_index(top: Tensor, left: Tensor, side: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Advanced indices of one ``side×side`` square per row of a batch, at ``top``, ``left`` (``R``)."""
+    rows = (top[:, None] + torch.arange(side, device=top.device))[:, :, None]
+    cols = (left[:, None] + torch.arange(side, device=top.device))[:, None, :]
+    return torch.arange(len(top), device=top.device)[:, None, None], rows, cols
+
+
+def squares_of(images: Tensor, top: Tensor, left: Tensor, side: int) -> Tensor:
+    """The ``side×side`` square at ``top``, ``left`` of each image (``R×C×H×W``): ``R×C×side×side``."""
+    i, r, c = _square_index(top, left, side)
+    return images[i, :, r, c].permute(0, 3, 1, 2)
+
+
+def paint_squares(images: Tensor, top: Tensor, left: Tensor, patch: Tensor) -> Tensor:
+    """Set, in place, the square at ``top``, ``left`` of each image (``R×C×H×W``) to ``patch``
+    (``R×C×s×s``); returns ``images``."""
+    i, r, c = _square_index(top, left, patch.shape[-1])
+    images[i, :, r, c] = patch.permute(0, 2, 3, 1).to(images.dtype)
+    return images
+
+
+def painted_squares(images: Tensor, top: Tensor, left: Tensor, patch: Tensor) -> Tensor:
+    """A copy of ``images`` with the squares of :func:`paint_squares` set."""
+    return paint_squares(images.clone(), top, left, patch)

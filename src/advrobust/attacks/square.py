@@ -24,22 +24,35 @@ ImageNet l2 value). Loss (to maximize, :mod:`advrobust.losses`): the paper's mar
 Budget: ``queries=5000`` model evaluations per point (AutoAttack's setting; the paper runs 10 000 on
 ImageNet), including the initial one; points stop costing queries as soon as they are broken.
 :meth:`Square.fast` is our fast preset: 1000 queries.
+
+Speed: an l∞ proposal changes one square of the point's current image, so where the runner offers
+square edits (the CPU fast path, for CNNs whose convolutional part is a graph of local layers:
+:mod:`advrobust.runtime.square_edits`) each proposal is scored on the region of each layer the square
+changes, from the point's current activations. A side is used there only once its first call has
+matched the plain model and run faster than whole images; a success found on it is confirmed on the
+plain model before the point is retired. Elsewhere proposals run as whole images.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import Tensor
 
 from advrobust.attacks.base import FixedBudgetAttack
 from advrobust.attacks.context import RunContext
+from advrobust.attacks.oracle import Oracle
 from advrobust.errors import InputError
 from advrobust.losses import Objective, get_loss, is_adversarial
 from advrobust.progress import SILENT, Progress
+from advrobust.runtime.frozen import same_scores
+from advrobust.tensors import paint_squares, painted_squares, squares_of
 from advrobust.threat import Threat
 
+#: calls between two reviews of whether a side's square edits still cost less than whole images
+REVIEW_CALLS = 50
 #: iterations (out of 10 000) after which the Square paper halves p
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -127,6 +140,7 @@ class Square(FixedBudgetAttack):
         z = oracle.logits(best, index=points)
         loss, broken = objective(z, y0, t0), is_adversarial(z, y0, t0)
         h, w = x.shape[2:]
+        scores = _LinfScores(oracle, points, best) if linf else None
         # the unbroken points' state, kept compact (shrunk when points break, not gathered every
         # query: on a busy CPU each advanced-indexing call costs milliseconds)
         a = (~broken).nonzero().squeeze(1)
@@ -138,16 +152,25 @@ class Square(FixedBudgetAttack):
                     break
                 p = square_fraction(p_init, it, self.queries)
                 side = round(math.sqrt(p * h * w))
-                if linf:
+                if scores is not None:
                     side = min(max(side, 1), min(h, w) - 1)
-                    cand = self._step_linf(xa, best_a, eps, side, generator)
+                    top, left, patch = self._step_linf(xa, best_a, eps, side, generator)
+                    z = scores(a, best_a, top, left, patch)
                 else:
                     side = min(max(side, 3) | 1, min(h, w) - 1)
                     cand = self._step_l2(xa, best_a, eps, side, generator)
-                z = oracle.logits(cand, index=points[a])
+                    z = oracle.logits(cand, index=points[a])
                 new, hit = objective(z, ya, ta), is_adversarial(z, ya, ta)
+                if scores is not None and scores.edited and bool(hit.any()):
+                    hit = scores.confirmed(hit, best_a, top, left, patch, ya, ta)
                 accept = (new > loss_a) | hit  # an adversarial proposal is kept even at a lower loss
-                best_a = torch.where(accept[:, None, None, None], cand, best_a)
+                if scores is not None:
+                    rows = accept.nonzero().squeeze(1)
+                    moved = paint_squares(best_a.index_select(0, rows), top[rows], left[rows], patch[rows])
+                    best_a.index_copy_(0, rows, moved)
+                    scores.accepted(a, rows)
+                else:
+                    best_a = torch.where(accept[:, None, None, None], cand, best_a)
                 loss_a = torch.where(accept, new, loss_a)
                 if bool(hit.any()):
                     best[a] = best_a
@@ -167,24 +190,27 @@ class Square(FixedBudgetAttack):
         return x + eps * stripes
 
     @staticmethod
-    def _step_linf(x: Tensor, best: Tensor, eps: float, side: int, generator: torch.Generator) -> Tensor:
+    def _step_linf(x: Tensor, best: Tensor, eps: float, side: int,
+                   generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """The proposal: a random ``side×side`` window of each point set to ``x ± ε`` per channel
-        (clipped to the box), the rest as ``best``. Signs whose proposal would not change the image
-        are re-drawn, up to 10 times (as in the authors' code). Whether a proposal changes the image
-        is read per channel from two masks computed once, not by building each proposal."""
+        (clipped to the box), the rest as ``best``; returned as the windows' first rows and columns and
+        their new contents (``N×C×side×side``). Signs whose proposal would not change the image are
+        re-drawn, up to 10 times (as in the authors' code)."""
         n, c = x.shape[:2]
-        window = _windows(x, side, generator)
-        up, down = (x + eps).clamp(0, 1), (x - eps).clamp(0, 1)
+        top, left = _corners(x, side, generator)
+        clean = squares_of(x, top, left, side)
+        up, down = (clean + eps).clamp(0, 1), (clean - eps).clamp(0, 1)
+        held = squares_of(best, top, left, side)
         # exact comparisons: inside the window best holds clamp(x ± ε), computed the same way
-        moves_up = ((up != best) & window).flatten(2).any(dim=2)  # (N, C)
-        moves_down = ((down != best) & window).flatten(2).any(dim=2)
+        moves_up = (up != held).flatten(2).any(dim=2)  # (N, C)
+        moves_down = (down != held).flatten(2).any(dim=2)
         signs = _signs((n, c, 1, 1), generator, x)
         for _ in range(10):
             same = ~torch.where(signs.view(n, c) > 0, moves_up, moves_down).any(dim=1)
             if not bool(same.any()):
                 break
             signs = torch.where(same.view(n, 1, 1, 1), _signs((n, c, 1, 1), generator, x), signs)
-        return torch.where(window, torch.where(signs > 0, up, down), best)
+        return top, left, torch.where(signs > 0, up, down)
 
     # --- l2 ------------------------------------------------------------------------------------
     @staticmethod
@@ -225,11 +251,18 @@ def _signs(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> 
     return (2 * bits - 1).to(like.dtype)
 
 
+def _corners(x: Tensor, side: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The first row and column (``N`` each) of one random ``side×side`` square per point."""
+    n, _, h, w = x.shape
+    top = torch.randint(0, h - side + 1, (n,), generator=generator, device=x.device)
+    left = torch.randint(0, w - side + 1, (n,), generator=generator, device=x.device)
+    return top, left
+
+
 def _windows(x: Tensor, side: int, generator: torch.Generator) -> Tensor:
     """A boolean mask ``N×1×H×W`` with one random ``side×side`` square per point."""
     n, _, h, w = x.shape
-    top = torch.randint(0, h - side + 1, (n, 1, 1, 1), generator=generator, device=x.device)
-    left = torch.randint(0, w - side + 1, (n, 1, 1, 1), generator=generator, device=x.device)
+    top, left = (t.view(n, 1, 1, 1) for t in _corners(x, side, generator))
     rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
     return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
@@ -245,3 +278,97 @@ def _rescale(delta: Tensor, eps: float) -> Tensor:
     """``δ`` scaled to ``‖δ‖₂ = ε`` per point."""
     norm = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
     return delta * (eps / norm).view(-1, 1, 1, 1)
+
+
+class _LinfScores:
+    """Scores of l∞ proposals (an ``s×s`` square of each point's current image replaced): whole
+    images through the oracle's runner, or, where the runner offers square edits
+    (:mod:`advrobust.runtime.square_edits`: the changed regions only), those. A side runs on the
+    edits only after its first call has matched the plain model's scores and taken less CPU time
+    than the whole images, and only while the edits, with pasting the accepted proposals in, keep
+    costing less CPU time per row than the whole images did (checked every :data:`REVIEW_CALLS`
+    calls); a success found on them is confirmed on the plain model before the point is retired. The
+    edits' images follow the accepted proposals: pasted in where the edits scored them, else marked
+    stale and recomputed before the edits' next use."""
+
+    def __init__(self, oracle: Oracle, points: Tensor, best: Tensor) -> None:
+        self.oracle, self.points = oracle, points
+        self.edits = oracle.runner.square_edits(best) if oracle.access == "gradients" else None
+        self.stale = torch.zeros(len(points), dtype=torch.bool, device=best.device)
+        self.use: dict[int, bool] = {}
+        self.edited = False  # whether the last call's scores came from the edits
+        self.side = 0  # the last call's side
+        self.whole_per_row: dict[int, float] = {}  # CPU seconds per row of whole images, per side
+        self.spent: dict[int, list[float]] = {}  # per side on the edits: [CPU seconds, rows, calls]
+
+    def __call__(self, a: Tensor, best_a: Tensor, top: Tensor, left: Tensor, patch: Tensor) -> Tensor:
+        side = patch.shape[-1]
+        index = self.points.index_select(0, a)
+        self.edited = False
+        if self.edits is None or not self.edits.offers(side) or not self.use.get(side, True):
+            return self.oracle.logits(painted_squares(best_a, top, left, patch), index=index)
+        self._refresh(a, best_a)
+        self.side = side
+        if side in self.use:
+            self.oracle.count(len(a), index)
+            self.edited = True
+            start = time.process_time()
+            z = self.edits(a, top, left, patch)
+            self._spend(side, time.process_time() - start, len(a))
+            return z
+        cand = painted_squares(best_a, top, left, patch)
+        start = time.process_time()  # CPU time: other processes on a busy machine do not count
+        z = self.oracle.logits(cand, index=index)
+        whole = time.process_time() - start
+        edited = math.inf
+        for _ in range(2):  # the first call builds the side's tables
+            start = time.process_time()
+            fast = self.edits(a, top, left, patch)
+            edited = min(edited, time.process_time() - start)
+        self.use[side] = self.faster(edited, whole) and same_scores(fast, self.oracle.confirm(cand))
+        self.whole_per_row[side], self.spent[side] = whole / len(a), [0.0, 0, 0]
+        return z
+
+    def _spend(self, side: int, seconds: float, rows: int) -> None:
+        """Count CPU time spent on the edits of ``side`` (``rows`` scored, or 0 for pasting); every
+        :data:`REVIEW_CALLS` calls, go back to whole images if they were cheaper per row."""
+        spent = self.spent[side]
+        spent[0] += seconds
+        spent[1] += rows
+        spent[2] += rows > 0
+        if rows and spent[2] % REVIEW_CALLS == 0 and not self.faster(spent[0] / spent[1], self.whole_per_row[side]):
+            self.use[side] = False
+
+    @staticmethod
+    def faster(edited: float, whole: float) -> bool:
+        """Whether the edits (``edited`` CPU seconds) beat the whole images (``whole``) on a side."""
+        return edited < whole
+
+    def _refresh(self, a: Tensor, best_a: Tensor) -> None:
+        """Bring the edits' images of the rows ``a`` marked stale up to date (``best_a``: their images)."""
+        stale = self.stale.index_select(0, a).nonzero().squeeze(1)
+        if stale.numel():
+            assert self.edits is not None
+            rows = a.index_select(0, stale)
+            self.edits.update(rows, best_a.index_select(0, stale))
+            self.stale.index_fill_(0, rows, False)
+
+    def accepted(self, a: Tensor, rows: Tensor) -> None:
+        """The proposals ``rows`` of the last call (for the points ``a``) were accepted."""
+        if rows.numel() == 0:
+            return
+        if self.edited:
+            assert self.edits is not None
+            start = time.process_time()
+            self.edits.keep(rows)
+            self._spend(self.side, time.process_time() - start, 0)
+        else:
+            self.stale.index_fill_(0, a.index_select(0, rows), True)
+
+    def confirmed(self, hit: Tensor, best_a: Tensor, top: Tensor, left: Tensor, patch: Tensor, y: Tensor,
+                  target: Tensor | None) -> Tensor:
+        """``hit`` with each success the edits found checked on the plain model."""
+        rows = hit.nonzero().squeeze(1)
+        cand = painted_squares(best_a.index_select(0, rows), top[rows], left[rows], patch[rows])
+        real = self.oracle.adversarial(cand, y[rows], None if target is None else target[rows])
+        return hit.index_put((rows,), real)

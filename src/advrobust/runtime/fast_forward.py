@@ -41,6 +41,7 @@ from advrobust.runtime.chunks import CPU_ROWS, chunked
 from advrobust.runtime.frozen import CHECK_ROWS, Frozen, FrozenCopies, same_scores
 from advrobust.runtime.local_forward import LocalForward, local_forward
 from advrobust.runtime.runner import Runner
+from advrobust.runtime.square_edits import SquareEdits, square_edits
 
 #: rows run without gradients before switching to a frozen copy: about what building one (trace, check:
 #: a few hundredths of a second on the MNIST models) saves on the rows after it
@@ -115,6 +116,11 @@ class FastForward(Runner):
         """The receptive-field forward of one-pixel edits of ``base``, where passes may run on copies of
         the model (``freeze``) and the model is a chain it computes exactly."""
         return local_forward(self.model, base) if self.freeze else None
+
+    def square_edits(self, base: Tensor) -> SquareEdits | None:
+        """The changed-region forward of square edits of ``base``, where passes may run on copies of
+        the model (``freeze``) and it computes the model exactly."""
+        return square_edits(self.model, base) if self.freeze else None
 
     def _pass(self, x: Tensor) -> Tensor:
         if self._weights is None:

@@ -33,7 +33,11 @@ output that the edit changes (a few positions per layer), reading the positions 
 unedited images' activations, kept padded per layer (:class:`_ChangedRegions`; Nakandala et al.'s
 incremental inference proper). It runs eagerly (gathers and small convolutions), so it wins only
 where the crop is large; both paths are checked on the probe edits, and the faster one on a timed
-pass of random edits is used.
+pass of random edits is used. Where the window covers more than half of the last activation (a
+ResNet's, whose receptive fields span the image: the built-in ``small-resnet``), the crop network
+is not built, and the changed regions are used if they hold at most half of the values the local
+layers compute and beat a frozen copy of the whole model on the timed pass (on ``small-resnet`` at
+32×32: about 2× its CPU time).
 
 Supported layers (found by ``torch.fx`` tracing, the model's modes as they are), as modules or
 functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``MaxPool2d``/
@@ -42,8 +46,8 @@ functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``M
 layer), and sums or products of two activations of the same shape (residual connections). The
 boundary reads the last activation only (``x.size(0)`` and ``x.shape`` for a ``view`` are allowed).
 Anything else — data-dependent control flow, a branch that skips over the boundary, branches that
-reach the boundary with different strides, a window that saves little (more than half of the last
-activation, as in most ResNets) — gives no local forward, and the caller runs the whole model. A
+reach the boundary with different strides, edits whose window and changed regions both cover most
+of the model — gives no local forward, and the caller runs the whole model. A
 local forward is built only if its scores match the model's on probe edits at the image's corners
 and inside it (:func:`advrobust.runtime.frozen.same_scores`); the two round differently, so callers
 confirm successes with the plain model. Like the frozen copy, it runs none of the module's Python
@@ -63,7 +67,6 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.modules.utils import _pair
 
 from advrobust.runtime.chunks import CPU_ROWS
@@ -228,8 +231,8 @@ def _spatial_step(gm: fx.GraphModule, node: fx.Node, index: dict[fx.Node, int]) 
         node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
     )
     if elementwise and 1 <= len(data) <= 2 and _constant_args_ok(gm, node, data):
-        shape = node.meta["tensor_meta"].shape
-        if any(d.meta["tensor_meta"].shape != shape for d in data):
+        shape = node.meta["shape"]
+        if any(d.meta["shape"] != shape for d in data):
             raise _Unsupported(f"{node.name} changes the shape or broadcasts")
         return _Step(node, "elementwise" if len(data) == 1 else "merge", tuple(index[d] for d in data))
     raise _Unsupported(f"{node.op} {node.target} is not a local layer")
@@ -250,7 +253,7 @@ class _Boundary:
 
 def _is_global_mean(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> bool:
     """Whether ``node`` averages ``data`` over all its positions."""
-    height, width = data.meta["tensor_meta"].shape[2:]
+    height, width = data.meta["shape"][2:]
     if node.op == "call_method" and node.target == "mean" or node.op == "call_function" and node.target is torch.mean:
         dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
         dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
@@ -272,15 +275,15 @@ def _is_global_mean(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> bool:
 
 def _boundary(gm: fx.GraphModule, node: fx.Node, data: fx.Node) -> _Boundary | None:
     """``node`` reading the local activation ``data`` as the boundary, or ``None`` if it is none."""
-    if len(node.meta["tensor_meta"].shape) == 4 and node.meta["tensor_meta"].shape[2:] != (1, 1):
+    if len(node.meta["shape"]) == 4 and node.meta["shape"][2:] != (1, 1):
         return None
     if _is_global_mean(gm, node, data):
-        return _Boundary("mean", node, shape=tuple(node.meta["tensor_meta"].shape[1:]))
-    n, c, h, w = data.meta["tensor_meta"].shape
+        return _Boundary("mean", node, shape=tuple(node.meta["shape"][1:]))
+    n, c, h, w = data.meta["shape"]
     flatten = (node.op == "call_function" and node.target is torch.flatten) or (
         node.op == "call_method" and node.target in _FLATTEN_METHODS) or (
         node.op == "call_module" and isinstance(gm.get_submodule(str(node.target)), nn.Flatten))
-    if not flatten or tuple(node.meta["tensor_meta"].shape) != (n, c * h * w) or node.args[0] is not data:
+    if not flatten or tuple(node.meta["shape"]) != (n, c * h * w) or node.args[0] is not data:
         return None
     users = list(node.users)
     if len(users) != 1 or users[0].op != "call_module" or users[0].args != (node,) or users[0].kwargs:
@@ -304,6 +307,17 @@ class _Graph:
     shapes: list[tuple[int, ...]]  # every step's output shape (one row); the image's first
 
 
+class _Shapes(fx.Interpreter):
+    """Runs the graph once, keeping each tensor node's output shape in ``node.meta["shape"]`` (what
+    ``torch.fx``'s ShapeProp records, without the symbolic-shapes machinery it imports)."""
+
+    def run_node(self, n: fx.Node) -> object:
+        result = super().run_node(n)
+        if isinstance(result, Tensor):
+            n.meta["shape"] = tuple(result.shape)
+        return result
+
+
 def _is_size_helper(node: fx.Node, index: dict[fx.Node, int]) -> bool:
     """``x.size(...)`` or ``x.shape``: reads an activation's shape, not its values."""
     return bool(node.args) and node.args[0] in index and (
@@ -316,7 +330,7 @@ def _graph(model: nn.Module, example: Tensor) -> _Graph:
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         raise _Unsupported("the model takes more than one input")
-    ShapeProp(gm).propagate(example)
+    _Shapes(gm).run(example)
     steps = [_Step(inputs[0], "input")]
     index = {inputs[0]: 0}
     boundary = None
@@ -332,13 +346,13 @@ def _graph(model: nn.Module, example: Tensor) -> _Graph:
             break
         index[node] = len(steps)
         steps.append(_spatial_step(gm, node, index))
-    if boundary is None or len(last.meta["tensor_meta"].shape) != 4:
+    if boundary is None or len(last.meta["shape"]) != 4:
         raise _Unsupported("no flatten into a Linear nor a global average after the local layers")
     if index[last] != len(steps) - 1:
         raise _Unsupported("the boundary reads an earlier activation")
     if not any(s.kind in ("conv", "max_pool", "avg_pool") for s in steps):
         raise _Unsupported("no spatial layer before the boundary")
-    shapes = [tuple(s.node.meta["tensor_meta"].shape) for s in steps]
+    shapes = [tuple(s.node.meta["shape"]) for s in steps]
     prefix = _subgraph(gm, inputs[0], last)
     return _Graph(gm, steps, boundary, prefix, _subgraph(gm, boundary.node, None), shapes)
 
@@ -417,11 +431,13 @@ def _affected(step: _Step, intervals: list[tuple[int, int] | None], n_out: int, 
     return (a, b) if a <= b else None
 
 
-def _intervals(steps: list[_Step], sizes: list[int], axis: int) -> list[list[tuple[int, int] | None]]:
-    """Per input coordinate, per step: the interval of the step's output an edit there changes."""
+def _intervals(steps: list[_Step], sizes: list[int], axis: int,
+               extent: int = 1) -> list[list[tuple[int, int] | None]]:
+    """Per input coordinate, per step: the interval of the step's output that an edit of ``extent``
+    positions starting there changes."""
     every = []
-    for i in range(sizes[0]):
-        intervals: list[tuple[int, int] | None] = [(i, i)]
+    for i in range(sizes[0] - extent + 1):
+        intervals: list[tuple[int, int] | None] = [(i, i + extent - 1)]
         for step, n_out in zip(steps[1:], sizes[1:], strict=True):
             intervals.append(_affected(step, intervals, n_out, axis))
         every.append(intervals)
@@ -444,8 +460,9 @@ class _Changed:
     pad: list[list[tuple[int, int]]]
 
 
-def _changed(steps: list[_Step], sizes: list[int], axis: int) -> _Changed:
-    every = _intervals(steps, sizes, axis)
+def _changed(steps: list[_Step], sizes: list[int], axis: int, extent: int = 1) -> _Changed:
+    """The changed regions along one axis of an edit of ``extent`` positions (a pixel: 1)."""
+    every = _intervals(steps, sizes, axis, extent)
     size = [max([iv[s][1] - iv[s][0] + 1 for iv in every if iv[s] is not None], default=1) for s in range(len(steps))]
     start = [torch.tensor([min(iv[s][0], sizes[s] - size[s]) if iv[s] is not None else 0 for iv in every])
              for s in range(len(steps))]
@@ -576,47 +593,118 @@ class _ChangedRegions:
     its output that the edit changes, from the positions of its inputs that region reads — the
     unedited images' activations (kept, padded with the layer's fill) with the input's own changed
     region pasted in. Cheaper than the crop network where a pixel's receptive field covers most of
-    the image (large kernels, residual blocks) but its changed region stays small."""
+    the image (large kernels, residual blocks) but its changed region stays small.
+
+    The kept activations are channels last and contiguous, so a region is one ``index_select`` of
+    whole pixels and its changed part one ``index_copy_``; the layers run channels last."""
 
     def __init__(self, graph: _Graph, rows: _Changed, cols: _Changed, base: Tensor) -> None:
-        self.steps, self.rows, self.cols, self.width = graph.steps, rows, cols, base.shape[3]
+        self.steps, self.width = graph.steps, base.shape[3]
         self.layers = [_layer(graph, step) for step in graph.steps[1:]]
-        interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
-        parts: list[list[Tensor]] = [[] for _ in graph.steps]
-        for chunk in base.split(CPU_ROWS):
-            interpreter.run(chunk)
-            for s, step in enumerate(graph.steps):
-                parts[s].append(interpreter.env[step.node] if s else chunk)
-        activations = [torch.cat(p) for p in parts]
+        self.interpreter = fx.Interpreter(graph.gm, garbage_collect_values=False)
+        self.use(rows, cols)
+        self.padded = self._padded(self.activations(base))
+        self.last: tuple[Tensor, Tensor, Tensor, list[Tensor]] | None = None  # the last call's edits
+
+    def use(self, rows: _Changed, cols: _Changed) -> None:
+        """Compute the changed regions of ``rows`` × ``cols`` (edits of another extent) from now on;
+        they must pad each input as the first ones did."""
+        self.rows, self.cols = rows, cols
         self.whole = [[bool((rows.offset[s][e] == 0).all() and (cols.offset[s][e] == 0).all())
                        and (rows.length[s][e], cols.length[s][e]) == (rows.size[i], cols.size[i])
-                       for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
-        # per read: the unedited input, padded with the reading layer's fill, channels last
-        self.padded = [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
-                        for e, i in enumerate(step.inputs)] for s, step in enumerate(graph.steps)]
+                       for e, i in enumerate(step.inputs)] for s, step in enumerate(self.steps)]
+        # per read and edit coordinate: the positions read (in the padded input), and where the
+        # input's changed region lies among them (−1: outside)
+        def spans(axis: _Changed) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
+            read = [[o[:, None] + torch.arange(n) for o, n in zip(axis.origin[s], axis.length[s], strict=True)]
+                    for s in range(len(self.steps))]
+            into = []
+            for s, step in enumerate(self.steps):
+                places = [off[:, None] + torch.arange(axis.size[i]) for off, i in zip(axis.offset[s], step.inputs,
+                                                                                        strict=True)]
+                into.append([torch.where((p >= 0) & (p < n), p, -1) for p, n in zip(places, axis.length[s],
+                                                                                      strict=True)])
+            return read, into
+
+        (self.read_rows, self.into_rows), (self.read_cols, self.into_cols) = spans(rows), spans(cols)
+
+    def activations(self, images: Tensor) -> list[Tensor]:
+        """Every step's output for ``images`` (the image's first)."""
+        parts: list[list[Tensor]] = [[] for _ in self.steps]
+        for chunk in images.split(CPU_ROWS):
+            self.interpreter.run(chunk)
+            for s, step in enumerate(self.steps):
+                parts[s].append(self.interpreter.env[step.node] if s else chunk)
+        return [torch.cat(p) for p in parts]
+
+    def _padded(self, activations: list[Tensor]) -> list[list[Tensor | None]]:
+        """Per read: the unedited input, padded with the reading layer's fill, channels last and
+        contiguous (``None`` for an element-wise layer: it reads only its input's changed region)."""
+        rows, cols = self.rows, self.cols
+        return [[F.pad(activations[i], (*cols.pad[s][e], *rows.pad[s][e]), value=step.fill).permute(0, 2, 3, 1)
+                 .contiguous() if step.kind != "elementwise" else None
+                 for e, i in enumerate(step.inputs)] for s, step in enumerate(self.steps)]
+
+    def update(self, img: Tensor, images: Tensor) -> Tensor:
+        """Make ``images`` the unedited images ``img``; returns their last activation."""
+        activations = self.activations(images)
+        for kept, new in zip(self.padded, self._padded(activations), strict=True):
+            for buffer, part in zip(kept, new, strict=True):
+                if buffer is not None and part is not None:
+                    buffer.index_copy_(0, img, part)
+        return activations[-1]
+
+    def keep(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Make the edits ``rows`` of the last call the unedited images (their changed regions pasted
+        into the kept activations); returns those edits' images, first rows and columns of the edit,
+        and the last step's changed regions."""
+        assert self.last is not None
+        img, ri, ci, values = (v.index_select(0, rows) if isinstance(v, Tensor) else v for v in self.last)
+        values = [v.index_select(0, rows) for v in values]
+        for s, step in enumerate(self.steps):
+            for e, i in enumerate(step.inputs):
+                kept = self.padded[s][e]
+                if kept is None:
+                    continue
+                height, width, channels = kept.shape[1:]
+                r = self.rows.start[i].index_select(0, ri)[:, None] + self.rows.pad[s][e][0] + torch.arange(
+                    self.rows.size[i])
+                c = self.cols.start[i].index_select(0, ci)[:, None] + self.cols.pad[s][e][0] + torch.arange(
+                    self.cols.size[i])
+                flat = (img * (height * width))[:, None, None] + r[:, :, None] * width + c[:, None, :]
+                kept.view(-1, channels).index_copy_(0, flat.view(-1), values[i].permute(0, 2, 3, 1).reshape(
+                    -1, channels))
+        return img, ri, ci, values[-1]
 
     def __call__(self, img: Tensor, pos: Tensor, vals: Tensor) -> Tensor:
+        """The last step's changed region (``R×C×rows×cols``) for edits of images ``img`` whose
+        first pixel is at ``pos`` (``row·W + col``), with the edit's values ``vals``
+        (``R×C×extent×extent``; a pixel: ``R×C``)."""
         ri, ci = pos // self.width, pos % self.width
-        values = [vals.reshape(len(pos), -1, 1, 1)]
+        values = [vals.reshape(len(pos), -1, self.rows.size[0], self.cols.size[0]).contiguous(
+            memory_format=torch.channels_last)]
         for s, (step, layer) in enumerate(zip(self.steps[1:], self.layers, strict=True), start=1):
             values.append(layer(*[self._read(s, e, values[i], img, ri, ci) for e, i in enumerate(step.inputs)]))
+        self.last = (img, ri, ci, values)
         return values[-1]
 
     def _read(self, s: int, e: int, changed: Tensor, img: Tensor, ri: Tensor, ci: Tensor) -> Tensor:
         """What step ``s`` reads of its ``e``-th input: the unedited values, the changed region pasted in."""
-        rows, cols = self.rows, self.cols
         if self.whole[s][e]:  # it reads exactly the input's changed region (an element-wise layer)
             return changed
-        r = rows.origin[s][e].index_select(0, ri)[:, None] + torch.arange(rows.length[s][e])
-        c = cols.origin[s][e].index_select(0, ci)[:, None] + torch.arange(cols.length[s][e])
-        region = self.padded[s][e][img[:, None, None], r[:, :, None], c[:, None, :]]  # R×rows×cols×C
-        u = torch.arange(rows.length[s][e]) - rows.offset[s][e].index_select(0, ri)[:, None]
-        v = torch.arange(cols.length[s][e]) - cols.offset[s][e].index_select(0, ci)[:, None]
-        inside = ((u >= 0) & (u < changed.shape[2]))[:, :, None] & ((v >= 0) & (v < changed.shape[3]))[:, None, :]
-        pasted = changed.permute(0, 2, 3, 1)[torch.arange(len(img))[:, None, None],
-                                             u.clamp(0, changed.shape[2] - 1)[:, :, None],
-                                             v.clamp(0, changed.shape[3] - 1)[:, None, :]]
-        return torch.where(inside[..., None], pasted, region).permute(0, 3, 1, 2)
+        kept = self.padded[s][e]
+        assert kept is not None
+        height, width, channels = kept.shape[1:]
+        rows, cols = self.read_rows[s][e].index_select(0, ri), self.read_cols[s][e].index_select(0, ci)
+        n, nr, nc = len(img), rows.shape[1], cols.shape[1]
+        flat = (img * (height * width))[:, None, None] + rows[:, :, None] * width + cols[:, None, :]
+        region = torch.empty(n * nr * nc + 1, channels, dtype=kept.dtype)  # the last row takes what lies outside
+        torch.index_select(kept.view(-1, channels), 0, flat.view(-1), out=region[:-1])
+        u, v = self.into_rows[s][e].index_select(0, ri), self.into_cols[s][e].index_select(0, ci)
+        into = (torch.arange(n) * (nr * nc))[:, None, None] + u[:, :, None] * nc + v[:, None, :]
+        into = torch.where((u >= 0)[:, :, None] & (v >= 0)[:, None, :], into, n * nr * nc)
+        region.index_copy_(0, into.view(-1), changed.permute(0, 2, 3, 1).reshape(-1, channels))
+        return region[:-1].view(n, nr, nc, channels).permute(0, 3, 1, 2)
 
 
 class LocalForward:
@@ -648,10 +736,7 @@ class LocalForward:
         self.boundary = graph.boundary
         if graph.boundary.linear is not None:  # dense: per window, its columns of W
             linear = graph.boundary.linear
-            out, channels = linear.out_features, activation.shape[1]
-            weight = linear.weight.detach().view(out, channels, *activation.shape[2:])
-            weight = weight.unfold(2, ra.window, 1).unfold(3, ca.window, 1).permute(2, 3, 1, 4, 5, 0)
-            self.weight = weight.reshape(self.keys, -1, out).contiguous()
+            self.weight = window_columns(linear, tuple(activation.shape[1:]), ra.window, ca.window)
             outside = linear(activation.flatten(1))[:, None, :] - torch.einsum("bkf,kfo->bko", windows, self.weight)
         else:  # global average: the window's sum over the map's size
             self.scale = 1.0 / (activation.shape[2] * activation.shape[3])
@@ -672,14 +757,7 @@ class LocalForward:
         if self.boundary.linear is None:
             dense += window.flatten(2).sum(2) * self.scale
             return self.tail(dense.view(-1, *self.boundary.shape))
-        window = window.flatten(1)
-        order = key.argsort()
-        start = 0
-        for group, count in enumerate(torch.bincount(key, minlength=self.keys).tolist()):
-            if count:  # the rows whose window starts at this group's place share its weight columns
-                rows = order[start:start + count]
-                dense.index_add_(0, rows, window.index_select(0, rows) @ self.weight[group])
-                start += count
+        add_window_products(dense, window.flatten(1), key, self.weight)
         return self.tail(dense)
 
     def _edited(self, img: Tensor, pos: Tensor, vals: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -719,6 +797,30 @@ class LocalForward:
         """The crop network's inputs for these edits (what it is traced with)."""
         key, _, crops = self._edited(img, pos, vals)
         return self.crop.inputs(crops, key)
+
+
+def window_columns(linear: nn.Linear, shape: tuple[int, ...], rows: int, cols: int) -> Tensor:
+    """The columns of ``linear``'s weight that read each ``rows×cols`` window of its flattened
+    input of ``shape`` (``C×H×W``): ``windows × (C·rows·cols) × outputs``, windows in row-major order
+    of their first position."""
+    out = linear.out_features
+    weight = linear.weight.detach().view(out, *shape)
+    weight = weight.unfold(2, rows, 1).unfold(3, cols, 1).permute(2, 3, 1, 4, 5, 0)
+    return weight.reshape(-1, shape[0] * rows * cols, out).contiguous()
+
+
+def add_window_products(dense: Tensor, window: Tensor, key: Tensor, weight: Tensor) -> None:
+    """``dense[r] += window[r] @ weight[key[r]]`` for every row ``r`` (in place): the rows whose window
+    starts at the same place share its weight columns (:func:`window_columns`), one product each."""
+    order = key.argsort()
+    window = window.index_select(0, order)  # grouped by key: each group a slice
+    products = torch.empty(len(order), weight.shape[2], dtype=dense.dtype)
+    start = 0
+    for group, count in enumerate(torch.bincount(key, minlength=len(weight)).tolist()):
+        if count:
+            torch.mm(window[start:start + count], weight[group], out=products[start:start + count])
+            start += count
+    dense.index_add_(0, order, products)
 
 
 def _inside(rows: Tensor, cols: Tensor, kind: type) -> Tensor:
@@ -774,9 +876,10 @@ def _probe(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
     """A :class:`LocalForward` of ``model`` for one-pixel edits of the images ``base`` (``N×C×H×W``),
     or ``None`` when the model's convolutional part is not a graph of local layers into a dense layer
-    or a global average, when the window would cover more than half of the last activation, or when
-    its scores differ from the model's on probe edits (any failure to trace, freeze or run counts as
-    a difference)."""
+    or a global average, when neither path saves enough (the window would cover more than half of the
+    last activation and the changed regions more than half of the layers' values, or they run slower
+    than the whole model), or when its scores differ from the model's on probe edits (any failure to
+    trace, freeze or run counts as a difference)."""
     try:
         with torch.no_grad():
             graph = _graph(model, base[:1])
@@ -790,17 +893,22 @@ def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
             outputs = linear.out_features if linear is not None else final[1]
             per_image = keys * (c * rows_axis.crop_size[0] * cols_axis.crop_size[0] + outputs)
             weights = keys * final[1] * window * outputs if linear is not None else 0
-            if 2 * window > final[2] * final[3] or max(len(base) * per_image, weights) > MAX_TABLE:
+            small = 2 * window <= final[2] * final[3]  # else the crop network recomputes most of the model
+            if max(len(base) * per_image, weights) > MAX_TABLE or not (small or _regions_save(graph)):
                 return None
             local = LocalForward(graph, rows_axis, cols_axis, base)
             img, pos, vals = _probe(base)
             want = model(painted_copies(base, img, pos[:, None], vals[:, None, :]))
-            crop_ok = _holds(lambda: local.crop.freeze(local.crop_inputs(img, pos, vals))
-                             and same_scores(local(img, pos, vals), want))
+            crop_ok = small and _holds(lambda: local.crop.freeze(local.crop_inputs(img, pos, vals))
+                                       and same_scores(local(img, pos, vals), want))
             regions = local.regions = _attempt(local.changed_regions)
             if regions is not None and not _holds(lambda: same_scores(local(img, pos, vals), want)):
                 regions = None
-            local.regions = _faster(local, base, regions) if crop_ok and regions is not None else regions
+            if crop_ok and regions is not None:
+                regions = _faster(local, base, regions)
+            elif regions is not None and not _beats_whole(local, model, base):
+                regions = None
+            local.regions = regions
             good = crop_ok or local.regions is not None
     except Exception:  # noqa: BLE001 - any failure to analyse, trace or run means: no local forward
         return None
@@ -819,18 +927,60 @@ def _attempt(build: Callable[[], _T]) -> _T | None:
         return None
 
 
-def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
-    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``
-    (timed here, in CPU time: which wins depends on the model's shapes and on the machine)."""
+def _timed_edits(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:data:`TIMED_ROWS` random one-pixel edits of ``base``."""
     n, c, h, w = base.shape
     gen = torch.Generator().manual_seed(0)
     rows = TIMED_ROWS
-    edits = (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
-             torch.rand(rows, c, generator=gen))
-    times = {}
-    for path in (None, regions, None, regions):  # each twice, alternating; the best of each
-        local.regions = path
-        start = time.process_time()  # CPU time: other processes on a busy machine do not count
-        local(*edits)
-        times[path] = min(times.get(path, math.inf), time.process_time() - start)
-    return regions if times[regions] < times[None] else None
+    return (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
+            torch.rand(rows, c, generator=gen))
+
+
+def _quicker(first: Callable[[], object], second: Callable[[], object]) -> bool:
+    """Whether ``first`` runs in less CPU time than ``second`` (each twice, alternating; the best of
+    each; CPU time: other processes on a busy machine do not count). Which path wins depends on the
+    model's shapes and on the machine, so it is timed here."""
+    times = [math.inf, math.inf]
+    for which, run in ((0, first), (1, second), (0, first), (1, second)):
+        start = time.process_time()
+        run()
+        times[which] = min(times[which], time.process_time() - start)
+    return times[0] < times[1]
+
+
+def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
+    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``."""
+    edits = _timed_edits(base)
+
+    def run(path: _ChangedRegions | None) -> Callable[[], object]:
+        def go() -> object:
+            local.regions = path
+            return local(*edits)
+        return go
+
+    return regions if _quicker(run(regions), run(None)) else None
+
+
+def changed_share(graph: _Graph, rows: _Changed, cols: _Changed) -> float:
+    """The share of the values the local layers compute that lie in an edit's changed regions."""
+    changed = sum(r * c * shape[1] for r, c, shape in zip(rows.size, cols.size, graph.shapes, strict=True))
+    return changed / sum(math.prod(shape[1:]) for shape in graph.shapes)
+
+
+def _regions_save(graph: _Graph) -> bool:
+    """Whether a pixel's changed regions hold at most half of the values the local layers compute
+    (else computing them saves too little to try)."""
+    sizes = [shape[2:] for shape in graph.shapes]
+    rows = _changed(graph.steps, [s[0] for s in sizes], 0)
+    cols = _changed(graph.steps, [s[1] for s in sizes], 1)
+    return changed_share(graph, rows, cols) <= 0.5
+
+
+def _beats_whole(local: LocalForward, model: nn.Module, base: Tensor) -> bool:
+    """Whether the changed regions (the path ``local`` holds) score a pass of random edits faster
+    than a frozen copy of the whole model runs the edited images (where the crop network would
+    cover most of the image, the only other path)."""
+    img, pos, vals = edits = _timed_edits(base)
+    painted = painted_copies(base, img, pos[:, None], vals[:, None, :])
+    whole = frozen_trace(model, (base[:CHECK_ROWS],)) or model
+    return _quicker(lambda: local(*edits), lambda: [whole(part) for part in painted.split(CPU_ROWS)])

@@ -28,6 +28,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from advrobust.runtime.local_forward import LocalForward
+    from advrobust.runtime.square_edits import SquareEdits
 
 Model = Callable[[Tensor], Tensor]
 
@@ -68,4 +69,9 @@ class Runner:
     def one_pixel_edits(self, base: Tensor) -> LocalForward | None:
         """A forward pass for one-pixel edits of the images ``base`` computed on each pixel's receptive
         field (:mod:`advrobust.runtime.local_forward`), or ``None``: edits are then run as whole images."""
+        return None
+
+    def square_edits(self, base: Tensor) -> SquareEdits | None:
+        """A forward pass for square edits of the images ``base`` computed on the changed regions only
+        (:mod:`advrobust.runtime.square_edits`), or ``None``: edits are then run as whole images."""
         return None
