@@ -78,15 +78,16 @@ def test_moved_boxes_follow_a_shift_and_a_zoom_exactly():
     shift = Geometric(translation=0.1)
     params = {"angle": torch.zeros(1), "scale": torch.ones(1), "shift": torch.tensor([[0.05, -0.1]]),
               "corners": torch.zeros(1, 4, 2)}
-    moved = moved_boxes(shift, params, box, size, 1)
+    moved = moved_boxes(shift, params, box, torch.zeros(1, 1, *size, dtype=torch.float64))
     assert torch.allclose(moved, torch.tensor([[30.0, 20.0, 40.0, 20.0]], dtype=torch.float64), atol=1e-4)
     zoom = Compose([Identity(), Geometric(scale=0.5)])
     params = [{}, {**params, "scale": torch.tensor([2.0]), "shift": torch.zeros(1, 2)}]
-    moved = moved_boxes(zoom, params, box, size, 1)  # about the centre (100, 50): q ↦ c + 2(q − c)
+    # about the centre c = (100, 50): q ↦ c + 2(q − c)
+    moved = moved_boxes(zoom, params, box, torch.zeros(1, 1, *size, dtype=torch.float64))
     assert torch.allclose(moved, torch.tensor([[-60.0, 10.0, 80.0, 40.0]], dtype=torch.float64), atol=1e-4)
     tilt = Geometric(rotation=15.0)
     params = {**params[1], "scale": torch.ones(1), "angle": torch.tensor([math.radians(15.0)])}
-    moved = moved_boxes(tilt, params, box, size, 1)
+    moved = moved_boxes(tilt, params, box, torch.zeros(1, 1, *size))
     assert 0.9 * 40 < float(moved[0, 2]) < 1.1 * 40  # a tilted face keeps about its width
 
 

@@ -65,16 +65,17 @@ def face_scene(photo: Tensor, face: Face, context: float = 2.0, size: int = 416)
                      (float(left), float(top), float(side), float(side)))
 
 
-def moved_boxes(transform: Transform, params, box: Box, size: tuple[int, int], n: int) -> Tensor:
-    """Where the face in ``box`` (pixels of an ``size = (h, w)`` image) is after ``transform`` with
-    ``params`` (a draw for ``n`` images): ``n×4`` boxes (x, y, width, height, pixels) through the moved
-    midpoints of the box's four sides. For a shift or a zoom this is the moved box exactly; for a
-    rotation it keeps about the face's size, as a detector's box of a tilted face does (the box
-    around the moved corners would grow by up to 37% at ±15° and flatter the vanishing)."""
+def moved_boxes(transform: Transform, params, box: Box, images: Tensor) -> Tensor:
+    """Where the face in ``box`` (pixels) is in each of the ``images`` (``N×C×H×W``, before the
+    transformation) after ``transform`` with ``params`` (their draw): ``N×4`` boxes (x, y, width,
+    height, pixels) through the moved midpoints of the box's four sides. For a shift or a zoom this
+    is the moved box exactly; for a rotation it keeps about the face's size, as a detector's box of
+    a tilted face does (the box around the moved corners of a square grows by 22% per side at 15°,
+    and would flatter the vanishing)."""
     x, y, w, h = box
     sides = torch.tensor([[x + w / 2, y], [x + w, y + h / 2], [x + w / 2, y + h], [x, y + h / 2]],
-                         dtype=torch.float64)
-    points = transform.move_points(sides.expand(n, 4, 2), params, size)
+                         dtype=images.dtype, device=images.device)
+    points = transform.move_points(sides.expand(images.shape[0], 4, 2), params, tuple(images.shape[-2:]))
     low, high = points.amin(dim=1), points.amax(dim=1)
     return torch.cat([low, high - low], dim=1)
 
@@ -101,15 +102,17 @@ class VanishUnderTransforms(nn.Module):
         self.vanish = VanishClassifier(detector, box, image_size, score_threshold)
         self.box = tuple(float(v) for v in box)
         self.transform = physical() if transform is None else transform
-        self.draws, self.kappa = int(draws), float(kappa)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.draws, self.kappa, self.seed = int(draws), float(kappa), int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.generator.device != x.device:
+            self.generator = torch.Generator(device=x.device).manual_seed(self.seed)
         rows = x.repeat(self.draws, 1, 1, 1)  # draw-major: draw k of image i at k·N + i
         params = self.transform.sample(rows, self.generator)
         h, w = x.shape[-2:]
-        boxes = moved_boxes(self.transform, params, self.box, (h, w), rows.shape[0])
-        relative = (boxes / torch.tensor([w, h, w, h], dtype=boxes.dtype)).to(x.dtype)
+        boxes = moved_boxes(self.transform, params, self.box, rows)
+        relative = (boxes / torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)).to(x.dtype)
         margin = self.vanish.margin(self.transform.apply(rows, params), relative).clamp_min(-self.kappa)
         return two_class(margin.reshape(self.draws, x.shape[0]).mean(dim=0))
 
@@ -137,7 +140,6 @@ def vanish_success(detector: TinyFaceDetector, image: Tensor, image_adv: Tensor,
         raise InputError(f"n_draws must be at least 1, got {n_draws}")
     transform = physical() if transform is None else transform
     generator = torch.Generator().manual_seed(seed)
-    size = tuple(image.shape[-2:])
     face = torch.tensor(box, dtype=torch.float64)
     digital = not _found(detector.detect(image_adv, score_threshold), face)
     hits, clean = [], []
@@ -146,7 +148,7 @@ def vanish_success(detector: TinyFaceDetector, image: Tensor, image_adv: Tensor,
         pair = torch.stack([image_adv, image]).repeat(count, 1, 1, 1)  # the same draw for both
         params = transform.sample(pair[::2], generator)
         params_pair = _repeat_interleave(params)
-        boxes = moved_boxes(transform, params, box, size, count)
+        boxes = moved_boxes(transform, params, box, pair[::2])
         found = detector.detect_batch(transform.apply(pair, params_pair), score_threshold)
         for k in range(count):
             hits.append(not _found(found[2 * k], boxes[k]))
