@@ -30,19 +30,22 @@ NMS) returns no box at IoU ≥ 0.5 with the moved face; the clean scene under th
 baseline, random colours in the region the control.
 
     PYTHONPATH=src python benchmarks/bench_faces_eyeglasses.py [--mode dodge] [--faces 10] [--steps 50] [--draws 4]
+    ... --mode vanish --first 10 --faces 10      # a run split in two; then --mode vanish --merge
 
 Results: benchmarks/results/faces_eyeglasses.json, faces_eyeglasses_impersonation.json,
-faces_vanish_<region>.json (with the load average: the machine is shared).
+faces_vanish_<region>[_from_<first>].json and faces_vanish_<region>_merged.json (with the load
+average: the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
 import torch
-from common import write_results
+from common import RESULTS, write_results
 
 import advrobust as ar
 from advrobust.evaluation.physical import perturbation_success
@@ -182,12 +185,28 @@ def run_vanish(pipeline: FacePipeline, faces, args) -> None:
         rows.append(vanish_with_region(pipeline, face, photos[face.source], args.region, args.steps, args.draws,
                                        args.eval_draws))
         print(i, rows[-1], flush=True)  # noqa: T201 (benchmark script)
-        write_results(f"faces_vanish_{args.region}", {
-            "faces": len(rows), "region": args.region, "steps": args.steps, "draws": args.draws,
+        suffix = f"_from_{args.first}" if args.first else ""
+        write_results(f"faces_vanish_{args.region}{suffix}", {
+            "faces": len(rows), "first_face": args.first, "region": args.region, "steps": args.steps,
+            "draws": args.draws,
             "eval_draws": args.eval_draws, "summary": vanish_summary(rows),
             "mean_region_coverage_of_face_box": sum(r["region_coverage_of_face_box"] for r in rows) / len(rows),
             "per_face": rows, "load_average_after": os.getloadavg(),
         })
+
+
+def merge_vanish(region: str) -> None:
+    """One summary over the vanish runs split with ``--first`` (``faces_vanish_<region>*.json``)."""
+    rows, parts = [], []
+    for path in sorted(RESULTS.glob(f"faces_vanish_{region}*.json")):
+        if path.stem.endswith("_merged"):
+            continue
+        data = json.loads(path.read_text())
+        rows += data["per_face"]
+        parts.append({"file": path.name, "first_face": data.get("first_face", 0), "faces": data["faces"],
+                      "steps": data["steps"], "draws": data["draws"], "load_average_after": data["load_average_after"]})
+    write_results(f"faces_vanish_{region}_merged", {"faces": len(rows), "runs": parts, "summary": vanish_summary(rows)})
+    print(vanish_summary(rows))  # noqa: T201
 
 
 def main() -> None:
@@ -195,10 +214,14 @@ def main() -> None:
     parser.add_argument("--mode", choices=("dodge", "impersonate", "vanish"), default="dodge")
     parser.add_argument("--region", choices=("frames", "band"), default="frames", help="vanish: the painted region")
     parser.add_argument("--faces", type=int, default=10)
+    parser.add_argument("--first", type=int, default=0, help="vanish: start at this face (to split a run)")
+    parser.add_argument("--merge", action="store_true", help="vanish: summarize the split runs' results together")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--eval-draws", type=int, default=100)
     args = parser.parse_args()
+    if args.merge:
+        return merge_vanish(args.region)
     torch.manual_seed(0)
     load_before = os.getloadavg()
     pipeline = FacePipeline.load()
@@ -206,7 +229,7 @@ def main() -> None:
     if args.mode == "impersonate":
         return run_impersonation(pipeline, faces[: args.faces], args)
     if args.mode == "vanish":
-        return run_vanish(pipeline, faces[: args.faces], args)
+        return run_vanish(pipeline, faces[args.first : args.first + args.faces], args)
     faces = faces[: args.faces]
     rows = []
     for face in faces:
