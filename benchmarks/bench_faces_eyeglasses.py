@@ -197,15 +197,18 @@ def run_vanish(pipeline: FacePipeline, faces, args) -> None:
 
 def merge_vanish(region: str) -> None:
     """One summary over the vanish runs split with ``--first`` (``faces_vanish_<region>*.json``)."""
-    rows, parts = [], []
+    by_face, parts = {}, []
     for path in sorted(RESULTS.glob(f"faces_vanish_{region}*.json")):
         if path.stem.endswith("_merged"):
             continue
         data = json.loads(path.read_text())
-        rows += data["per_face"]
+        for k, row in enumerate(data["per_face"]):  # a face measured by two runs counts once
+            by_face.setdefault(data.get("first_face", 0) + k, row)
         parts.append({"file": path.name, "first_face": data.get("first_face", 0), "faces": data["faces"],
                       "steps": data["steps"], "draws": data["draws"], "load_average_after": data["load_average_after"]})
-    write_results(f"faces_vanish_{region}_merged", {"faces": len(rows), "runs": parts, "summary": vanish_summary(rows)})
+    rows = [by_face[k] for k in sorted(by_face)]
+    write_results(f"faces_vanish_{region}_merged", {"faces": len(rows), "face_indices": sorted(by_face), "runs": parts,
+                                                     "summary": vanish_summary(rows)})
     print(vanish_summary(rows))  # noqa: T201
 
 
