@@ -1,5 +1,9 @@
-"""Eyeglass-frame dodging on the real face recognizer, digital and under physical transformations.
+"""Eyeglass frames against the real face models, digital and under physical transformations.
 
+``--mode dodge`` (the default) and ``--mode impersonate`` attack the recognizer; ``--mode vanish``
+the detector. Each writes its own results file.
+
+**Dodging.**
 For each of the first ``--faces`` demo faces (face-api 1.7.15's recognizer; needs `advrobust data
 download faces`): frames over the face's own eyes (:func:`advrobust.faces.accessories.eyeglass_mask`,
 ~7% of the crop; Sharif et al. 2016 used ~6.5%), any colour inside them, nothing outside. PGD
@@ -10,27 +14,49 @@ perspective, lighting, print-and-photograph), the logits averaged over ``--draws
 transformations per face, and the same for the clean faces (how often the transformations alone
 make a face stop matching) and for the frames attacked without EOT (one draw per step).
 
-    PYTHONPATH=src python benchmarks/bench_faces_eyeglasses.py [--faces 10] [--steps 50] [--draws 4]
+**Impersonation** (Sharif et al. 2016, §4.3): face ``i`` must match face ``i + n/2`` of the list
+(always a person of another photo; distances 0.64–0.84 before the attack), targeted at "same"
+against that face's descriptor (distance < 0.6), the same frames, PGD and EOT. Reported as for
+dodging, with the worst face, the same physical rate under the small pose of
+``print_and_photograph()`` (what remains after the pipeline re-aligns a photographed face), and a
+control: the frames filled with uniform random colours.
 
-Results: benchmarks/results/faces_eyeglasses.json (with the load average: the machine is shared).
+**Vanishing** from the detector: the square photo around each face (``face_scene``: 4× the face's
+box, at the detector's 416×416, so the face is as large as in the demo photos), the frames drawn there
+(``--region frames``) or a larger region (``--region band``: the frames plus the band from the brows
+to the nose tip), PGD through ``VanishUnderTransforms`` (the face's box moved with every draw; margins
+hinged at −1 and averaged over ``--draws``). A draw vanishes when the full detection (score > 0.5,
+NMS) returns no box at IoU ≥ 0.5 with the moved face; the clean scene under the same draws is the
+baseline, random colours in the region the control.
+
+    PYTHONPATH=src python benchmarks/bench_faces_eyeglasses.py [--mode dodge] [--faces 10] [--steps 50] [--draws 4]
+    ... --mode vanish --first 10 --faces 10      # a run split in two; then --mode vanish --merge
+
+Results: benchmarks/results/faces_eyeglasses.json, faces_eyeglasses_impersonation.json,
+faces_vanish_<region>[_from_<first>].json and faces_vanish_<region>_merged.json (with the load
+average: the machine is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
 import torch
-from common import write_results
+from common import RESULTS, write_results
 
 import advrobust as ar
 from advrobust.evaluation.physical import perturbation_success
-from advrobust.faces import FacePipeline, VerificationClassifier
+from advrobust.faces import FacePipeline, VerificationClassifier, load_image
 from advrobust.faces.accessories import eyeglass_mask
-from advrobust.faces.adapters import SAME
+from advrobust.faces.adapters import DIFFERENT, SAME
+from advrobust.faces.attack import impersonate, still_detected, vanish
+from advrobust.faces.physical import face_scene, vanish_success
+from advrobust.faces.weights import demo_photo_paths
 from advrobust.masks import coverage
-from advrobust.transforms import physical
+from advrobust.transforms import physical, print_and_photograph
 from advrobust.transforms.model import TransformedModel
 
 
@@ -54,17 +80,160 @@ def dodge_with_frames(pipeline: FacePipeline, face, steps: int, draws: int, eval
     return row
 
 
+def random_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The control: the region filled with uniform random colours (seeded)."""
+    return x * (1 - mask) + torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * mask
+
+
+def impersonate_with_frames(pipeline: FacePipeline, face, target, steps: int, draws: int, eval_draws: int) -> dict:
+    model = VerificationClassifier(pipeline.recognizer, target.descriptor, pipeline.threshold).eval()
+    mask = eyeglass_mask(face)
+    x, y, goal = face.crop.unsqueeze(0), torch.tensor([DIFFERENT]), torch.tensor([SAME])
+    start = time.process_time()
+    attack = ar.attacks.PGD(ar.Masked(mask), steps=steps, early_stop=False)
+    outcome = impersonate(pipeline, face, target, attack, transform=physical(), draws=draws)
+    seconds = time.process_time() - start
+    x_adv = outcome.after.unsqueeze(0)
+
+    def measured(images: torch.Tensor, transform) -> dict:
+        found = perturbation_success(model, x, images, y, goal, transform=transform, n_draws=eval_draws, seed=1)
+        return {"digital": found.digital, "physical": found.physical, "baseline": found.baseline}
+
+    return {
+        "source": face.source, "target_source": target.source, "frame_coverage": coverage(mask),
+        "distance_before": outcome.distance_before, "distance_after": outcome.distance_after,
+        "change_outside_frames": float(((x_adv - x) * (1 - mask)).abs().max()), "cpu_seconds": seconds,
+        "frames": measured(x_adv, physical()), "frames_small_pose": measured(x_adv, print_and_photograph()),
+        "control_random_frames": measured(random_fill(x, mask), physical()),
+    }
+
+
+def band_mask(face, region, size) -> torch.Tensor:
+    """The frames plus the band from the brows (landmarks 17–26) to the nose tip (30), as wide as
+    the frames: a larger wearable region (a visor or a painted band) than the frames alone."""
+    frames = eyeglass_mask(face, region=region, size=size)
+    x, y, side, _ = region
+    k = size[0] / side
+    points = (face.landmarks.double() - torch.tensor([x, y], dtype=torch.float64)) * k
+    cols = frames[0, 0].amax(dim=0).nonzero()
+    top, bottom = float(points[17:27, 1].min()), float(points[30, 1])
+    ys = torch.arange(size[0], dtype=torch.float64)[:, None] + 0.5
+    xs = torch.arange(size[1], dtype=torch.float64)[None, :] + 0.5
+    band = (ys >= top) & (ys <= bottom) & (xs >= float(cols.min())) & (xs <= float(cols.max()) + 1)
+    return torch.maximum(frames, band.to(frames.dtype)[None, None])
+
+
+def vanish_with_region(pipeline: FacePipeline, face, photo, region_name: str, steps: int, draws: int,
+                       eval_draws: int) -> dict:
+    scene = face_scene(photo, face, context=4.0)
+    size = tuple(scene.image.shape[-2:])
+    mask = (eyeglass_mask(face, region=scene.region, size=size) if region_name == "frames"
+            else band_mask(face, scene.region, size))
+    x0, y0, w, h = scene.box
+    start = time.process_time()
+    attack = ar.attacks.PGD(ar.Masked(mask), steps=steps, early_stop=False)
+    outcome = vanish(pipeline, scene.image, face, attack, transform=physical(), draws=draws, box=scene.box)
+    seconds = time.process_time() - start
+
+    def measured(image: torch.Tensor) -> dict:
+        found = vanish_success(pipeline.detector, scene.image, image, scene.box, n_draws=eval_draws, seed=1)
+        return {"digital": found.digital, "physical": found.physical, "baseline": found.baseline}
+
+    return {
+        "source": face.source, "region_coverage_of_face_box": coverage(mask, (x0, y0, x0 + w, y0 + h)),
+        "clean_detected": still_detected(outcome.detections_before, scene.box), "cpu_seconds": seconds,
+        "change_outside_region": float(((outcome.after - scene.image) * (1 - mask[0])).abs().max()),
+        "region": measured(outcome.after), "control_random_region": measured(random_fill(scene.image[None], mask)[0]),
+    }
+
+
+def _summary(rows: list[dict], parts: tuple[str, ...]) -> dict:
+    out = {}
+    for part in parts:
+        out[part] = {key: sum(r[part][key] for r in rows) / len(rows) for key in ("digital", "physical", "baseline")}
+        out[part]["worst_face_physical"] = min(r[part]["physical"] for r in rows)
+        out[part]["faces_at_least_half_physical"] = sum(r[part]["physical"] >= 0.5 for r in rows) / len(rows)
+    return out
+
+
+def run_impersonation(pipeline: FacePipeline, faces, args) -> None:
+    rows = []
+    for i, face in enumerate(faces):
+        target = faces[(i + len(faces) // 2) % len(faces)]
+        rows.append(impersonate_with_frames(pipeline, face, target, args.steps, args.draws, args.eval_draws))
+        print(i, rows[-1], flush=True)  # noqa: T201 (benchmark script)
+        write_results("faces_eyeglasses_impersonation", {
+            "faces": len(rows), "steps": args.steps, "draws": args.draws, "eval_draws": args.eval_draws,
+            "summary": _summary(rows, ("frames", "frames_small_pose", "control_random_frames")), "per_face": rows,
+            "load_average_after": os.getloadavg(),
+        })
+
+
+def vanish_summary(rows: list[dict]) -> dict:
+    """The summary over every face, and over the faces the detector finds in the clean scene (the
+    others vanish without an attack)."""
+    found = [r for r in rows if r["clean_detected"]]
+    parts = ("region", "control_random_region")
+    return {"all_faces": _summary(rows, parts), "faces_detected_clean": len(found),
+            "over_faces_detected_clean": _summary(found, parts) if found else None}
+
+
+def run_vanish(pipeline: FacePipeline, faces, args) -> None:
+    photos = {path.name: load_image(path) for path in demo_photo_paths()}
+    rows = []
+    for i, face in enumerate(faces):
+        rows.append(vanish_with_region(pipeline, face, photos[face.source], args.region, args.steps, args.draws,
+                                       args.eval_draws))
+        print(i, rows[-1], flush=True)  # noqa: T201 (benchmark script)
+        suffix = f"_from_{args.first}" if args.first else ""
+        write_results(f"faces_vanish_{args.region}{suffix}", {
+            "faces": len(rows), "first_face": args.first, "region": args.region, "steps": args.steps,
+            "draws": args.draws,
+            "eval_draws": args.eval_draws, "summary": vanish_summary(rows),
+            "mean_region_coverage_of_face_box": sum(r["region_coverage_of_face_box"] for r in rows) / len(rows),
+            "per_face": rows, "load_average_after": os.getloadavg(),
+        })
+
+
+def merge_vanish(region: str) -> None:
+    """One summary over the vanish runs split with ``--first`` (``faces_vanish_<region>*.json``)."""
+    by_face, parts = {}, []
+    for path in sorted(RESULTS.glob(f"faces_vanish_{region}*.json")):
+        if path.stem.endswith("_merged"):
+            continue
+        data = json.loads(path.read_text())
+        for k, row in enumerate(data["per_face"]):  # a face measured by two runs counts once
+            by_face.setdefault(data.get("first_face", 0) + k, row)
+        parts.append({"file": path.name, "first_face": data.get("first_face", 0), "faces": data["faces"],
+                      "steps": data["steps"], "draws": data["draws"], "load_average_after": data["load_average_after"]})
+    rows = [by_face[k] for k in sorted(by_face)]
+    write_results(f"faces_vanish_{region}_merged", {"faces": len(rows), "face_indices": sorted(by_face), "runs": parts,
+                                                     "summary": vanish_summary(rows)})
+    print(vanish_summary(rows))  # noqa: T201
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("dodge", "impersonate", "vanish"), default="dodge")
+    parser.add_argument("--region", choices=("frames", "band"), default="frames", help="vanish: the painted region")
     parser.add_argument("--faces", type=int, default=10)
+    parser.add_argument("--first", type=int, default=0, help="vanish: start at this face (to split a run)")
+    parser.add_argument("--merge", action="store_true", help="vanish: summarize the split runs' results together")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--eval-draws", type=int, default=100)
     args = parser.parse_args()
+    if args.merge:
+        return merge_vanish(args.region)
     torch.manual_seed(0)
     load_before = os.getloadavg()
     pipeline = FacePipeline.load()
-    faces = pipeline.demo_faces()[: args.faces]
+    faces = pipeline.demo_faces()
+    if args.mode == "impersonate":
+        return run_impersonation(pipeline, faces[: args.faces], args)
+    if args.mode == "vanish":
+        return run_vanish(pipeline, faces[args.first : args.first + args.faces], args)
+    faces = faces[: args.faces]
     rows = []
     for face in faces:
         rows.append(dodge_with_frames(pipeline, face, args.steps, args.draws, args.eval_draws))

@@ -36,6 +36,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,9 +95,52 @@ def speed(model, train, transform) -> dict:
     for _ in range(3):
         trainings.append(train_patch())
         floors.append(floor())
+    parts = breakdown(model, xb, transform, attack)
     torch.set_num_threads(threads)
     return {"train_cpu_s": trainings, "floor_cpu_s": floors, "ratio_to_floor": min(trainings) / min(floors),
-            "passes": SPEED_STEPS, "batch": 64, "threads": 1, "load_average": os.getloadavg()}
+            "passes": SPEED_STEPS, "batch": 64, "threads": 1, "load_average": os.getloadavg(),
+            "breakdown_cpu_s": parts}
+
+
+def breakdown(model, xb, transform, attack) -> dict:
+    """Where a training step's time goes beyond the floor: ``SPEED_STEPS`` steps (draw, forward, and
+    backward to the patch or the image) of the patch's placement and paste alone, of each part of
+    the transformation alone, and of the model alone; the best of two, in CPU seconds."""
+    placement = attack.placement
+    texture = torch.rand(*placement.texture_shape(tuple(xb.shape[1:]))).requires_grad_(True)
+    generator, index = torch.Generator().manual_seed(0), torch.arange(xb.shape[0])
+
+    def paste() -> None:
+        with torch.no_grad():
+            params = placement.sample(xb, index, generator)
+        torch.autograd.grad(placement.paste(xb, texture, params).sum(), texture)
+
+    def part(t) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                params = t.sample(xb, generator)
+            xv = xb.clone().requires_grad_(True)
+            torch.autograd.grad(t.apply(xv, params).sum(), xv)
+        return run
+
+    def model_pass() -> None:
+        xv = xb.clone().requires_grad_(True)
+        torch.autograd.grad(model(xv).sum(), xv)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(2):
+            start = time.process_time()
+            for _ in range(SPEED_STEPS):
+                fn()
+            times.append(time.process_time() - start)
+        return min(times)
+
+    with torch.enable_grad():
+        out = {"model": best(model_pass), "placement_and_paste": best(paste)}
+        for t in getattr(transform, "transforms", (transform,)):
+            out[type(t).__name__] = best(part(t))
+    return out
 
 
 def main() -> None:

@@ -67,3 +67,25 @@ def test_verify_and_dodge_write_an_escaped_report(tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in page and "<img src=x" not in page
     assert page.count("data:image/png;base64,") == 3 and (out / "dodge.png").is_file()
+
+
+@needs_weights
+def test_frames_attack_reports_its_physical_success_and_stays_in_the_frames(tmp_path, capsys):
+    import torch
+
+    from advrobust.faces import FacePipeline, load_image
+    from advrobust.faces.accessories import eyeglass_mask
+
+    photo = demo_photo_paths()[1]
+    out = tmp_path / "frames"
+    argv = ["faces", "attack", "--mode", "dodge", "--frames", "--steps", "2", "--eot-draws", "1",
+            "--physical-draws", "3", "--out", str(out), str(photo)]
+    assert _exit_code(argv) == 0
+    said = capsys.readouterr().out
+    assert "physical success under 3 fresh transformations" in said
+    assert "eyeglass frames" in (out / "report.html").read_text()
+    face = FacePipeline.load().best_face(photo)
+    after = load_image(out / "dodge.png")[None]  # the attacked crop, saved as 8 bits
+    outside = (1 - eyeglass_mask(face)).bool().expand_as(after)
+    assert torch.allclose(after[outside], face.crop[None][outside], atol=1 / 255 + 1e-6)
+    assert _exit_code(["faces", "attack", "--mode", "dodge", "--frames", "--attack", "apgd", str(photo)]) == 1

@@ -178,3 +178,18 @@ def test_printed_digit_keeps_an_mnist_cnn_accurate_where_physical_does_not(small
     assert accuracy(printed_digit()) >= clean - 0.06
     assert accuracy(physical()) < accuracy(printed_digit()) - 0.05
     torch.testing.assert_close(printed_digit(0.0)(x, g), x)  # strength 0: nothing changes
+
+
+def test_moved_points_follow_the_picture():
+    """A small bright square lands where ``move_points`` says its centre goes (rotation, zoom, shift, perspective)."""
+    h, w = 60, 80
+    t = Compose([Brightness(0.0), Geometric(rotation=20, scale=0.2, translation=0.1, perspective=0.1)])
+    x = torch.zeros(4, 1, h, w)
+    x[:, :, 20:24, 50:54] = 1
+    params = t.sample(x, torch.Generator().manual_seed(0))
+    y = t.apply(x, params)[:, 0]
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    seen = torch.stack([(y * xs).sum((1, 2)), (y * ys).sum((1, 2))], dim=1) / y.sum((1, 2))[:, None]
+    said = t.move_points(torch.tensor([[[52.0, 22.0]]]).expand(4, 1, 2), params, (h, w))[:, 0]
+    assert (seen - said).abs().max() < 0.2
+    assert (said - torch.tensor([52.0, 22.0])).abs().max() > 2  # it did move

@@ -69,35 +69,49 @@ def verify_command(first: Path, second: Path) -> None:
 @click.option("--steps", type=int, default=100, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("faces_report"),
               show_default=True, help="folder for report.html and the attacked image")
+@click.option("--frames", is_flag=True,
+              help="physical: any colour inside eyeglass frames on the face's eyes, nothing outside (PGD; --eps and "
+                   "--norm unused), optimized through physical() transformations; vanish attacks the photo around "
+                   "the face (4x its box)")
+@click.option("--eot-draws", type=click.IntRange(min=1), default=4, show_default=True,
+              help="with --frames: transformations averaged per step")
+@click.option("--physical-draws", type=click.IntRange(min=1), default=100, show_default=True,
+              help="with --frames: fresh transformations the result is judged under")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
 def attack_command(
-    mode: str, eps_text: str, norm: str, attack_name: str, steps: int, out: Path, image: Path, target: Path | None
+    mode: str, eps_text: str, norm: str, attack_name: str, steps: int, out: Path, frames: bool, eot_draws: int,
+    physical_draws: int, image: Path, target: Path | None
 ) -> None:
     """Attack the best face of IMAGE: dodge (stop matching itself), impersonate TARGET, or vanish."""
     from advrobust.faces import FacePipeline, load_image, save_image
-    from advrobust.faces.attack import dodge, impersonate, vanish
     from advrobust.report.faces import face_attack_page
 
     if (mode == "impersonate") != (target is not None):
         raise InputError("give TARGET exactly with --mode impersonate (the face to be taken for)")
     eps = parse_budget(eps_text)
-    attack = build_attack(attack_name, norm, eps, steps)
     pipeline = FacePipeline.load()
     photo = load_image(image)
     face = pipeline.best_face(photo)
     target_face = pipeline.best_face(target) if target is not None else None
-    with console.status(f"{attack_name} {mode}, {norm} eps {eps:.4g}"):
-        if mode == "dodge":
-            outcome = dodge(pipeline, face, attack)
-        elif mode == "impersonate":
-            outcome = impersonate(pipeline, face, target_face, attack)
-        else:
-            outcome = vanish(pipeline, photo, face, attack)
+    if frames:
+        if attack_name != "pgd":
+            raise InputError("--frames runs PGD inside the frames: leave --attack at pgd")
+        with console.status(f"eyeglass frames, {mode}: {steps} PGD steps × {eot_draws} transformations"):
+            outcome, measured = _frames_attack(pipeline, photo, face, target_face, mode, steps, eot_draws,
+                                               physical_draws)
+        threat = (f"eyeglass frames, any colour; EOT over physical(), {eot_draws} draws per step; judged under "
+                  f"{physical_draws} fresh draws: {measured.physical:.1%} physical success (transformations alone: "
+                  f"{measured.baseline:.1%})")
+    else:
+        with console.status(f"{attack_name} {mode}, {norm} eps {eps:.4g}"):
+            outcome = _digital_attack(pipeline, photo, face, target_face, mode,
+                                      build_attack(attack_name, norm, eps, steps))
+        threat = f"{norm}, eps {eps_text} = {eps:.4g}"
     out.mkdir(parents=True, exist_ok=True)
     saved = save_image(outcome.after, out / f"{mode}.png")
     description = [("image", image.name), ("mode", mode), ("attack", f"{attack_name}, {steps} steps"),
-                   ("threat", f"{norm}, eps {eps_text} = {eps:.4g}")]
+                   ("threat", threat)]
     if target is not None:
         description.append(("target", target.name))
     report = out / "report.html"
@@ -108,4 +122,51 @@ def attack_command(
     else:
         counts = f"{len(outcome.detections_before)} → {len(outcome.detections_after)} detections"
         console.print(f"{mode} {verdict}: {counts}")
+    if frames:
+        console.print(f"physical success under {physical_draws} fresh transformations: {measured.physical:.1%} "
+                      f"(digital {measured.digital:.0%}; the transformations alone {measured.baseline:.1%})")
     console.print(f"wrote {saved} and {report}")
+
+
+def _digital_attack(pipeline, photo, face, target_face, mode: str, attack):
+    from advrobust.faces.attack import dodge, impersonate, vanish
+
+    if mode == "dodge":
+        return dodge(pipeline, face, attack)
+    if mode == "impersonate":
+        return impersonate(pipeline, face, target_face, attack)
+    return vanish(pipeline, photo, face, attack)
+
+
+def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, draws: int, physical_draws: int):
+    """Eyeglass frames through physical() (EOT), then the physical success rate of the result."""
+    import torch
+
+    import advrobust as ar
+    from advrobust.evaluation.physical import perturbation_success
+    from advrobust.faces import DIFFERENT, SAME, VerificationClassifier
+    from advrobust.faces.accessories import eyeglass_mask
+    from advrobust.faces.attack import dodge, impersonate, vanish
+    from advrobust.faces.physical import face_scene, vanish_success
+    from advrobust.transforms import physical
+
+    def frames_pgd(mask):  # no early stop: one success on the draws at hand is not robustness to fresh ones
+        return ar.attacks.PGD(ar.Masked(mask), steps=steps, early_stop=False)
+
+    if mode == "vanish":
+        scene = face_scene(photo, face, context=4.0)
+        mask = eyeglass_mask(face, region=scene.region, size=tuple(scene.image.shape[-2:]))
+        outcome = vanish(pipeline, scene.image, face, frames_pgd(mask), transform=physical(), draws=draws,
+                         box=scene.box)
+        measured = vanish_success(pipeline.detector, scene.image, outcome.after, scene.box, n_draws=physical_draws)
+        return outcome, measured
+    attack = frames_pgd(eyeglass_mask(face))
+    if mode == "dodge":
+        outcome, reference = dodge(pipeline, face, attack, transform=physical(), draws=draws), face.descriptor
+        y, goal = torch.tensor([SAME]), None
+    else:
+        outcome = impersonate(pipeline, face, target_face, attack, transform=physical(), draws=draws)
+        reference, y, goal = target_face.descriptor, torch.tensor([DIFFERENT]), torch.tensor([SAME])
+    model = VerificationClassifier(pipeline.recognizer, reference, pipeline.threshold)
+    measured = perturbation_success(model, face.crop[None], outcome.after[None], y, goal, n_draws=physical_draws)
+    return outcome, measured

@@ -42,7 +42,8 @@ VANISH_IOU = 0.5
 _NO_ANCHOR = -1e4  # margin when no anchor overlaps the face
 
 
-def _two_class(margin: torch.Tensor) -> torch.Tensor:
+def two_class(margin: torch.Tensor) -> torch.Tensor:
+    """Logits ``(m/2, −m/2)`` of a margin ``m``: class 0 exactly when ``m > 0``, the logit gap ``m``."""
     return torch.stack([margin / 2, -margin / 2], dim=1)
 
 
@@ -65,7 +66,7 @@ class VerificationClassifier(nn.Module):
         return face_distance(self.recognizer(faces), self.reference)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return _two_class(self.threshold - self.distance(faces))
+        return two_class(self.threshold - self.distance(faces))
 
 
 class VanishClassifier(nn.Module):
@@ -88,13 +89,16 @@ class VanishClassifier(nn.Module):
         self.register_buffer("box", relative)
         self.score_logit = math.log(score_threshold / (1 - score_threshold))
 
-    def margin(self, images: torch.Tensor) -> torch.Tensor:
+    def margin(self, images: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """``m`` per image; ``boxes`` (``N×4``, relative ``x, y, width, height``): where the face is in
+        each image, when not at ``box`` (a transformed picture moves it)."""
         if tuple(images.shape[-2:]) != self.image_size:
             raise InputError(f"expected images of size {self.image_size}, got {tuple(images.shape[-2:])}")
-        boxes, logits = self.detector(images)
-        over_face = box_iou(boxes, self.box) >= VANISH_IOU
+        anchors, logits = self.detector(images)
+        face = self.box if boxes is None else boxes[:, None, :]
+        over_face = box_iou(anchors, face) >= VANISH_IOU
         margins = torch.where(over_face, logits - self.score_logit, torch.full_like(logits, _NO_ANCHOR))
         return margins.amax(dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return _two_class(self.margin(images))
+        return two_class(self.margin(images))

@@ -147,14 +147,23 @@ class TinyFaceDetector(nn.Module):
         """The faces in one image (3×H×W in [0, 1]), best first."""
         if image.dim() != 3 or image.shape[0] != 3:
             raise InputError(f"detect takes one 3×H×W RGB image in [0, 1], got shape {tuple(image.shape)}")
-        boxes, logits = self(image.unsqueeze(0))
-        scores = torch.sigmoid(logits[0].double())
-        chosen = torch.nonzero(scores > score_threshold).flatten()
-        square = boxes[0, chosen].double() * self.input_size
-        height, width = image.shape[-2:]
+        return self.detect_batch(image.unsqueeze(0), score_threshold)[0]
+
+    @torch.no_grad()
+    def detect_batch(self, images: torch.Tensor, score_threshold: float = DEFAULT_SCORE_THRESHOLD
+                     ) -> list[list[Detection]]:
+        """The faces in each image of a batch (N×3×H×W in [0, 1]; one forward pass), best first."""
+        all_boxes, all_logits = self(images)
+        height, width = images.shape[-2:]
         scale = torch.tensor([width, height, width, height], dtype=torch.float64)
-        found = []
-        for index in non_max_suppression(square, scores[chosen], IOU_THRESHOLD):
-            box = boxes[0, chosen[index]].double() * scale
-            found.append(Detection(tuple(box.tolist()), float(scores[chosen[index]])))
-        return found
+        out = []
+        for boxes, logits in zip(all_boxes, all_logits, strict=True):
+            scores = torch.sigmoid(logits.double())
+            chosen = torch.nonzero(scores > score_threshold).flatten()
+            square = boxes[chosen].double() * self.input_size
+            found = []
+            for index in non_max_suppression(square, scores[chosen], IOU_THRESHOLD):
+                box = boxes[chosen[index]].double() * scale
+                found.append(Detection(tuple(box.tolist()), float(scores[chosen[index]])))
+            out.append(found)
+        return out

@@ -72,6 +72,12 @@ class Transform(ABC):
         check_images(type(self).__name__, x)
         return self.apply(x, self.sample(x, generator))
 
+    def move_points(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        """Where the points ``points`` (``N×P×2``, ``(x, y)`` pixels of an ``size = (h, w)`` input,
+        ``0`` the image's left/top edge) land in the output of :meth:`apply` with ``params``: how a
+        label (a box, landmarks) follows the picture. Unchanged by default (photometric edits)."""
+        return points
+
     def describe(self) -> str:
         return repr(self)
 
@@ -113,6 +119,11 @@ class Compose(Transform):
         for t, p in zip(self.transforms, params, strict=True):
             x = t.apply(x, p)
         return x
+
+    def move_points(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        for t, p in zip(self.transforms, params, strict=True):
+            points = t.move_points(points, p, size)
+        return points
 
     def scaled(self, strength: float) -> Transform:
         return Compose([t.scaled(strength) for t in self.transforms])

@@ -128,6 +128,15 @@ class Geometric(Transform):
     def apply(self, x: Tensor, params: Params) -> Tensor:
         return warp(x, self.matrix(params, *x.shape[-2:]), self.padding)
 
+    def move_points(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        """The forward motion: input pixels through the inverse of :meth:`matrix` (a homography)."""
+        h, w = size
+        half = torch.tensor([w / 2, h / 2], dtype=points.dtype, device=points.device)
+        u = points / half - 1
+        forward = torch.linalg.inv(self.matrix(params, h, w).to(points.dtype))
+        v = torch.einsum("npk,njk->npj", torch.cat([u, torch.ones_like(u[..., :1])], dim=-1), forward)
+        return (v[..., :2] / v[..., 2:] + 1) * half
+
     def scaled(self, strength: float) -> Transform:
         s = check_range(type(self).__name__, "strength", strength)
         return replace(
