@@ -32,7 +32,9 @@ before clipping) keeps 93% of the clean mIoU (20 test scenes).
 Measured (one thread, on a 2-core machine shared with other jobs, load average 7–9): the segmenter
 (10 epochs of 63 steps of 32 scenes) reaches mIoU 0.853 (pixel accuracy 0.989) on the 400 test scenes
 in 128 s of CPU time (259 s of wall time at that load); the detector (12 epochs of 125 steps of 16)
-mAP@0.5 0.879 in 78 s of CPU time (158 s of wall time). Trained from scratch for 5 epochs, models of
+mAP@0.5 0.879 in 78 s of CPU time (158 s of wall time). With two threads on the quiet machine
+(load 0.3): 75 s and 48 s of wall time (mIoU 0.857, mAP 0.871: the sums of two threads round
+differently). Trained from scratch for 5 epochs, models of
 this kind found the digits but not which digit (mIoU 0.11, mAP 0.04).
 """
 
