@@ -49,11 +49,12 @@ from common import RESULTS, write_results
 
 import advrobust as ar
 from advrobust.evaluation.physical import perturbation_success
+from advrobust.evaluation.vanish import vanish_success
 from advrobust.faces import FacePipeline, VerificationClassifier, load_image
 from advrobust.faces.accessories import eyeglass_mask
 from advrobust.faces.adapters import DIFFERENT, SAME
 from advrobust.faces.attack import impersonate, still_detected, vanish
-from advrobust.faces.physical import face_scene, vanish_success
+from advrobust.faces.physical import face_scene
 from advrobust.faces.weights import demo_photo_paths
 from advrobust.masks import coverage
 from advrobust.transforms import physical, print_and_photograph

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 import advrobust as ar
+from advrobust.evaluation.vanish import vanish_success
 from advrobust.faces.accessories import eyeglass_mask
 from advrobust.faces.adapters import DIFFERENT, SAME, VanishClassifier, VerificationClassifier
 from advrobust.faces.detection import TinyFaceDetector, TinyFaceDetectorNet
-from advrobust.faces.physical import VanishUnderTransforms, face_scene, moved_boxes, vanish_success
+from advrobust.faces.physical import VanishUnderTransforms, face_scene, moved_boxes
 from advrobust.transforms import Compose, Geometric, Identity
 from test_faces_accessories import _face
 from test_faces_models import _randomize

@@ -144,10 +144,11 @@ def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, dr
 
     import advrobust as ar
     from advrobust.evaluation.physical import perturbation_success
+    from advrobust.evaluation.vanish import vanish_success
     from advrobust.faces import DIFFERENT, SAME, VerificationClassifier
     from advrobust.faces.accessories import eyeglass_mask
     from advrobust.faces.attack import dodge, impersonate, vanish
-    from advrobust.faces.physical import face_scene, vanish_success
+    from advrobust.faces.physical import face_scene
     from advrobust.transforms import physical
 
     def frames_pgd(mask):  # no early stop: one success on the draws at hand is not robustness to fresh ones

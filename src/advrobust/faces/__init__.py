@@ -17,7 +17,7 @@ from advrobust.faces.adapters import ABSENT, DIFFERENT, PRESENT, SAME, VanishCla
 from advrobust.faces.detection import Detection, TinyFaceDetector, TinyFaceDetectorNet
 from advrobust.faces.images import crop_face, load_image, save_image
 from advrobust.faces.models import load_detector, load_recognizer
-from advrobust.faces.physical import FaceScene, VanishUnderTransforms, face_scene, vanish_success
+from advrobust.faces.physical import FaceScene, VanishUnderTransforms, face_scene
 from advrobust.faces.pipeline import Face, FacePipeline, Verification, jittered_crop
 from advrobust.faces.recognition import SAME_PERSON_THRESHOLD, FaceRecognitionNet, face_distance
 from advrobust.faces.weights import download_faces, is_available
@@ -27,5 +27,5 @@ __all__ = [
     "FaceRecognitionNet", "FaceScene", "TinyFaceDetector", "TinyFaceDetectorNet", "VanishClassifier",
     "VanishUnderTransforms", "Verification", "VerificationClassifier", "crop_face", "download_faces",
     "face_distance", "face_scene", "is_available", "jittered_crop", "load_detector", "load_image",
-    "load_recognizer", "save_image", "vanish_success",
+    "load_recognizer", "save_image",
 ]
