@@ -139,11 +139,9 @@ RECIPES: dict[str, Recipe] = {
 }
 
 #: What each default recipe reached here at l∞ ε = 0.3 on mnist-5k (``mnist-cnn``, width 32): clean and
-#: ``standard``-suite robust accuracy on test points, training time on 2 cores. Sources: PGD-AT, the
-#: same recipe through ``fit`` (benchmarks/results/adversarial_training_budget.json and
-#: evaluation_pgd_at.json); TRADES and FGSM-RS, ``advrobust train --method M --eps 0.3 --epochs 10``
-#: when the CLI's defaults were the standard recipe (= these recipes) and
-#: benchmarks/results/training_defaults.json.
+#: ``standard``-suite robust accuracy on test points, training time on 2 cores, each from
+#: ``advrobust train --method M --eps 0.3`` (benchmarks/bench_training_defaults.py,
+#: benchmarks/results/training_defaults.json).
 MEASURED: dict[str, str] = {
     "pgd-at": "97.4% clean, 86.8% standard-robust (500 test points, 95% CI 83.6-89.5%; its PGD-10 validation "
               "91.5%); 12.4 min of training on 2 cores at load 1-2 by the default command",
