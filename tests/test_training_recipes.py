@@ -113,8 +113,9 @@ def test_each_default_recipe_lowers_its_loss(digits, name):
     before = objective()
     history = fit(model, train, test, method=method, epochs=epochs, val_points=20)
     recipe = recipe_for(name)
-    assert {k: history.config[k] for k in ("optimizer", "lr", "schedule", "batch_size")} == {
-        "optimizer": recipe.optimizer, "lr": recipe.lr, "schedule": recipe.schedule, "batch_size": recipe.batch_size}
+    assert {k: history.config[k] for k in ("optimizer", "lr", "schedule", "batch_size", "shift")} == {
+        "optimizer": recipe.optimizer, "lr": recipe.lr, "schedule": recipe.schedule, "batch_size": recipe.batch_size,
+        "shift": recipe.shift}
     assert history.config["method"].get("warmup") == recipe.warmup
     assert history.status == "completed", history.stop_reason
     assert objective() < before - 0.1, (name, before, objective())
@@ -156,6 +157,7 @@ def test_help_shows_the_documented_recipe(capsys):
         shown = _shown_recipe(capsys.readouterr().out)
         assert shown["epochs"] == str(recipe.epochs) and shown["optimizer"] == recipe.optimizer
         assert float(shown["lr"]) == recipe.lr and shown["schedule"] == recipe.schedule
+        assert shown["shift"] == str(recipe.shift)
         if recipe.warmup is not None:
             assert float(shown["warmup"]) == recipe.warmup and float(shown["eps"]) == 0.3
     assert _run(["train", "--method", "pgd-at", "--steps", "4", "-h"]) == 0
@@ -166,7 +168,7 @@ def test_the_recipe_shown_is_the_one_used_and_the_model_is_verified(tmp_path, ca
     out, db = tmp_path / "t.safetensors", tmp_path / "r.sqlite"
     flags = ["--method", "trades", "--limit", "600", "--width", "16", "--epochs", "2", "--batch-size", "32",
              "--optimizer", "sgd", "--lr", "0.03", "--momentum", "0.8", "--steps", "2", "--beta", "3", "--eps", "0.2",
-             "--val-points", "20"]
+             "--shift", "1", "--val-points", "20"]
     assert _run(["train", *flags, "--help"]) == 0
     shown = _shown_recipe(capsys.readouterr().out)
     assert _run(["train", *flags, "--verify-points", "20", "--db", str(db), "--out", str(out)]) == 0
@@ -175,7 +177,7 @@ def test_the_recipe_shown_is_the_one_used_and_the_model_is_verified(tmp_path, ca
     used = {**state["config"], **state["history"]["config"]}
     meta = load_checkpoint(out)[1]
     method = used["method"]
-    for flag in ("epochs", "batch-size", "optimizer", "lr", "momentum", "weight-decay", "schedule"):
+    for flag in ("epochs", "batch-size", "optimizer", "lr", "momentum", "weight-decay", "schedule", "shift"):
         assert shown[flag] == f"{used[flag.replace('-', '_')]:g}" if flag not in ("optimizer", "schedule") \
             else shown[flag] == used[flag]
     assert float(shown["eps"]) == method["eps"] == 0.2 and shown["norm"] == method["norm"]
@@ -184,6 +186,7 @@ def test_the_recipe_shown_is_the_one_used_and_the_model_is_verified(tmp_path, ca
     assert float(shown["step-size"]) == pytest.approx(method["attack"]["alpha"]) == pytest.approx(0.25)
     assert shown["val-attack"].startswith(used["val_attack"]["name"]) and int(shown["val-points"]) == 20
     assert meta["training"]["lr"] == 0.03 and meta["training"]["status"] == "completed"
+    assert meta["training"]["shift"] == used["shift"] == 1
     # the end-of-training evaluation: the standard suite on 20 test points, in the metadata and the store
     verified = meta["verification"]
     assert verified["suite"] == "standard" and verified["points"] == 20 and verified["eps"] == 0.2

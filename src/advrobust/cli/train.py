@@ -53,7 +53,7 @@ class Plan:
         """The recipe as (flag, value) rows, read back from the objects the run uses."""
         described = self.method.describe()
         attack = described.get("attack") or {}
-        outer = ["epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule"]
+        outer = ["epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "shift"]
         if self.recipe.optimizer != "sgd":
             outer.remove("momentum")  # Adam has none
         rows = [(name.replace("_", "-"), _fmt(getattr(self.recipe, name))) for name in outer]
@@ -102,6 +102,8 @@ def _fmt(value: Any) -> str:
 @click.option("--schedule", type=click.Choice(["cosine", "onecycle", "cyclic", "constant"]), default=None,
               help="learning-rate schedule [recipe]")
 @click.option("--weight-decay", type=float, default=None, help="[recipe]")
+@click.option("--shift", type=int, default=None,
+              help="data augmentation: translate each training image by up to N pixels, zero-filled [recipe]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="train on a stratified subset of N points")
 @click.option("--val-attack", default="auto", show_default=True,
@@ -240,6 +242,8 @@ def _one_line(plan: Plan, val_points: int) -> str:
     shown = dict(plan.rows(val_points))
     text = (f"{shown['optimizer']} lr {shown['lr']} {shown['schedule']}, {shown['epochs']} epochs of "
             f"batch {shown['batch-size']}")
+    if shown["shift"] != "0":
+        text += f", shifted by up to {shown['shift']} px"
     if "eps" in shown:
         text += (f"; eps {shown['eps']} ({shown['norm']}) warm-up {shown['warmup']}, inner {shown['inner-attack']}"
                  + (f" {shown['steps']}×{shown['step-size']}" if "steps" in shown else f" step {shown['step-size']}"))
@@ -262,7 +266,7 @@ def _metadata(
         "clean_accuracy": training.accuracy(model.cpu(), val),
         "training": {
             **config["method"], **{k: config[k] for k in ("epochs", "batch_size", "optimizer", "lr", "momentum",
-                                                            "weight_decay", "schedule", "seed")},
+                                                            "weight_decay", "schedule", "shift", "seed")},
             "limit": opts["limit"], "epochs_run": len(history), "best_epoch": history.best_epoch,
             "status": history.status, "stop_reason": history.stop_reason,
         },

@@ -16,6 +16,8 @@ this module the outer minimization and everything around it:
   scaler, history, best weights), written atomically and read back with
   ``torch.load(weights_only=True)`` (tensors and plain containers only, never code);
 * per-step learning-rate schedules (:mod:`advrobust.training.schedules`);
+* random translations of each batch when the recipe's ``shift`` is set (:mod:`advrobust.training.augment`),
+  before the method's inner attack, so the attack perturbs the image the model is trained on;
 * early stopping on a validation metric, keeping the best weights (Rice et al. 2020, "Overfitting
   in adversarially robust deep learning": the best checkpoint by robust validation accuracy);
 * mixed precision (``amp=True``): float16 autocast with a ``GradScaler`` on CUDA, bfloat16 autocast
@@ -44,6 +46,7 @@ from advrobust.errors import InputError
 from advrobust.paths import atomic_path
 from advrobust.progress import Progress
 from advrobust.training import distributed
+from advrobust.training.augment import random_shift
 from advrobust.training.collapse import detect
 from advrobust.training.config import AUTO_VAL_STEPS, FitConfig
 from advrobust.training.history import EpochRecord, TrainingHistory
@@ -229,6 +232,8 @@ class _Run:
                 idx = self.ctx.shard(order[step * b : (step + 1) * b])
                 x = self.train_set.x[idx].to(self.ctx.device, non_blocking=True)
                 y = self.train_set.y[idx].to(self.ctx.device, non_blocking=True)
+                if self.identity["shift"]:  # offsets from the global generator, seeded per epoch above
+                    x = random_shift(x, self.identity["shift"])
                 lr = self.opt.param_groups[0]["lr"]
                 with _autocast(self.ctx.device, amp):
                     loss, logits = self.method.loss(self.net, x, y, (epoch + step / self.steps) / epochs)

@@ -60,7 +60,9 @@ class Optimization:
     """The outer minimization: ``epochs`` over the data in batches of ``batch_size``, ``optimizer``
     (``"sgd"`` with ``momentum``, or ``"adam"`` with its paper's betas, Kingma & Ba 2015) at peak
     learning rate ``lr`` following ``schedule`` (:mod:`advrobust.training.schedules`), with
-    ``weight_decay``. The defaults are the ``standard`` recipe."""
+    ``weight_decay``; each batch translated at random by up to ``shift`` pixels
+    (:func:`advrobust.training.augment.random_shift`; 0: no augmentation). The defaults are the
+    ``standard`` recipe."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -69,6 +71,7 @@ class Optimization:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    shift: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -81,6 +84,8 @@ class Optimization:
 
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.shift < 0:
+            raise InputError(f"shift must be >= 0 pixels (0: no augmentation), got {self.shift}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise InputError(f"weight_decay and momentum must be >= 0; got {self.weight_decay}, {self.momentum}")
 
