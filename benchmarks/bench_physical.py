@@ -68,42 +68,59 @@ def clean_accuracy(model, x, y, transform, draws: int = 10) -> float:
         return sum(float((model(transform(x, gen)).argmax(1) == y).float().mean()) for _ in range(draws)) / draws
 
 
-def speed(model, train, transform) -> dict:
-    """Patch training against its floor, interleaved (floor, attack, floor, attack, floor, attack,
-    floor), in CPU seconds of this process on one thread (``time.process_time``): on a machine shared
-    with other jobs, wall time swung 1.6–6 s for the same 40 floor passes. The minimum of each is
-    kept; the first training (warm-up) counts too."""
+def speed(model, x, y, transform, target: int | None = TARGET, steps: int = SPEED_STEPS, batch: int = 64) -> dict:
+    """Patch training (a 10% patch, ``steps`` steps of ``batch`` images of ``x``) against its floor,
+    interleaved (floor, attack, floor, attack, floor, attack, floor), in CPU seconds of this process
+    on one thread (``time.process_time``): on a machine shared with other jobs, wall time swung
+    1.6–6 s for the same 40 floor passes. The minimum of each is kept; the first training (warm-up)
+    counts too."""
     attack = UniversalPatch(0.1, region=REGION, scale_min=0.9, rotation=10, transform=transform,
-                            steps=SPEED_STEPS, batch_size=64, lr=0.1)
-    xb, yb = train.x[:64], train.y[:64]
+                            steps=steps, batch_size=batch, lr=0.1)
+    xb, yb = x[:batch], y[:batch]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
     def floor() -> float:
         start = time.process_time()
-        for _ in range(SPEED_STEPS):
+        for _ in range(steps):
             xv = xb.detach().requires_grad_(True)
             torch.autograd.grad(torch.nn.functional.cross_entropy(model(xv), yb, reduction="none").sum(), xv)
         return time.process_time() - start
 
     def train_patch() -> float:
         start = time.process_time()
-        attack.fit(model, train.x, train.y, target=TARGET)
+        attack.fit(model, x, y, target=target)
         return time.process_time() - start
 
     floors, trainings = [floor()], []
     for _ in range(3):
         trainings.append(train_patch())
         floors.append(floor())
-    parts = breakdown(model, xb, transform, attack)
+    parts = breakdown(model, xb, transform, attack, steps)
     torch.set_num_threads(threads)
     return {"train_cpu_s": trainings, "floor_cpu_s": floors, "ratio_to_floor": min(trainings) / min(floors),
-            "passes": SPEED_STEPS, "batch": 64, "threads": 1, "load_average": os.getloadavg(),
-            "breakdown_cpu_s": parts}
+            "passes": steps, "batch": batch, "image": list(x.shape[1:]), "threads": 1,
+            "load_average": os.getloadavg(), "breakdown_cpu_s": parts}
 
 
-def breakdown(model, xb, transform, attack) -> dict:
-    """Where a training step's time goes beyond the floor: ``SPEED_STEPS`` steps (draw, forward, and
+def face_speed() -> dict:
+    """The same ratio next to a model ~100× costlier per image: face-api's recognizer (150×150 RGB
+    crops of the demo faces, needs ``advrobust data download faces``) as a same/different classifier
+    against the first face, an untargeted (dodging) patch under :func:`advrobust.transforms.physical`."""
+    from advrobust.faces import FacePipeline
+    from advrobust.faces.adapters import VerificationClassifier
+
+    pipeline = FacePipeline.load()
+    faces = pipeline.demo_faces()
+    model = VerificationClassifier(pipeline.recognizer, faces[0].descriptor, pipeline.threshold).eval()
+    crops = torch.stack([f.crop for f in faces])
+    with torch.no_grad():
+        labels = model(crops).argmax(1)
+    return speed(model, crops, labels, physical(), target=None, steps=3, batch=8)
+
+
+def breakdown(model, xb, transform, attack, steps: int) -> dict:
+    """Where a training step's time goes beyond the floor: ``steps`` steps (draw, forward, and
     backward to the patch or the image) of the patch's placement and paste alone, of each part of
     the transformation alone, and of the model alone; the best of two, in CPU seconds."""
     placement = attack.placement
@@ -131,7 +148,7 @@ def breakdown(model, xb, transform, attack) -> dict:
         times = []
         for _ in range(2):
             start = time.process_time()
-            for _ in range(SPEED_STEPS):
+            for _ in range(steps):
                 fn()
             times.append(time.process_time() - start)
         return min(times)
@@ -147,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, points and draws")
     parser.add_argument("--speed-only", action="store_true", help="only the speed measurement (physical_speed.json)")
+    parser.add_argument("--faces", action="store_true", help="with --speed-only: also on the face recognizer")
     args = parser.parse_args()
     torch.set_num_threads(2)
     steps, n_test, draws = (100, 100, 20) if args.quick else (300, 200, 50)
@@ -156,9 +174,13 @@ def main() -> None:
     scene = printed_digit()
     load_before = os.getloadavg()
     if args.speed_only:
-        sp = speed(model, train, scene)
-        write_results("physical_speed", {"speed": sp, "transform": scene.describe(), "load_before": load_before})
-        print(f"patch training / floor (CPU time): {sp['ratio_to_floor']:.2f}")
+        sp = speed(model, train.x, train.y, scene)
+        print(f"patch training / floor (CPU time): {sp['ratio_to_floor']:.2f}", flush=True)
+        faces = face_speed() if args.faces else None
+        write_results("physical_speed", {"speed": sp, "transform": scene.describe(), "load_before": load_before,
+                                         "faces": faces})
+        if faces:
+            print(f"face recognizer: patch training / floor (CPU time): {faces['ratio_to_floor']:.2f}")
         return
     accuracy = {"clean": clean_accuracy(model, test.x, test.y, Identity(), 1),
                 "printed_digit": clean_accuracy(model, test.x, test.y, scene),
@@ -214,7 +236,7 @@ def main() -> None:
         "n_test": n_test,
         "n_draws": draws,
         "clean_accuracy": accuracy,
-        "speed": speed(model, train, scene),
+        "speed": speed(model, train.x, train.y, scene),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "results": results,
     }
