@@ -13,19 +13,23 @@ number under :func:`advrobust.transforms.physical`, whose ±10% translation alon
   on 200 held-out test digits under 50 fresh placements and transformations each, next to a random
   patch of the same size;
 * the digital ceiling of a 10% patch: centred, no rotation, no transformation (what the optimizer
-  reaches when nothing moves);
+  reaches when nothing moves), for several learning rates, the margin loss, another seed, batches of
+  256 and 3× the steps (:func:`optimiser_sweep`);
+* the 10% patch of the headline setting for every target class 0–9, each next to a random patch
+  (:func:`every_target`, half the draws);
 * per-image attacks on the correctly classified non-8 test digits, PGD with 100 steps: l∞ 0.3
   untargeted and targeted to 8, and a masked PGD targeted to 8 (a centred 9×9 square, 10.3%, any
   values); their success digitally and under 50 fresh transformations, and the transformations' own
   effect (baseline);
 * success against transformation strength (0, 0.25, 0.5, 0.75, 1 × the ranges);
 * speed: ``SPEED_STEPS`` steps of patch training interleaved with floors (as many forward+backward
-  passes of the model on batches of the same size), in CPU seconds on one thread (see :func:`speed`).
+  passes of the model on batches of the same size), in CPU seconds on one thread (see :func:`speed`);
+  with ``--speed-only --faces`` also on face-api's recognizer (:func:`face_speed`).
 
 300 steps, 200 digits and 50 draws keep a run under ~30 minutes on a loaded 2-core machine; --quick:
 100 steps, 100 digits, 20 draws; --speed-only: the speed alone (``physical_speed.json``).
 
-    .venv/bin/python benchmarks/bench_physical.py [--quick | --speed-only]
+    .venv/bin/python benchmarks/bench_physical.py [--quick | --speed-only [--faces]]
 
 Writes ``benchmarks/results/physical.json``.
 """
