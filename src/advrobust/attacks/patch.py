@@ -74,6 +74,8 @@ class RandomPlacement(Placement):
 
     ``region = (x0, y0, x1, y1)`` in fractions of the image's width and height (default: all of it);
     e.g. ``(0.15, 0.15, 0.85, 0.85)`` keeps an MNIST patch on the digit rather than the empty border.
+    A pasted patch is resampled on the square :meth:`window` of pixels it can reach, not on the
+    whole image (the same values; a 10% patch on 28×28 digits: 16×16 pixels instead of 28×28).
     """
 
     area: float = 0.1
