@@ -13,19 +13,23 @@ number under :func:`advrobust.transforms.physical`, whose ±10% translation alon
   on 200 held-out test digits under 50 fresh placements and transformations each, next to a random
   patch of the same size;
 * the digital ceiling of a 10% patch: centred, no rotation, no transformation (what the optimizer
-  reaches when nothing moves);
+  reaches when nothing moves), for several learning rates, the margin loss, another seed, batches of
+  256 and 3× the steps (:func:`optimiser_sweep`);
+* the 10% patch of the headline setting for every target class 0–9, each next to a random patch
+  (:func:`every_target`, half the draws);
 * per-image attacks on the correctly classified non-8 test digits, PGD with 100 steps: l∞ 0.3
   untargeted and targeted to 8, and a masked PGD targeted to 8 (a centred 9×9 square, 10.3%, any
   values); their success digitally and under 50 fresh transformations, and the transformations' own
   effect (baseline);
 * success against transformation strength (0, 0.25, 0.5, 0.75, 1 × the ranges);
 * speed: ``SPEED_STEPS`` steps of patch training interleaved with floors (as many forward+backward
-  passes of the model on batches of the same size), in CPU seconds on one thread (see :func:`speed`).
+  passes of the model on batches of the same size), in CPU seconds on one thread (see :func:`speed`);
+  with ``--speed-only --faces`` also on face-api's recognizer (:func:`face_speed`).
 
 300 steps, 200 digits and 50 draws keep a run under ~30 minutes on a loaded 2-core machine; --quick:
 100 steps, 100 digits, 20 draws; --speed-only: the speed alone (``physical_speed.json``).
 
-    .venv/bin/python benchmarks/bench_physical.py [--quick | --speed-only]
+    .venv/bin/python benchmarks/bench_physical.py [--quick | --speed-only [--faces]]
 
 Writes ``benchmarks/results/physical.json``.
 """
@@ -68,42 +72,59 @@ def clean_accuracy(model, x, y, transform, draws: int = 10) -> float:
         return sum(float((model(transform(x, gen)).argmax(1) == y).float().mean()) for _ in range(draws)) / draws
 
 
-def speed(model, train, transform) -> dict:
-    """Patch training against its floor, interleaved (floor, attack, floor, attack, floor, attack,
-    floor), in CPU seconds of this process on one thread (``time.process_time``): on a machine shared
-    with other jobs, wall time swung 1.6–6 s for the same 40 floor passes. The minimum of each is
-    kept; the first training (warm-up) counts too."""
+def speed(model, x, y, transform, target: int | None = TARGET, steps: int = SPEED_STEPS, batch: int = 64) -> dict:
+    """Patch training (a 10% patch, ``steps`` steps of ``batch`` images of ``x``) against its floor,
+    interleaved (floor, attack, floor, attack, floor, attack, floor), in CPU seconds of this process
+    on one thread (``time.process_time``): on a machine shared with other jobs, wall time swung
+    1.6–6 s for the same 40 floor passes. The minimum of each is kept; the first training (warm-up)
+    counts too."""
     attack = UniversalPatch(0.1, region=REGION, scale_min=0.9, rotation=10, transform=transform,
-                            steps=SPEED_STEPS, batch_size=64, lr=0.1)
-    xb, yb = train.x[:64], train.y[:64]
+                            steps=steps, batch_size=batch, lr=0.1)
+    xb, yb = x[:batch], y[:batch]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
     def floor() -> float:
         start = time.process_time()
-        for _ in range(SPEED_STEPS):
+        for _ in range(steps):
             xv = xb.detach().requires_grad_(True)
             torch.autograd.grad(torch.nn.functional.cross_entropy(model(xv), yb, reduction="none").sum(), xv)
         return time.process_time() - start
 
     def train_patch() -> float:
         start = time.process_time()
-        attack.fit(model, train.x, train.y, target=TARGET)
+        attack.fit(model, x, y, target=target)
         return time.process_time() - start
 
     floors, trainings = [floor()], []
     for _ in range(3):
         trainings.append(train_patch())
         floors.append(floor())
-    parts = breakdown(model, xb, transform, attack)
+    parts = breakdown(model, xb, transform, attack, steps)
     torch.set_num_threads(threads)
     return {"train_cpu_s": trainings, "floor_cpu_s": floors, "ratio_to_floor": min(trainings) / min(floors),
-            "passes": SPEED_STEPS, "batch": 64, "threads": 1, "load_average": os.getloadavg(),
-            "breakdown_cpu_s": parts}
+            "passes": steps, "batch": batch, "image": list(x.shape[1:]), "threads": 1,
+            "load_average": os.getloadavg(), "breakdown_cpu_s": parts}
 
 
-def breakdown(model, xb, transform, attack) -> dict:
-    """Where a training step's time goes beyond the floor: ``SPEED_STEPS`` steps (draw, forward, and
+def face_speed() -> dict:
+    """The same ratio next to a model ~100× costlier per image: face-api's recognizer (150×150 RGB
+    crops of the demo faces, needs ``advrobust data download faces``) as a same/different classifier
+    against the first face, an untargeted (dodging) patch under :func:`advrobust.transforms.physical`."""
+    from advrobust.faces import FacePipeline
+    from advrobust.faces.adapters import VerificationClassifier
+
+    pipeline = FacePipeline.load()
+    faces = pipeline.demo_faces()
+    model = VerificationClassifier(pipeline.recognizer, faces[0].descriptor, pipeline.threshold).eval()
+    crops = torch.stack([f.crop for f in faces])
+    with torch.no_grad():
+        labels = model(crops).argmax(1)
+    return speed(model, crops, labels, physical(), target=None, steps=3, batch=8)
+
+
+def breakdown(model, xb, transform, attack, steps: int) -> dict:
+    """Where a training step's time goes beyond the floor: ``steps`` steps (draw, forward, and
     backward to the patch or the image) of the patch's placement and paste alone, of each part of
     the transformation alone, and of the model alone; the best of two, in CPU seconds."""
     placement = attack.placement
@@ -131,7 +152,7 @@ def breakdown(model, xb, transform, attack) -> dict:
         times = []
         for _ in range(2):
             start = time.process_time()
-            for _ in range(SPEED_STEPS):
+            for _ in range(steps):
                 fn()
             times.append(time.process_time() - start)
         return min(times)
@@ -143,10 +164,53 @@ def breakdown(model, xb, transform, attack) -> dict:
     return out
 
 
+def optimiser_sweep(model, train, test, steps: int) -> dict:
+    """The digital ceiling of a 10% patch — centred, scale 1, no rotation, no transformation, on the
+    held-out digits — for several optimizers, losses, step counts and batches: does the optimization,
+    rather than the model, limit the patch?"""
+    variants = {
+        "adam lr 0.1, ce": {},
+        "adam lr 0.05, ce (default)": {"lr": 0.05},
+        "adam lr 0.01, ce": {"lr": 0.01},
+        "adam lr 0.1, margin": {"loss": "margin"},
+        "adam lr 0.1, ce, seed 1": {"seed": 1},
+        "adam lr 0.1, ce, batch 256": {"batch_size": 256},
+        "adam lr 0.03, ce, 3x steps": {"lr": 0.03, "steps": 3 * steps},
+    }
+    out = {}
+    for name, kw in variants.items():
+        settings = {"steps": steps, "batch_size": 64, "lr": 0.1, **kw}
+        patch = UniversalPatch(0.1, region=(0.3, 0.3, 0.7, 0.7), scale_min=1.0, rotation=0.0, transform=Identity(),
+                               **settings).fit(model, train.x, train.y, target=TARGET)
+        r = texture_success(model, patch, test.x, test.y, transform=Identity(), n_draws=1, name=name)
+        out[name] = {"digital": r.digital, "n_points": r.n_points, **settings}
+    return out
+
+
+def every_target(model, train, test, scene, steps: int, draws: int, headline) -> dict:
+    """The 10% patch of the headline setting trained for every target class (the headline target's
+    patch reused), its physical success on ``draws`` fresh draws per held-out digit, and a random
+    patch's."""
+    out = {}
+    for target in range(10):
+        attack = UniversalPatch(0.1, region=REGION, scale_min=0.9, rotation=10, transform=scene, steps=steps,
+                                batch_size=64, lr=0.1)
+        patch = headline if target == TARGET else attack.fit(model, train.x, train.y, target=target)
+        control = replace(patch, texture=torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(5)))
+        row = {}
+        for key, tex in (("patch", patch), ("control", control)):
+            r = texture_success(model, tex, test.x, test.y, transform=scene, n_draws=draws, name=f"target {target}")
+            row[key] = {"digital": r.digital, "physical": r.physical, "baseline": r.baseline}
+        out[target] = {**row["patch"], "control_physical": row["control"]["physical"], "n_points": r.n_points,
+                       "n_draws": draws}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, points and draws")
     parser.add_argument("--speed-only", action="store_true", help="only the speed measurement (physical_speed.json)")
+    parser.add_argument("--faces", action="store_true", help="with --speed-only: also on the face recognizer")
     args = parser.parse_args()
     torch.set_num_threads(2)
     steps, n_test, draws = (100, 100, 20) if args.quick else (300, 200, 50)
@@ -156,20 +220,22 @@ def main() -> None:
     scene = printed_digit()
     load_before = os.getloadavg()
     if args.speed_only:
-        sp = speed(model, train, scene)
-        write_results("physical_speed", {"speed": sp, "transform": scene.describe(), "load_before": load_before})
-        print(f"patch training / floor (CPU time): {sp['ratio_to_floor']:.2f}")
+        sp = speed(model, train.x, train.y, scene)
+        print(f"patch training / floor (CPU time): {sp['ratio_to_floor']:.2f}", flush=True)
+        faces = face_speed() if args.faces else None
+        write_results("physical_speed", {"speed": sp, "transform": scene.describe(), "load_before": load_before,
+                                         "faces": faces})
+        if faces:
+            print(f"face recognizer: patch training / floor (CPU time): {faces['ratio_to_floor']:.2f}")
         return
     accuracy = {"clean": clean_accuracy(model, test.x, test.y, Identity(), 1),
                 "printed_digit": clean_accuracy(model, test.x, test.y, scene),
                 "physical": clean_accuracy(model, test.x, test.y, physical())}
     print("clean accuracy", accuracy, flush=True)
 
-    ceiling = UniversalPatch(0.1, region=(0.3, 0.3, 0.7, 0.7), scale_min=1.0, rotation=0.0, transform=Identity(),
-                             steps=steps, batch_size=64, lr=0.1).fit(model, train.x, train.y, target=TARGET)
-    r = texture_success(model, ceiling, test.x, test.y, transform=Identity(), n_draws=1, name="centred, digital")
-    results = {"10% patch, centred, no transformation": {k: v for k, v in r.to_dict().items() if k != "per_point"}}
-    print("digital ceiling", r.digital, flush=True)
+    results: dict[str, dict] = {}
+    optimisers = optimiser_sweep(model, train, test, steps)
+    print("optimisers", {k: v["digital"] for k, v in optimisers.items()}, flush=True)
 
     patches = {}
     for area in AREAS:
@@ -187,6 +253,9 @@ def main() -> None:
             results[name] = {**{k: v for k, v in r.to_dict().items() if k != "per_point"},
                              "nps": tex.nps, "tv": tex.tv, "train_s": seconds if tex is patch else 0.0}
             print(name, f"digital {r.digital:.3f} physical {r.physical:.3f}", flush=True)
+
+    targets = every_target(model, train, test, scene, steps, max(10, draws // 2), patches[0.1])
+    print("targets", {t: round(v["physical"], 3) for t, v in targets.items()}, flush=True)
 
     with torch.no_grad():
         keep = (model(test.x).argmax(1) == test.y) & (test.y != TARGET)
@@ -214,7 +283,9 @@ def main() -> None:
         "n_test": n_test,
         "n_draws": draws,
         "clean_accuracy": accuracy,
-        "speed": speed(model, train, scene),
+        "optimisers_centred_digital": optimisers,
+        "targets_10pct": targets,
+        "speed": speed(model, train.x, train.y, scene),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "results": results,
     }

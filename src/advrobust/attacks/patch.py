@@ -74,6 +74,8 @@ class RandomPlacement(Placement):
 
     ``region = (x0, y0, x1, y1)`` in fractions of the image's width and height (default: all of it);
     e.g. ``(0.15, 0.15, 0.85, 0.85)`` keeps an MNIST patch on the digit rather than the empty border.
+    A pasted patch is resampled on the square :meth:`window` of pixels it can reach, not on the
+    whole image (the same values; a 10% patch on 28×28 digits: 16×16 pixels instead of 28×28).
     """
 
     area: float = 0.1
@@ -115,6 +117,12 @@ class RandomPlacement(Placement):
             return torch.full_like(angle, 0.5)
         return 0.5 * (angle.cos().abs() + angle.sin().abs())
 
+    def _widest_reach(self, h: int, w: int) -> float:
+        """The most any placement's pixels reach from its centre (at scale 1 and the widest angle)."""
+        angle = math.radians(min(self.rotation, 45.0))
+        reach = 0.5 if self.shape == "circle" else 0.5 * (math.cos(angle) + math.sin(angle))
+        return (reach + 1 / self.texture_shape((1, h, w))[1]) * self.side(h, w)
+
     def sample(self, x: Tensor, index: Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:
         n, (h, w) = x.shape[0], x.shape[-2:]
         u = torch.rand(n, 4, generator=generator, dtype=x.dtype, device=x.device)
@@ -124,8 +132,7 @@ class RandomPlacement(Placement):
         reach = self._reach(angle) * side + side / self.texture_shape((1, h, w))[1]
         x0, y0, x1, y1 = self.region
         rw, rh = (x1 - x0) * w, (y1 - y0) * h
-        widest = self._reach(torch.tensor(math.radians(min(self.rotation, 45.0)))) * self.side(h, w)
-        if 2 * (float(widest) + self.side(h, w) / self.texture_shape((1, h, w))[1]) > min(rw, rh) + 1e-6:
+        if 2 * self._widest_reach(h, w) > min(rw, rh) + 1e-6:
             raise InputError(
                 f"a patch of area {self.area:g} rotated by up to {self.rotation:g}° does not fit in a "
                 f"{rw:g}×{rh:g}-pixel region: lower area or rotation, or widen the region"
@@ -143,18 +150,17 @@ class RandomPlacement(Placement):
                 "centre": torch.zeros(n, 2, dtype=x.dtype, device=x.device)}
 
     def matrix(self, params: dict[str, Tensor], h: int, w: int) -> Tensor:
-        """``N×3×3``: image normalized coordinates → the patch's normalized coordinates."""
+        """``N×3×3``: image normalized coordinates → the patch's normalized coordinates, i.e.
+        ``(2/side)·R(−θ)·(diag(w/2, h/2)·u − centre)``."""
         angle, side, centre = params["angle"], params["side"], params["centre"]
-        n = angle.shape[0]
-        cos, sin = angle.cos(), angle.sin()
-        rot_inv = torch.stack([cos, sin, -sin, cos], dim=1).reshape(n, 2, 2)  # R(−θ)
-        scale = (2 / side)[:, None, None]
-        pix = torch.diag(torch.tensor([w / 2, h / 2], dtype=angle.dtype, device=angle.device))
-        m = torch.zeros(n, 3, 3, dtype=angle.dtype, device=angle.device)
-        m[:, :2, :2] = scale * rot_inv @ pix
-        m[:, :2, 2] = -(scale * rot_inv @ centre[:, :, None]).squeeze(2)
-        m[:, 2, 2] = 1
-        return m
+        k = 2 / side
+        cos, sin = k * angle.cos(), k * angle.sin()
+        cx, cy = centre[:, 0], centre[:, 1]
+        zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+        rows = [cos * (w / 2), sin * (h / 2), -(cos * cx + sin * cy),
+                -sin * (w / 2), cos * (h / 2), sin * cx - cos * cy,
+                zero, zero, one]
+        return torch.stack(rows, dim=1).reshape(-1, 3, 3)
 
     def shape_mask(self, texture: Tensor) -> Tensor:
         """``1×h×w`` 0/1: the patch's shape on its own texture grid."""
@@ -168,17 +174,50 @@ class RandomPlacement(Placement):
     def support(self, texture: Tensor) -> Tensor | None:
         return None if self.shape == "square" else self.shape_mask(texture)[0]
 
+    def window(self, params: dict[str, Tensor], h: int, w: int) -> tuple[Tensor, Tensor]:
+        """The square of ``S×S`` image pixels around each placed patch that holds every pixel it
+        can touch (``S`` from the widest reach, at most the image): ``N×S×S`` flat pixel indices
+        into ``H·W`` and the ``N×3×3`` map from the window's normalized coordinates to the patch's.
+        Sampling the patch on its window alone gives the same values as on the whole image (zero
+        elsewhere) from ~(S/H)² of the work."""
+        centre = params["centre"]
+        side = 2 * math.ceil(self._widest_reach(h, w)) + 2
+        sh, sw = min(h, side), min(w, side)
+        size = centre.new_tensor([w, h])
+        span = centre.new_tensor([sw, sh])
+        origin = torch.minimum(torch.floor(centre + (size - span) / 2).clamp_min(0), size - span)  # top-left
+        rows = origin[:, 1, None].long() + torch.arange(sh, device=centre.device)
+        cols = origin[:, 0, None].long() + torch.arange(sw, device=centre.device)
+        # the window is an image of its own whose centre lies (origin + span/2 − size/2) from the image's
+        shifted = {**params, "centre": centre - (origin + (span - size) / 2)}
+        return rows[:, :, None] * w + cols[:, None, :], self.matrix(shifted, sh, sw)
+
+    def _window_alpha_and_pixels(self, texture: Tensor, params: dict[str, Tensor], h: int,
+                                 w: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The window's flat indices (``N×S×S``), coverage ``α`` (``N×1×S×S``) and colours ``α ⊙ p``."""
+        flat, m = self.window(params, h, w)
+        shape = self.shape_mask(texture)
+        rgba = torch.cat([texture * shape, shape], dim=0)
+        out = warp(rgba.expand(flat.shape[0], *rgba.shape), m, "zeros", size=tuple(flat.shape[1:]))
+        return flat, out[:, -1:], out[:, :-1]
+
     def alpha_and_pixels(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """The pasted patch's coverage ``α`` (``N×1×H×W`` in ``[0, 1]``) and its colours ``α ⊙ p``."""
-        n, (h, w) = x.shape[0], x.shape[-2:]
-        m = self.matrix(params, h, w)
-        rgba = torch.cat([texture * self.shape_mask(texture), self.shape_mask(texture)], dim=0)
-        out = warp(rgba.expand(n, *rgba.shape), m, "zeros", size=(h, w))
-        return out[:, -1:], out[:, :-1]
+        n, c, h, w = x.shape
+        flat, alpha, colour = self._window_alpha_and_pixels(texture, params, h, w)
+        index = flat.flatten(1)[:, None]
+        full_alpha = x.new_zeros(n, 1, h * w).scatter(2, index, alpha.flatten(2))
+        full_colour = x.new_zeros(n, c, h * w).scatter(2, index.expand(n, c, -1), colour.flatten(2))
+        return full_alpha.reshape(n, 1, h, w), full_colour.reshape(n, c, h, w)
 
     def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
-        alpha, colour = self.alpha_and_pixels(x, texture, params)
-        return (1 - alpha) * x + colour
+        """``(1 − α) ⊙ x + α ⊙ p`` computed on each patch's window only, the rest of ``x`` copied."""
+        n, c, h, w = x.shape
+        flat, alpha, colour = self._window_alpha_and_pixels(texture, params, h, w)
+        index = flat.flatten(1)[:, None].expand(n, c, -1)
+        pixels = x.reshape(n, c, h * w)
+        under = pixels.gather(2, index).reshape(colour.shape)
+        return pixels.scatter(2, index, ((1 - alpha) * under + colour).flatten(2)).reshape(n, c, h, w)
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,6 +14,7 @@ image by up to ``perspective × half the image size`` in each direction (as torc
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -22,15 +23,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advrobust.errors import InputError
-from advrobust.transforms.base import Params, Transform, check_range, uniform
+from advrobust.transforms.base import Params, Transform, check_range
 
 PADDING_MODES = ("zeros", "border", "reflection")
 
 
 def base_grid(h: int, w: int, like: Tensor) -> Tensor:
-    """``H×W×3`` homogeneous normalized coordinates of the pixel centres (``align_corners=False``)."""
-    ys = (2 * torch.arange(h, dtype=like.dtype, device=like.device) + 1) / h - 1
-    xs = (2 * torch.arange(w, dtype=like.dtype, device=like.device) + 1) / w - 1
+    """``H×W×3`` homogeneous normalized coordinates of the pixel centres (``align_corners=False``);
+    built once per size, dtype and device (an attack warps a batch of the same size every step)."""
+    return _base_grid(h, w, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=32)
+def _base_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    ys = (2 * torch.arange(h, dtype=dtype, device=device) + 1) / h - 1
+    xs = (2 * torch.arange(w, dtype=dtype, device=device) + 1) / w - 1
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
 
@@ -40,9 +47,10 @@ def warp(x: Tensor, matrix: Tensor, padding: str = "zeros", size: tuple[int, int
     homographies in normalized coordinates); the output is ``size`` (default: the input's size).
     Pixels read from outside the input take ``padding`` (``zeros``: value 0)."""
     h, w = size if size is not None else x.shape[-2:]
-    # H×W×3 against N×3×3 -> N×H×W×3 (an einsum: a broadcast batched matmul of 3×3s is ~15× slower on a CPU)
-    grid = torch.einsum("hwk,njk->nhwj", base_grid(h, w, x), matrix)
-    grid = grid[..., :2] / grid[..., 2:]
+    # one (H·W×3)·(3×3N) product (a broadcast batched matmul of 3×3s is ~15× slower on a CPU), laid out
+    # N×3×H×W so the perspective division reads whole planes
+    grid = (matrix.reshape(-1, 3) @ base_grid(h, w, x).reshape(-1, 3).T).reshape(-1, 3, h, w)
+    grid = (grid[:, :2] / grid[:, 2:]).permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
@@ -110,11 +118,9 @@ class Geometric(Transform):
 
     def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
         n = x.shape[0]
-        angle = uniform(n, math.radians(self.rotation), x, generator)
-        scale = 1 + uniform(n, self.scale, x, generator)
-        shift = torch.stack([uniform(n, self.translation, x, generator) for _ in range(2)], dim=1)
-        corners = torch.stack([uniform(n, self.perspective, x, generator) for _ in range(8)], dim=1)
-        return {"angle": angle, "scale": scale, "shift": shift, "corners": corners.reshape(n, 4, 2)}
+        u = 2 * torch.rand(n, 12, generator=generator, dtype=x.dtype, device=x.device) - 1  # one draw, 12 U(−1, 1)
+        return {"angle": u[:, 0] * math.radians(self.rotation), "scale": 1 + u[:, 1] * self.scale,
+                "shift": u[:, 2:4] * self.translation, "corners": (u[:, 4:] * self.perspective).reshape(n, 4, 2)}
 
     def matrix(self, params: Params, h: int, w: int) -> Tensor:
         """The ``N×3×3`` inverse map (output → input coordinates) of a draw, for ``h×w`` images."""

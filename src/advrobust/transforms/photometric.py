@@ -142,20 +142,47 @@ class GaussianBlur(Transform):
 
 def blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
     """Blur each image ``i`` of ``x`` with a Gaussian of ``sigma[i]`` pixels, truncated at ``radius``
-    pixels (one grouped convolution per axis). ``sigma = 0`` is the identity kernel."""
+    pixels, edges replicated. ``sigma = 0`` is the identity kernel.
+
+    The blur is separable and linear: along an axis of ``n`` pixels it is an ``n×n`` banded matrix
+    per image (the kernel, with the weights that fall outside folded onto the edge pixel), so small
+    images are blurred by two batched matrix products ``B_h · x · B_wᵀ`` (on a CPU 1.6–2× faster
+    than grouped convolutions at 28×28 and 150×150, the same sums); larger ones by one grouped convolution per
+    axis, which does ``2·radius + 1`` instead of ``n`` multiplications per pixel."""
     if radius <= 0:
         return x
     n, c, h, w = x.shape
-    k = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    s = sigma.to(x.dtype)[:, None]
-    weights = torch.exp(-0.5 * (k[None] / s.clamp_min(1e-6)).square())
-    delta = (k == 0).to(x.dtype)[None].expand_as(weights)
-    weights = torch.where(s > 1e-3, weights / weights.sum(dim=1, keepdim=True), delta)  # N×K
+    weights = _kernels(sigma, radius, x)  # N×K
+    if max(h, w) <= _MATRIX_SIDE:
+        rows = _band(weights, radius, h)[:, None]
+        cols = rows if h == w else _band(weights, radius, w)[:, None]
+        return rows @ x @ cols.transpose(-1, -2)
     kernel = weights.repeat_interleave(c, dim=0)  # one kernel per (image, channel)
     flat = x.reshape(1, n * c, h, w)
     flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n * c)
     flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=n * c)
     return flat.reshape(n, c, h, w)
+
+
+_MATRIX_SIDE = 160  # up to this side a dense n×n blur matrix beat the grouped convolution on a CPU (28, 150)
+
+
+def _kernels(sigma: Tensor, radius: int, like: Tensor) -> Tensor:
+    """``N×(2·radius+1)``: each image's normalized Gaussian taps (a unit impulse where ``σ ≈ 0``)."""
+    k = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
+    s = sigma.to(like.dtype)[:, None]
+    weights = torch.exp(-0.5 * (k[None] / s.clamp_min(1e-6)).square())
+    delta = (k == 0).to(like.dtype)[None].expand_as(weights)
+    return torch.where(s > 1e-3, weights / weights.sum(dim=1, keepdim=True), delta)
+
+
+def _band(weights: Tensor, radius: int, size: int) -> Tensor:
+    """``N×size×size``: the blur along one axis as a matrix; row ``i`` puts tap ``d`` on pixel
+    ``clamp(i + d, 0, size − 1)`` (replicated edges)."""
+    taps = torch.arange(-radius, radius + 1, device=weights.device)
+    source = (torch.arange(size, device=weights.device)[:, None] + taps[None]).clamp(0, size - 1)  # size×K
+    onehot = F.one_hot(source, size).to(weights.dtype).permute(1, 0, 2).reshape(2 * radius + 1, size * size)
+    return (weights @ onehot).reshape(-1, size, size)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,104 @@
+"""The fast rendering paths of patch training give the values of their plain definitions: the patch
+pasted on its window equals the patch warped onto the whole image, the banded-matrix blur equals a
+replicate-padded Gaussian convolution, and the warp's grid equals torch's own affine grid."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advrobust.attacks.patch import RandomPlacement
+from advrobust.transforms import warp
+from advrobust.transforms.photometric import blur
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def whole_image_paste(placement: RandomPlacement, x: torch.Tensor, texture: torch.Tensor, params) -> torch.Tensor:
+    """The definition: the RGBA texture warped onto every pixel of the image, then composited."""
+    n, (h, w) = x.shape[0], x.shape[-2:]
+    shape = placement.shape_mask(texture)
+    rgba = torch.cat([texture * shape, shape])
+    out = warp(rgba.expand(n, *rgba.shape), placement.matrix(params, h, w), "zeros", size=(h, w))
+    return (1 - out[:, -1:]) * x + out[:, :-1]
+
+
+@pytest.mark.parametrize(
+    ("area", "scale_min", "rotation", "shape", "region", "image"),
+    [
+        (0.1, 0.9, 10.0, "square", (0.2, 0.2, 0.8, 0.8), (1, 28, 28)),
+        (0.1, 0.5, 45.0, "circle", (0.1, 0.2, 0.9, 1.0), (3, 40, 50)),
+        (0.15, 0.5, 180.0, "square", (0.0, 0.0, 1.0, 1.0), (3, 30, 20)),
+        (0.05, 0.3, 30.0, "square", (0.0, 0.0, 1.0, 1.0), (1, 28, 28)),
+        (0.4, 1.0, 0.0, "square", (0.0, 0.0, 1.0, 1.0), (2, 16, 16)),  # the window is the whole image
+    ],
+)
+def test_pasting_on_the_window_equals_pasting_on_the_whole_image(area, scale_min, rotation, shape, region,
+                                                                  image) -> None:
+    placement = RandomPlacement(area, scale_min, rotation, shape, region)
+    x = torch.rand(400, *image, generator=gen(0))
+    texture = torch.rand(*placement.texture_shape(image), generator=gen(1))
+    for params in (placement.sample(x, torch.arange(400), gen(2)), placement.centred(x)):
+        expected = whole_image_paste(placement, x, texture, params)
+        assert torch.allclose(placement.paste(x, texture, params), expected, atol=1e-5)
+        alpha, colour = placement.alpha_and_pixels(x, texture, params)
+        assert torch.allclose((1 - alpha) * x + colour, expected, atol=1e-5)
+
+
+def test_windowed_paste_gradient_equals_the_whole_image_gradient() -> None:
+    placement = RandomPlacement(0.12, 0.6, 35.0, "circle")
+    x = torch.rand(64, 1, 28, 28, generator=gen(3))
+    weights = torch.rand(64, 1, 28, 28, generator=gen(4))
+    texture = torch.rand(*placement.texture_shape((1, 28, 28)), generator=gen(5)).requires_grad_(True)
+    params = placement.sample(x, torch.arange(64), gen(6))
+    fast, = torch.autograd.grad((placement.paste(x, texture, params) * weights).sum(), texture)
+    slow, = torch.autograd.grad((whole_image_paste(placement, x, texture, params) * weights).sum(), texture)
+    assert float(slow.abs().sum()) > 0 and torch.allclose(fast, slow, atol=1e-4)
+
+
+def reference_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per image, a normalized Gaussian of ``sigma`` truncated at ``radius``, rows then columns, edges
+    replicated; written out tap by tap in float64."""
+    x = x.double()
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    out = []
+    for image, s in zip(x, sigma.double(), strict=True):
+        k = torch.exp(-0.5 * (taps / s).square()) if s > 1e-3 else (taps == 0).double()
+        k = k / k.sum()
+        h, w = image.shape[-2:]
+        cols = (torch.arange(w)[:, None] + taps.long()[None]).clamp(0, w - 1)
+        rows = (torch.arange(h)[:, None] + taps.long()[None]).clamp(0, h - 1)
+        image = (image[..., cols] * k).sum(-1)
+        image = (image[..., rows, :] * k[:, None]).sum(-2)
+        out.append(image)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("image", [(3, 9, 13), (1, 28, 28), (2, 170, 12)])  # the last one takes the convolution
+def test_blur_equals_a_replicate_padded_gaussian(image) -> None:
+    x = torch.rand(5, *image, generator=gen(7))
+    sigma = torch.tensor([0.0, 0.3, 0.7, 1.5, 2.0])
+    radius = math.ceil(3 * 2.0)
+    assert torch.allclose(blur(x, sigma, radius).double(), reference_blur(x, sigma, radius), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float32])  # the grid is cached per dtype
+def test_warp_equals_torchs_affine_grid(dtype) -> None:
+    x = torch.rand(6, 2, 11, 17, generator=gen(8), dtype=dtype)
+    affine = (torch.eye(2, 3, dtype=dtype) + 0.3 * torch.randn(6, 2, 3, generator=gen(9), dtype=dtype))
+    grid = F.affine_grid(affine, list(x.shape), align_corners=False)
+    expected = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    matrix = torch.cat([affine, torch.tensor([[[0, 0, 1]]], dtype=dtype).expand(6, 1, 3)], dim=1)
+    out = warp(x, matrix)
+    assert out.dtype == dtype and torch.allclose(out, expected, atol=1e-5)
+
+
+def test_warp_divides_by_the_homogeneous_coordinate() -> None:
+    x = torch.rand(3, 1, 8, 8, generator=gen(10))
+    matrix = torch.eye(3).expand(3, 3, 3) * torch.tensor([2.0, 0.5, 1.0])[:, None, None]  # projectively identical
+    assert torch.allclose(warp(x, matrix), x, atol=1e-5)
