@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import advrobust as ar
-from advrobust.attacks.square import Square, _LinfScores
+from advrobust.attacks.square import Square
 from advrobust.models.architectures import create
 from advrobust.models.zoo import SHAPES, build
 from advrobust.runtime import RuntimePolicy
@@ -124,7 +124,7 @@ def test_square_on_the_edits_finds_what_it_finds_on_whole_images(mnist_batch, mo
     """The edits compute the model's function: Square's trajectory, queries and result are those of
     the whole-image path (which ``fast=False`` forces), and every success holds on the plain model."""
     model, x, y = _points(mnist_batch, 5)
-    monkeypatch.setattr(_LinfScores, "faster", staticmethod(lambda edited, whole: True))  # a tiny batch
+    monkeypatch.setattr(se.SquareEdits, "cheaper", lambda self, side, rows: True)  # a tiny batch
     calls: list[int] = []
     fast = _square(model, x, y, calls, monkeypatch)
     assert len(calls) > 100, "the late, small squares must run on the edits"
@@ -142,7 +142,7 @@ def test_a_side_whose_edits_disagree_runs_on_whole_images(mnist_batch, monkeypat
     """Edits that pass the probe but disagree with the plain model on a side's first use are never
     used for it: Square's result stays the whole-image path's."""
     model, x, y = _points(mnist_batch, 10)
-    monkeypatch.setattr(_LinfScores, "faster", staticmethod(lambda edited, whole: True))
+    monkeypatch.setattr(se.SquareEdits, "cheaper", lambda self, side, rows: True)
     plain = _square(model, x, y, fast=False)
     build = se.square_edits
 

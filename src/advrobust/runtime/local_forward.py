@@ -32,12 +32,13 @@ recomputing it saves little. A second path then computes, layer by layer, only t
 output that the edit changes (a few positions per layer), reading the positions around it from the
 unedited images' activations, kept padded per layer (:class:`_ChangedRegions`; Nakandala et al.'s
 incremental inference proper). It runs eagerly (gathers and small convolutions), so it wins only
-where the crop is large; both paths are checked on the probe edits, and the faster one on a timed
-pass of random edits is used. Where the window covers more than half of the last activation (a
-ResNet's, whose receptive fields span the image: the built-in ``small-resnet``), the crop network
-is not built, and the changed regions are used if they hold at most half of the values the local
-layers compute and beat a frozen copy of the whole model on the timed pass (on ``small-resnet`` at
-32×32: about 2× its CPU time).
+where the crop is large; both paths are checked on the probe edits, and the one with the lower CPU
+time modelled from the layers' shapes is used (:mod:`advrobust.runtime.path_cost`; never a timing:
+the paths round differently, and a run must not depend on the machine's momentary load). Where the
+window covers more than half of the last activation (a ResNet's, whose receptive fields span the
+image: the built-in ``small-resnet``), the crop network is not built, and the changed regions are
+used if they hold at most half of the values the local layers compute and their modelled CPU time
+is below a frozen copy of the whole model's (on ``small-resnet`` at 32×32: about half of it).
 
 Supported layers (found by ``torch.fx`` tracing, the model's modes as they are), as modules or
 functions: ``Conv2d``/``F.conv2d`` with the module's weights (zero padding), ``MaxPool2d``/
@@ -59,7 +60,6 @@ from __future__ import annotations
 import functools
 import math
 import operator
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.nn.modules.utils import _pair
 
+from advrobust.runtime import path_cost
 from advrobust.runtime.chunks import CPU_ROWS
 from advrobust.runtime.frozen import CHECK_ROWS, frozen_trace, same_scores
 from advrobust.tensors import painted_copies
@@ -79,8 +80,6 @@ MAX_TABLE = 1 << 26
 _T = TypeVar("_T")
 #: edits per pass of the changed-region path
 REGION_ROWS = 2048
-#: random edits each path scores, twice, to choose the faster one
-TIMED_ROWS = 512
 
 _ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid,
@@ -877,8 +876,8 @@ def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
     """A :class:`LocalForward` of ``model`` for one-pixel edits of the images ``base`` (``N×C×H×W``),
     or ``None`` when the model's convolutional part is not a graph of local layers into a dense layer
     or a global average, when neither path saves enough (the window would cover more than half of the
-    last activation and the changed regions more than half of the layers' values, or they run slower
-    than the whole model), or when its scores differ from the model's on probe edits (any failure to
+    last activation and the changed regions more than half of the layers' values, or cost more than
+    the whole model), or when its scores differ from the model's on probe edits (any failure to
     trace, freeze or run counts as a difference)."""
     try:
         with torch.no_grad():
@@ -904,11 +903,7 @@ def local_forward(model: nn.Module, base: Tensor) -> LocalForward | None:
             regions = local.regions = _attempt(local.changed_regions)
             if regions is not None and not _holds(lambda: same_scores(local(img, pos, vals), want)):
                 regions = None
-            if crop_ok and regions is not None:
-                regions = _faster(local, base, regions)
-            elif regions is not None and not _beats_whole(local, model, base):
-                regions = None
-            local.regions = regions
+            local.regions = regions if regions is not None and _regions_cheaper(local, regions, crop_ok) else None
             good = crop_ok or local.regions is not None
     except Exception:  # noqa: BLE001 - any failure to analyse, trace or run means: no local forward
         return None
@@ -927,38 +922,17 @@ def _attempt(build: Callable[[], _T]) -> _T | None:
         return None
 
 
-def _timed_edits(base: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """:data:`TIMED_ROWS` random one-pixel edits of ``base``."""
-    n, c, h, w = base.shape
-    gen = torch.Generator().manual_seed(0)
-    rows = TIMED_ROWS
-    return (torch.randint(0, n, (rows,), generator=gen), torch.randint(0, h * w, (rows,), generator=gen),
-            torch.rand(rows, c, generator=gen))
-
-
-def _quicker(first: Callable[[], object], second: Callable[[], object]) -> bool:
-    """Whether ``first`` runs in less CPU time than ``second`` (each twice, alternating; the best of
-    each; CPU time: other processes on a busy machine do not count). Which path wins depends on the
-    model's shapes and on the machine, so it is timed here."""
-    times = [math.inf, math.inf]
-    for which, run in ((0, first), (1, second), (0, first), (1, second)):
-        start = time.process_time()
-        run()
-        times[which] = min(times[which], time.process_time() - start)
-    return times[0] < times[1]
-
-
-def _faster(local: LocalForward, base: Tensor, regions: _ChangedRegions) -> _ChangedRegions | None:
-    """``regions`` if it scores a pass of random edits faster than the crop network, else ``None``."""
-    edits = _timed_edits(base)
-
-    def run(path: _ChangedRegions | None) -> Callable[[], object]:
-        def go() -> object:
-            local.regions = path
-            return local(*edits)
-        return go
-
-    return regions if _quicker(run(regions), run(None)) else None
+def _regions_cheaper(local: LocalForward, regions: _ChangedRegions, crop_ok: bool) -> bool:
+    """Whether the changed regions cost less CPU time on a pass of :data:`REGION_ROWS` edits than the
+    crop network (``crop_ok``) or else a frozen copy of the whole model on painted images, as modelled
+    from the layers' shapes (:mod:`advrobust.runtime.path_cost`): never timed, so that the path, and
+    with it the rounding of every score, is the same in every run."""
+    graph = local.graph
+    mine = path_cost.REGIONS.seconds(path_cost.regions_work(graph, regions.rows, regions.cols), REGION_ROWS)
+    if crop_ok:
+        return mine < path_cost.CROP.seconds(path_cost.crop_work(graph, local.rows_axis, local.cols_axis),
+                                             REGION_ROWS)
+    return mine < path_cost.WHOLE.seconds(path_cost.whole_work(graph), REGION_ROWS)
 
 
 def changed_share(graph: _Graph, rows: _Changed, cols: _Changed) -> float:
@@ -974,13 +948,3 @@ def _regions_save(graph: _Graph) -> bool:
     rows = _changed(graph.steps, [s[0] for s in sizes], 0)
     cols = _changed(graph.steps, [s[1] for s in sizes], 1)
     return changed_share(graph, rows, cols) <= 0.5
-
-
-def _beats_whole(local: LocalForward, model: nn.Module, base: Tensor) -> bool:
-    """Whether the changed regions (the path ``local`` holds) score a pass of random edits faster
-    than a frozen copy of the whole model runs the edited images (where the crop network would
-    cover most of the image, the only other path)."""
-    img, pos, vals = edits = _timed_edits(base)
-    painted = painted_copies(base, img, pos[:, None], vals[:, None, :])
-    whole = frozen_trace(model, (base[:CHECK_ROWS],)) or model
-    return _quicker(lambda: local(*edits), lambda: [whole(part) for part in painted.split(CPU_ROWS)])

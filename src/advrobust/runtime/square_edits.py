@@ -26,7 +26,8 @@ they run as whole images. The model is analysed as for the one-pixel forward (a 
 layers into a dense layer or a global average: the same layers are supported, residual networks such
 as the built-in ``small-resnet`` included); it is built only if its scores match the model's on
 probe squares (corners and inside, the smallest and the largest side offered). The two round
-differently: callers check each side on its first use against the plain model and confirm successes with it.
+differently: callers check each side on its first use against the plain model and confirm successes with it,
+and choose between the edits and whole images by :meth:`SquareEdits.cheaper` (a cost model, never a timing).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from advrobust.runtime import path_cost
 from advrobust.runtime.chunks import CPU_ROWS
 from advrobust.runtime.frozen import same_scores
 from advrobust.runtime.local_forward import (
@@ -69,10 +71,17 @@ class SquareEdits:
         self.outputs = self._linear(self.activation)
         self.scale = 1.0 / (self.activation.shape[2] * self.activation.shape[3])
         self.columns: dict[tuple[int, int], Tensor] = {}
+        self.whole = path_cost.whole_work(graph)
+        self.work = {side: path_cost.regions_work(graph, *changed) for side, changed in sides.items()}
 
     def offers(self, side: int) -> bool:
         """Whether squares of ``side`` are computed here (else: run them as whole images)."""
         return side in self.sides
+
+    def cheaper(self, side: int, rows: int) -> bool:
+        """Whether ``rows`` squares of ``side`` cost less CPU time here than as whole images on a frozen
+        copy of the model, as modelled from the layers' shapes (:mod:`advrobust.runtime.path_cost`)."""
+        return path_cost.REGIONS.seconds(self.work[side], rows) < path_cost.WHOLE.seconds(self.whole, rows)
 
     def _linear(self, activation: Tensor) -> Tensor:
         linear = self.boundary.linear
