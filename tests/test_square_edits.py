@@ -29,6 +29,7 @@ MODELS = {
     "residual-mnist": lambda: (build("residual", SHAPES["mnist"], seed=1).eval(), SHAPES["mnist"]),
     "global-pool-rgb32": lambda: (build("global-pool", SHAPES["rgb32"], seed=1).eval(), SHAPES["rgb32"]),
     "small-resnet": lambda: (create("small-resnet", 10, (3, 32, 32), seed=0).eval(), (3, 32, 32)),
+    "sequential-mnist": lambda: (build("sequential", SHAPES["mnist"], seed=1).eval(), SHAPES["mnist"]),
 }
 
 
@@ -61,10 +62,11 @@ def test_square_edits_are_the_model_for_the_sides_offered(name):
             _agrees(edits(img, top, left, patch), want, model(base.index_select(0, img)))
 
 
-@pytest.mark.parametrize("name", ["mnist-cnn", "residual-mnist"])
+@pytest.mark.parametrize("name", ["mnist-cnn", "residual-mnist", "sequential-mnist"])
 def test_square_edits_follow_accepted_proposals(name):
     """After ``keep`` (an accepted proposal pasted in) and ``update`` (an image replaced), later
-    squares are scored on the new images, exactly."""
+    squares are scored on the new images, exactly (the sequential CNN's 5×5 convolution runs from the
+    change for small squares: its kept unedited output must follow too)."""
     model, shape = MODELS[name]()
     base = torch.rand(6, *shape, generator=torch.Generator().manual_seed(1))
     edits = se.square_edits(model, base)

@@ -50,6 +50,7 @@ from advrobust.runtime.local_forward import (
     _graph,
     add_window_products,
     changed_share,
+    flat_window,
     window_columns,
 )
 from advrobust.tensors import painted_squares, squares_of
@@ -105,7 +106,7 @@ class SquareEdits:
             dense += delta.sum(dim=(2, 3)) * self.scale
             return self.tail(dense.view(-1, *self.boundary.shape))
         key = r0 * (self.activation.shape[3] - width + 1) + c0
-        add_window_products(dense, delta.flatten(1), key, self._columns(height, width))
+        add_window_products(dense, flat_window(delta), key, self._columns(height, width))
         return self.tail(dense)
 
     def _columns(self, height: int, width: int) -> Tensor:
@@ -113,7 +114,7 @@ class SquareEdits:
             linear = self.boundary.linear
             assert linear is not None
             shape = tuple(self.activation.shape[1:])
-            self.columns[height, width] = window_columns(linear, shape, height, width)
+            self.columns[height, width] = window_columns(linear, shape, height, width, channels_last=True)
         return self.columns[height, width]
 
     @torch.no_grad()
