@@ -72,7 +72,7 @@ def test_square_scores_each_call_on_one_path_whatever_the_clock(monkeypatch):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = create("mnist-cnn", 10, (1, 28, 28)).eval()
-    x = _images(100, (1, 28, 28))
+    x = _images(64, (1, 28, 28))
     with torch.no_grad():
         y = model(x).argmax(1)
     call = se.SquareEdits.__call__
@@ -86,7 +86,7 @@ def test_square_scores_each_call_on_one_path_whatever_the_clock(monkeypatch):
 
         monkeypatch.setattr(se.SquareEdits, "__call__", counted)
         _fake_clock(monkeypatch, pattern)
-        runs.append((Square(ar.Linf(eps=0.02), queries=200, seed=1)(model, x, y), calls))
+        runs.append((Square(ar.Linf(eps=0.02), queries=120, seed=1)(model, x, y), calls))
         monkeypatch.undo()
     (first, first_calls), (second, second_calls) = runs
     assert first_calls == second_calls and len(first_calls) > 50, "the late, small squares run on the edits"
