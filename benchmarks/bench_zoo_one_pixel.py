@@ -15,7 +15,7 @@ used. Needs ``$ART_PYTHON`` as ``bench_one_pixel.py`` describes.
     .venv/bin/python benchmarks/bench_zoo_one_pixel.py --images 100    # the issue's setting (long)
     .venv/bin/python benchmarks/bench_zoo_one_pixel.py --members residual --sizes rgb32
 
-Writes ``benchmarks/results/zoo_one_pixel.json``.
+Writes ``benchmarks/results/zoo_one_pixel.json`` (or ``--results NAME``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--members", nargs="*", default=list(ZOO), choices=list(ZOO))
     parser.add_argument("--sizes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--results", default="zoo_one_pixel", help="name of the results file in benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     attack = OnePixel(L0(pixels=1), population=400, generations=args.generations)
@@ -68,7 +69,7 @@ def main() -> None:
                       f"{row['local_forward']}, load {row['load_average']:.1f})", flush=True)
             else:
                 print(f"{name:>16} {size:>6}: {duel.get('skipped')}", flush=True)
-    path = write_results("zoo_one_pixel", {"images": args.images, "population": 400,
+    path = write_results(args.results, {"images": args.images, "population": 400,
                                            "generations": args.generations, "members": rows})
     print(f"wrote {path}")
 

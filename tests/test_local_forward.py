@@ -141,6 +141,30 @@ def test_the_local_forward_is_every_zoo_model_on_every_pixel(name, size):
             assert error < 1e-4 and error < change / 20, (error, change)  # far below what an edit changes
 
 
+@pytest.mark.parametrize("size", list(SHAPES))
+def test_a_large_kernel_runs_from_the_change_and_is_the_model(size):
+    """The sequential CNN's second 5×5 convolution reads a 3×3 change of its input: it runs from the
+    change (a matrix product added to its kept output), and the scores are the model's on every pixel,
+    as those of the same path recomputing the convolution."""
+    shape = SHAPES[size]
+    model = build("sequential", shape, seed=1).eval()
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(4))
+    local = lf.local_forward(model, x)
+    assert local is not None
+    regions = local.regions = local.changed_regions()
+    assert regions is not None and sorted(regions.incremental) == [4]
+    img, pos, vals = _every_edit(x[1:])
+    with torch.no_grad():
+        want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
+        change = float((want - model(x[1:])).abs().max())
+        from_change = local(img + 1, pos, vals)
+        regions.incremental = {}
+        recomputed = local(img + 1, pos, vals)
+    for got in (from_change, recomputed):
+        error = float((got - want).abs().max())
+        assert error < 1e-4 and error < change / 20, (error, change)
+
+
 def test_the_window_is_smaller_than_the_image():
     model, shape = MODELS["default mnist-cnn, normalized"]()
     local = lf.local_forward(model, torch.rand(2, *shape))
@@ -298,10 +322,10 @@ def test_one_pixel_finds_a_planted_pixel_through_the_local_forward():
     assert changed[:, row * size + col].all()
 
 
-def test_the_built_in_small_resnet_gets_the_changed_regions(monkeypatch):
+def test_the_built_in_small_resnet_gets_the_changed_regions():
     """Its window covers the whole last activation (no crop network), but a pixel's changed regions
-    hold few of its values: the changed-region path is built, and it is the model on every pixel."""
-    monkeypatch.setattr(lf, "_beats_whole", lambda local, model, base: True)  # which is faster: timed, not tested
+    hold few of its values (a quarter of the whole model's multiply-adds): the changed-region path is
+    chosen, and it is the model on every pixel."""
     model = create("small-resnet", 10, (3, 32, 32), seed=0).eval()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     local = lf.local_forward(model, x)

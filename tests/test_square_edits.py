@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import advrobust as ar
-from advrobust.attacks.square import Square, _LinfScores
+from advrobust.attacks.square import Square
 from advrobust.models.architectures import create
 from advrobust.models.zoo import SHAPES, build
 from advrobust.runtime import RuntimePolicy
@@ -29,6 +29,7 @@ MODELS = {
     "residual-mnist": lambda: (build("residual", SHAPES["mnist"], seed=1).eval(), SHAPES["mnist"]),
     "global-pool-rgb32": lambda: (build("global-pool", SHAPES["rgb32"], seed=1).eval(), SHAPES["rgb32"]),
     "small-resnet": lambda: (create("small-resnet", 10, (3, 32, 32), seed=0).eval(), (3, 32, 32)),
+    "sequential-mnist": lambda: (build("sequential", SHAPES["mnist"], seed=1).eval(), SHAPES["mnist"]),
 }
 
 
@@ -61,10 +62,11 @@ def test_square_edits_are_the_model_for_the_sides_offered(name):
             _agrees(edits(img, top, left, patch), want, model(base.index_select(0, img)))
 
 
-@pytest.mark.parametrize("name", ["mnist-cnn", "residual-mnist"])
+@pytest.mark.parametrize("name", ["mnist-cnn", "residual-mnist", "sequential-mnist"])
 def test_square_edits_follow_accepted_proposals(name):
     """After ``keep`` (an accepted proposal pasted in) and ``update`` (an image replaced), later
-    squares are scored on the new images, exactly."""
+    squares are scored on the new images, exactly (the sequential CNN's 5×5 convolution runs from the
+    change for small squares: its kept unedited output must follow too)."""
     model, shape = MODELS[name]()
     base = torch.rand(6, *shape, generator=torch.Generator().manual_seed(1))
     edits = se.square_edits(model, base)
@@ -124,7 +126,7 @@ def test_square_on_the_edits_finds_what_it_finds_on_whole_images(mnist_batch, mo
     """The edits compute the model's function: Square's trajectory, queries and result are those of
     the whole-image path (which ``fast=False`` forces), and every success holds on the plain model."""
     model, x, y = _points(mnist_batch, 5)
-    monkeypatch.setattr(_LinfScores, "faster", staticmethod(lambda edited, whole: True))  # a tiny batch
+    monkeypatch.setattr(se.SquareEdits, "cheaper", lambda self, side, rows: True)  # a tiny batch
     calls: list[int] = []
     fast = _square(model, x, y, calls, monkeypatch)
     assert len(calls) > 100, "the late, small squares must run on the edits"
@@ -142,7 +144,7 @@ def test_a_side_whose_edits_disagree_runs_on_whole_images(mnist_batch, monkeypat
     """Edits that pass the probe but disagree with the plain model on a side's first use are never
     used for it: Square's result stays the whole-image path's."""
     model, x, y = _points(mnist_batch, 10)
-    monkeypatch.setattr(_LinfScores, "faster", staticmethod(lambda edited, whole: True))
+    monkeypatch.setattr(se.SquareEdits, "cheaper", lambda self, side, rows: True)
     plain = _square(model, x, y, fast=False)
     build = se.square_edits
 

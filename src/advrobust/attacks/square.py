@@ -28,15 +28,16 @@ ImageNet), including the initial one; points stop costing queries as soon as the
 Speed: an l∞ proposal changes one square of the point's current image, so where the runner offers
 square edits (the CPU fast path, for CNNs whose convolutional part is a graph of local layers:
 :mod:`advrobust.runtime.square_edits`) each proposal is scored on the region of each layer the square
-changes, from the point's current activations. A side is used there only once its first call has
-matched the plain model and run faster than whole images; a success found on it is confirmed on the
-plain model before the point is retired. Elsewhere proposals run as whole images.
+changes, from the point's current activations. A call runs there only where that costs less CPU time
+than whole images, as modelled from the layers' shapes (never timed: the two round differently, and a
+seed must give the same result in every run), and a side only once its first call has matched the
+plain model; a success found on it is confirmed on the plain model before the point is retired.
+Elsewhere proposals run as whole images.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from torch import Tensor
@@ -51,8 +52,6 @@ from advrobust.runtime.frozen import same_scores
 from advrobust.tensors import paint_squares, painted_squares, squares_of
 from advrobust.threat import Threat
 
-#: calls between two reviews of whether a side's square edits still cost less than whole images
-REVIEW_CALLS = 50
 #: iterations (out of 10 000) after which the Square paper halves p
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -283,66 +282,39 @@ def _rescale(delta: Tensor, eps: float) -> Tensor:
 class _LinfScores:
     """Scores of l∞ proposals (an ``s×s`` square of each point's current image replaced): whole
     images through the oracle's runner, or, where the runner offers square edits
-    (:mod:`advrobust.runtime.square_edits`: the changed regions only), those. A side runs on the
-    edits only after its first call has matched the plain model's scores and taken less CPU time
-    than the whole images, and only while the edits, with pasting the accepted proposals in, keep
-    costing less CPU time per row than the whole images did (checked every :data:`REVIEW_CALLS`
-    calls); a success found on them is confirmed on the plain model before the point is retired. The
-    edits' images follow the accepted proposals: pasted in where the edits scored them, else marked
-    stale and recomputed before the edits' next use."""
+    (:mod:`advrobust.runtime.square_edits`: the changed regions only), those. A call runs on the
+    edits where their CPU time for its side and rows, modelled from the layers' shapes, is below the
+    whole images' (:meth:`~advrobust.runtime.square_edits.SquareEdits.cheaper`: never a timing, so
+    that the same seed gives the same result), and only after the side's first such call has matched
+    the plain model's scores; a success found on them is confirmed on the plain model before the point
+    is retired. The edits' images follow the accepted proposals: pasted in where the edits scored
+    them, else marked stale and recomputed before the edits' next use."""
 
     def __init__(self, oracle: Oracle, points: Tensor, best: Tensor) -> None:
         self.oracle, self.points = oracle, points
         self.edits = oracle.runner.square_edits(best) if oracle.access == "gradients" else None
         self.stale = torch.zeros(len(points), dtype=torch.bool, device=best.device)
-        self.use: dict[int, bool] = {}
+        self.exact: dict[int, bool] = {}  # per side checked: whether the edits matched the plain model
         self.edited = False  # whether the last call's scores came from the edits
         self.side = 0  # the last call's side
-        self.whole_per_row: dict[int, float] = {}  # CPU seconds per row of whole images, per side
-        self.spent: dict[int, list[float]] = {}  # per side on the edits: [CPU seconds, rows, calls]
 
     def __call__(self, a: Tensor, best_a: Tensor, top: Tensor, left: Tensor, patch: Tensor) -> Tensor:
         side = patch.shape[-1]
         index = self.points.index_select(0, a)
         self.edited = False
-        if self.edits is None or not self.edits.offers(side) or not self.use.get(side, True):
+        edits = self.edits
+        if edits is None or not edits.offers(side) or not self.exact.get(side, True) or not edits.cheaper(side, len(a)):
             return self.oracle.logits(painted_squares(best_a, top, left, patch), index=index)
         self._refresh(a, best_a)
         self.side = side
-        if side in self.use:
+        if side in self.exact:
             self.oracle.count(len(a), index)
             self.edited = True
-            start = time.process_time()
-            z = self.edits(a, top, left, patch)
-            self._spend(side, time.process_time() - start, len(a))
-            return z
+            return edits(a, top, left, patch)
         cand = painted_squares(best_a, top, left, patch)
-        start = time.process_time()  # CPU time: other processes on a busy machine do not count
         z = self.oracle.logits(cand, index=index)
-        whole = time.process_time() - start
-        edited = math.inf
-        for _ in range(2):  # the first call builds the side's tables
-            start = time.process_time()
-            fast = self.edits(a, top, left, patch)
-            edited = min(edited, time.process_time() - start)
-        self.use[side] = self.faster(edited, whole) and same_scores(fast, self.oracle.confirm(cand))
-        self.whole_per_row[side], self.spent[side] = whole / len(a), [0.0, 0, 0]
+        self.exact[side] = same_scores(edits(a, top, left, patch), self.oracle.confirm(cand))
         return z
-
-    def _spend(self, side: int, seconds: float, rows: int) -> None:
-        """Count CPU time spent on the edits of ``side`` (``rows`` scored, or 0 for pasting); every
-        :data:`REVIEW_CALLS` calls, go back to whole images if they were cheaper per row."""
-        spent = self.spent[side]
-        spent[0] += seconds
-        spent[1] += rows
-        spent[2] += rows > 0
-        if rows and spent[2] % REVIEW_CALLS == 0 and not self.faster(spent[0] / spent[1], self.whole_per_row[side]):
-            self.use[side] = False
-
-    @staticmethod
-    def faster(edited: float, whole: float) -> bool:
-        """Whether the edits (``edited`` CPU seconds) beat the whole images (``whole``) on a side."""
-        return edited < whole
 
     def _refresh(self, a: Tensor, best_a: Tensor) -> None:
         """Bring the edits' images of the rows ``a`` marked stale up to date (``best_a``: their images)."""
@@ -359,9 +331,7 @@ class _LinfScores:
             return
         if self.edited:
             assert self.edits is not None
-            start = time.process_time()
             self.edits.keep(rows)
-            self._spend(self.side, time.process_time() - start, 0)
         else:
             self.stale.index_fill_(0, a.index_select(0, rows), True)
 

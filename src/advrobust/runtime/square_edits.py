@@ -26,7 +26,8 @@ they run as whole images. The model is analysed as for the one-pixel forward (a 
 layers into a dense layer or a global average: the same layers are supported, residual networks such
 as the built-in ``small-resnet`` included); it is built only if its scores match the model's on
 probe squares (corners and inside, the smallest and the largest side offered). The two round
-differently: callers check each side on its first use against the plain model and confirm successes with it.
+differently: callers check each side on its first use against the plain model and confirm successes with it,
+and choose between the edits and whole images by :meth:`SquareEdits.cheaper` (a cost model, never a timing).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from advrobust.runtime import path_cost
 from advrobust.runtime.chunks import CPU_ROWS
 from advrobust.runtime.frozen import same_scores
 from advrobust.runtime.local_forward import (
@@ -48,6 +50,7 @@ from advrobust.runtime.local_forward import (
     _graph,
     add_window_products,
     changed_share,
+    flat_window,
     window_columns,
 )
 from advrobust.tensors import painted_squares, squares_of
@@ -69,10 +72,17 @@ class SquareEdits:
         self.outputs = self._linear(self.activation)
         self.scale = 1.0 / (self.activation.shape[2] * self.activation.shape[3])
         self.columns: dict[tuple[int, int], Tensor] = {}
+        self.whole = path_cost.whole_work(graph)
+        self.work = {side: path_cost.regions_work(graph, *changed) for side, changed in sides.items()}
 
     def offers(self, side: int) -> bool:
         """Whether squares of ``side`` are computed here (else: run them as whole images)."""
         return side in self.sides
+
+    def cheaper(self, side: int, rows: int) -> bool:
+        """Whether ``rows`` squares of ``side`` cost less CPU time here than as whole images on a frozen
+        copy of the model, as modelled from the layers' shapes (:mod:`advrobust.runtime.path_cost`)."""
+        return path_cost.REGIONS.seconds(self.work[side], rows) < path_cost.WHOLE.seconds(self.whole, rows)
 
     def _linear(self, activation: Tensor) -> Tensor:
         linear = self.boundary.linear
@@ -96,7 +106,7 @@ class SquareEdits:
             dense += delta.sum(dim=(2, 3)) * self.scale
             return self.tail(dense.view(-1, *self.boundary.shape))
         key = r0 * (self.activation.shape[3] - width + 1) + c0
-        add_window_products(dense, delta.flatten(1), key, self._columns(height, width))
+        add_window_products(dense, flat_window(delta), key, self._columns(height, width))
         return self.tail(dense)
 
     def _columns(self, height: int, width: int) -> Tensor:
@@ -104,7 +114,7 @@ class SquareEdits:
             linear = self.boundary.linear
             assert linear is not None
             shape = tuple(self.activation.shape[1:])
-            self.columns[height, width] = window_columns(linear, shape, height, width)
+            self.columns[height, width] = window_columns(linear, shape, height, width, channels_last=True)
         return self.columns[height, width]
 
     @torch.no_grad()
