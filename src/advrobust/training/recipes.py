@@ -152,7 +152,7 @@ MEASURED: dict[str, str] = {
     "trades": "97.4% clean, 88.8% standard-robust (500 test points, 95% CI 85.7-91.3%; its PGD-10 validation 92.0%); "
               "6.6 min of training on 2 cores at load 1-2 (benchmarks/results/training_defaults.json)",
     "fgsm-rs": "97.8% clean, 55.6% standard-robust (500 test points, 95% CI 51.2-59.9%; its PGD-10 validation "
-               "79.0%: a masked gradient); 15.6 min of training on 2 cores shared at load 5-6 by the default command; "
+               "79.0%: a masked gradient); 2.1 min of training on 2 cores at load 0.4-1.9 by the default command; "
                "far below PGD-AT and TRADES (10 epochs: 45.4%)",
 }
 
