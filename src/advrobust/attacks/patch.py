@@ -119,8 +119,7 @@ class RandomPlacement(Placement):
 
     def _widest_reach(self, h: int, w: int) -> float:
         """The most any placement's pixels reach from its centre (at scale 1 and the widest angle)."""
-        angle = math.radians(min(self.rotation, 45.0))
-        reach = 0.5 if self.shape == "circle" else 0.5 * (math.cos(angle) + math.sin(angle))
+        reach = float(self._reach(torch.tensor(math.radians(min(self.rotation, 45.0)), dtype=torch.float64)))
         return (reach + 1 / self.texture_shape((1, h, w))[1]) * self.side(h, w)
 
     def sample(self, x: Tensor, index: Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:

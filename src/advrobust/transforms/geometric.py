@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advrobust.errors import InputError
-from advrobust.transforms.base import Params, Transform, check_range
+from advrobust.transforms.base import Params, Transform, check_range, uniform
 
 PADDING_MODES = ("zeros", "border", "reflection")
 
@@ -118,7 +118,7 @@ class Geometric(Transform):
 
     def sample(self, x: Tensor, generator: torch.Generator | None = None) -> Params:
         n = x.shape[0]
-        u = 2 * torch.rand(n, 12, generator=generator, dtype=x.dtype, device=x.device) - 1  # one draw, 12 U(−1, 1)
+        u = uniform(n * 12, 1.0, x, generator).reshape(n, 12)  # one draw of 12 U(−1, 1) per point
         return {"angle": u[:, 0] * math.radians(self.rotation), "scale": 1 + u[:, 1] * self.scale,
                 "shift": u[:, 2:4] * self.translation, "corners": (u[:, 4:] * self.perspective).reshape(n, 4, 2)}
 
