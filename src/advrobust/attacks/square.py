@@ -228,19 +228,19 @@ class Square(FixedBudgetAttack):
     def _step_l2(x: Tensor, best: Tensor, eps: float, side: int, generator: torch.Generator) -> Tensor:
         n, c = x.shape[:2]
         delta = best - x
-        w1, w2 = _windows(x, side, generator), _windows(x, side, generator)
+        (top1, left1), (top2, left2) = _corners(x, side, generator), _corners(x, side, generator)
+        w1, w2 = _window_mask(x, top1, left1, side), _window_mask(x, top2, left2, side)
         img_norm2 = delta.flatten(1).square().sum(1).view(n, 1, 1, 1)
         in_w1 = (delta * w1).square().sum((2, 3), keepdim=True).sqrt()  # per channel
         union2 = (delta * (w1 | w2)).square().sum((2, 3), keepdim=True)
-        old = _patch(delta, w1, side) / (1e-10 + in_w1)
+        old = squares_of(delta, top1, left1, side) / (1e-10 + in_w1)
         transpose = torch.rand(n, generator=generator, device=x.device) < 0.5
         bump = pseudo_gaussian(side, x.device, x.dtype).expand(n, 1, side, side)
         bump = torch.where(transpose.view(n, 1, 1, 1), bump.transpose(2, 3), bump)
         new = bump * _signs((n, c, 1, 1), generator, x) + old
         budget = ((eps**2 - img_norm2).clamp_min(0) / c + union2).sqrt()
         new = new / new.square().sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12) * budget
-        delta = delta.masked_fill(w2, 0.0)
-        delta = delta.masked_scatter(w1.expand_as(delta), new.reshape(-1))
+        delta = paint_squares(delta.masked_fill(w2, 0.0), top1, left1, new)
         return (x + _rescale(delta, eps)).clamp(0, 1)
 
 
@@ -258,19 +258,13 @@ def _corners(x: Tensor, side: int, generator: torch.Generator) -> tuple[Tensor, 
     return top, left
 
 
-def _windows(x: Tensor, side: int, generator: torch.Generator) -> Tensor:
-    """A boolean mask ``N×1×H×W`` with one random ``side×side`` square per point."""
+def _window_mask(x: Tensor, top: Tensor, left: Tensor, side: int) -> Tensor:
+    """A boolean mask ``N×1×H×W``: each point's ``side×side`` square at ``top``, ``left`` (:func:`_corners`)."""
     n, _, h, w = x.shape
-    top, left = (t.view(n, 1, 1, 1) for t in _corners(x, side, generator))
+    top, left = top.view(n, 1, 1, 1), left.view(n, 1, 1, 1)
     rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
     return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-
-
-def _patch(t: Tensor, window: Tensor, side: int) -> Tensor:
-    """The ``N×C×side×side`` contents of ``t`` under each point's window."""
-    n, c = t.shape[:2]
-    return t.masked_select(window.expand_as(t)).view(n, c, side, side)
 
 
 def _rescale(delta: Tensor, eps: float) -> Tensor:
