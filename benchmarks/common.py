@@ -4,7 +4,7 @@ The floor of a gradient attack is the time of the same number of forward+backwar
 the input) of the same model on the same batch: an attack cannot be cheaper than its own gradient
 evaluations, so ``wall time / floor`` measures everything the attack adds (DESIGN.md, "Conventions").
 
-    from common import bench_model, floor_seconds, rows_per_second, timed, write_results
+    from common import bench_model, floor_seconds, rows_per_second, synchronize, timed, write_results
 """
 
 from __future__ import annotations
@@ -32,15 +32,23 @@ def bench_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model.eval(), test.x, test.y
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously; a CPU has nothing to wait for)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def floor_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int, repeats: int = 3) -> float:
     """Best-of-``repeats`` time of ``passes`` forward+backward passes w.r.t. the input on ``x``."""
     best = float("inf")
     for _ in range(repeats):
+        synchronize(x.device)
         start = time.perf_counter()
         for _ in range(passes):
             xv = x.detach().requires_grad_(True)
             loss = nn.functional.cross_entropy(model(xv), y, reduction="none").sum()
             torch.autograd.grad(loss, xv)
+        synchronize(x.device)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -58,12 +66,17 @@ def rows_per_second(model: nn.Module, shape: tuple[int, ...], rows: int, repeats
     return rows / best
 
 
-def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
-    """Best-of-``repeats`` wall time of ``fn()`` and its last result."""
+def timed(fn: Callable[[], Any], repeats: int = 1, device: torch.device | None = None) -> tuple[float, Any]:
+    """Best-of-``repeats`` wall time of ``fn()`` and its last result (the work it queued on ``device``
+    included)."""
     best, out = float("inf"), None
     for _ in range(repeats):
+        if device is not None:
+            synchronize(device)
         start = time.perf_counter()
         out = fn()
+        if device is not None:
+            synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best, out
 
