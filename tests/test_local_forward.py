@@ -144,8 +144,9 @@ def test_the_local_forward_is_every_zoo_model_on_every_pixel(name, size):
 @pytest.mark.parametrize("size", list(SHAPES))
 def test_a_large_kernel_runs_from_the_change_and_is_the_model(size):
     """The sequential CNN's second 5×5 convolution reads a 3×3 change of its input: it runs from the
-    change (a matrix product added to its kept output), and the scores are the model's on every pixel,
-    as those of the same path recomputing the convolution."""
+    change (a matrix product added to its kept output), its ReLU and max-pool read that change added
+    to the kept unedited output (the fused read), and the scores are the model's on every pixel, as
+    those of the same path without the fused read and of the path recomputing the convolution."""
     shape = SHAPES[size]
     model = build("sequential", shape, seed=1).eval()
     x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(4))
@@ -153,13 +154,17 @@ def test_a_large_kernel_runs_from_the_change_and_is_the_model(size):
     assert local is not None
     regions = local.regions = local.changed_regions()
     assert regions is not None and sorted(regions.incremental) == [4]
+    assert {r: triple[:2] for r, triple in regions.fused.items()} == {6: (4, 5)}  # conv, ReLU, max-pool
     img, pos, vals = _every_edit(x[1:])
     with torch.no_grad():
         want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
         change = float((want - model(x[1:])).abs().max())
+        fused = local(img + 1, pos, vals)
+        regions.fused, regions.skipped = {}, set()
         from_change = local(img + 1, pos, vals)
         regions.incremental = {}
         recomputed = local(img + 1, pos, vals)
+    assert torch.equal(fused, from_change)  # the same sums in the same order
     for got in (from_change, recomputed):
         error = float((got - want).abs().max())
         assert error < 1e-4 and error < change / 20, (error, change)
