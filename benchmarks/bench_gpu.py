@@ -1,8 +1,10 @@
 """One call on a GPU: does every attack run there, and how fast is it next to its floor and its peers.
 
 A session lent an accelerator has a few minutes of it, so the whole GPU measurement is this one
-prepared command (a few minutes on one H200; ``--quick`` much less). Every row is recorded, a failure
-as its error's last line, so one broken part never hides the others.
+prepared command (estimated at a few minutes on one H200, not yet measured; ``--quick`` much less).
+Every row is recorded, a failure as its error's last line, so one broken part never hides the others;
+the results file is rewritten after every row, so a run stopped at the call's time limit still
+brings back what it measured.
 
 * **Works there** (``works``): every registered classification attack on 16 test digits, the
   default CNN moved to the device. A row passes when the attack runs, ``x_adv`` stays on the device,
@@ -90,7 +92,7 @@ def attack_row(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
                    on_device=on_device, in_ball_and_box=inside, successes_misclassified=honest)
 
 
-def works(device: torch.device, quick: bool) -> dict[str, Any]:
+def works(device: torch.device, quick: bool, rows: dict[str, Any], save: Callable[[], None]) -> None:
     from advrobust.attacks.dag import DAG
     from advrobust.attacks.patch import UniversalPatch
     from advrobust.data.scenes import load_scenes
@@ -100,10 +102,10 @@ def works(device: torch.device, quick: bool) -> dict[str, Any]:
     model = default_model()[0].eval().to(device)
     test = load("mnist-5k", split="test").subset(16, seed=0)
     x, y = test.x.to(device), test.y.to(device)
-    rows: dict[str, Any] = {}
     for name in list_attacks():
         rows[name] = recorded(lambda name=name: attack_row(name, model, x, y))
         print(f"  {name:>14}: {rows[name]['status']} {rows[name].get('error', '')}", flush=True)
+        save()
 
     def standard() -> dict[str, Any]:
         result = ar.evaluate(model, x, y, threat=Linf(eps=0.3), suite="standard")
@@ -134,7 +136,7 @@ def works(device: torch.device, quick: bool) -> dict[str, Any]:
                        ("fit pgd-at", training)):
         rows[name] = recorded(part)
         print(f"  {name:>14}: {rows[name]['status']} {rows[name].get('error', '')}", flush=True)
-    return rows
+        save()
 
 
 # --- speed ---------------------------------------------------------------------------------------
@@ -217,7 +219,7 @@ def cw_speed(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, An
             "floor_s": floor, "ratio_to_floor": seconds / floor}
 
 
-def speed(device: torch.device, quick: bool, folder: Path) -> dict[str, Any]:
+def speed(device: torch.device, quick: bool, folder: Path, rows: dict[str, Any], save: Callable[[], None]) -> None:
     from advrobust.models import create as create_model
     from advrobust.training.pretrained import default_model
 
@@ -233,7 +235,6 @@ def speed(device: torch.device, quick: bool, folder: Path) -> dict[str, Any]:
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).nonzero().squeeze(1)
     few = correct[: 10 if quick else 100]
-    rows: dict[str, Any] = {}
     parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("pgd-40 mnist-cnn", lambda: pgd_speed(model, x, y, 0.3)),
         ("pgd-40 small-resnet rgb32", lambda: pgd_speed(resnet, x_rgb, y_rgb, 8 / 255)),
@@ -243,6 +244,7 @@ def speed(device: torch.device, quick: bool, folder: Path) -> dict[str, Any]:
     for name, part in parts:
         rows[name] = recorded(part)
         print(f"  {name}: {json.dumps(rows[name], default=float)}", flush=True)
+        save()
 
     def pgd_at_then_standard() -> dict[str, Any]:
         robust_model, training = trained_pgd_at(device, folder, quick)
@@ -250,7 +252,7 @@ def speed(device: torch.device, quick: bool, folder: Path) -> dict[str, Any]:
 
     rows["standard vs autoattack, pgd-at cnn"] = recorded(pgd_at_then_standard)
     print(f"  standard: {json.dumps(rows['standard vs autoattack, pgd-at cnn'], default=float)}", flush=True)
-    return rows
+    save()
 
 
 def main() -> None:
@@ -267,16 +269,21 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}, torch {torch.__version__}", flush=True)
     out: dict[str, Any] = {"device": name, "quick": args.quick}
+
+    def save() -> None:
+        """Write what is measured so far: a run stopped at its time limit still brings its rows back."""
+        path = write_results(args.results, out)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, args.out / path.name)
+
     with tempfile.TemporaryDirectory() as folder:
         if args.only in (None, "works"):
-            out["works"] = works(device, args.quick)
+            works(device, args.quick, out.setdefault("works", {}), save)
         if args.only in (None, "speed"):
-            out["speed"] = speed(device, args.quick, Path(folder))
-    path = write_results(args.results, out)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, args.out / path.name)
-    print(f"wrote {path}")
+            speed(device, args.quick, Path(folder), out.setdefault("speed", {}), save)
+    save()
+    print(f"wrote benchmarks/results/{args.results}.json")
 
 
 if __name__ == "__main__":
