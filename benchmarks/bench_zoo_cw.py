@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import floor_seconds, write_results  # noqa: E402
-from zoo_models import trained  # noqa: E402
+from zoo_models import correctly_classified  # noqa: E402
 
 from advrobust.attacks.cw import CarliniWagner  # noqa: E402
 from advrobust.models.zoo import SHAPES, ZOO  # noqa: E402
@@ -59,10 +59,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for size in args.sizes:
         for name in args.members:
-            model, x_test, y_test = trained(name, size)
-            with torch.no_grad():
-                correct = (model(x_test).argmax(dim=1) == y_test).nonzero().squeeze(1)[: args.images]
-            x, y = x_test[correct], y_test[correct]
+            model, x, y = correctly_classified(name, size, args.images)
             row: dict[str, Any] = {"member": name, "size": size, "images": len(x)}
             for preset, attack in presets.items():
                 row[preset] = run(attack, model, x, y)

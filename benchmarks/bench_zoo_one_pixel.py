@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_one_pixel import ART_GENERATIONS, art_head_to_head  # noqa: E402
 from common import write_results  # noqa: E402
-from zoo_models import trained  # noqa: E402
+from zoo_models import correctly_classified  # noqa: E402
 
 from advrobust.attacks.one_pixel import OnePixel  # noqa: E402
 from advrobust.models.zoo import SHAPES, ZOO  # noqa: E402
@@ -56,10 +56,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for size in args.sizes:
         for name in args.members:
-            model, x_test, y_test = trained(name, size)
-            with torch.no_grad():
-                correct = (model(x_test).argmax(dim=1) == y_test).nonzero().squeeze(1)[: args.images]
-            x, y = x_test[correct], y_test[correct]
+            model, x, y = correctly_classified(name, size, args.images)
             duels = [art_head_to_head(attack, model, {}, x, y, args.threads, zoo=f"{name}:{size}")
                      for _ in range(args.repeats)]
             duel = duels[0]

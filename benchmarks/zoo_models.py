@@ -6,8 +6,9 @@ a random colour on a random dark background, seeded): no RGB data set ships with
 benchmark needs a trained model whose decisions mean something. The weights go to the cache's
 ``models/`` folder as safetensors, named by a hash of the recipe.
 
-    from zoo_models import trained
+    from zoo_models import correctly_classified, trained
     model, x_test, y_test = trained("pytorch-example", "mnist")
+    model, x, y = correctly_classified("pytorch-example", "mnist", 100)  # the first 100 it gets right
 """
 
 from __future__ import annotations
@@ -55,3 +56,12 @@ def trained(name: str, size: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     test = digits(size, "test")
     return model.eval(), test.x, test.y
+
+
+def correctly_classified(name: str, size: str, n: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The trained member (:func:`trained`) and the first ``n`` test images it classifies correctly,
+    with their labels: the points an attack benchmark attacks."""
+    model, x_test, y_test = trained(name, size)
+    with torch.no_grad():
+        correct = (model(x_test).argmax(dim=1) == y_test).nonzero().squeeze(1)[:n]
+    return model, x_test[correct], y_test[correct]
