@@ -232,7 +232,6 @@ def speed(device: torch.device, quick: bool, folder: Path, rows: dict[str, Any],
     x_rgb = torch.rand(n, 3, 32, 32, generator=gen).to(device)
     with torch.no_grad():
         y_rgb = resnet(x_rgb).argmax(1)
-    with torch.no_grad():
         correct = (model(x).argmax(1) == y).nonzero().squeeze(1)
     few = correct[: 10 if quick else 100]
     parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
