@@ -123,7 +123,8 @@ def train_with_method(method: Any, x: torch.Tensor, y: torch.Tensor, epochs: int
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     order = torch.cat([torch.randperm(len(x)) for _ in range(epochs)]).split(32)
     for step, b in enumerate(order):
-        loss, _ = method.loss(model, x[b], y[b], step / len(order))
+        rows = {"index": b} if getattr(method, "wants_index", False) else {}  # per-example state (FGSM-EP)
+        loss, _ = method.loss(model, x[b], y[b], step / len(order), **rows)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,5 +1,5 @@
-"""Adversarial training methods (PGD-AT, FGSM-RS, TRADES), eps warm-up and the catastrophic-overfitting
-guard: properties that fail if the methods break."""
+"""Adversarial training methods (PGD-AT, FGSM-RS, FGSM-EP, TRADES), eps warm-up and the
+catastrophic-overfitting guard: properties that fail if the methods break."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from advrobust.training.adversarial import (
 )
 from advrobust.training.methods import Standard, Stop, create_method, method_names
 from advrobust.training.overfitting import OverfittingGuard, ProbeRecord, detect_collapse
+from advrobust.training.prior import FGSMEP
 from conftest import train_with_method
 
 EPS = 0.2
@@ -51,11 +52,12 @@ def _batch(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
 METHOD_FACTORIES = {
     "pgd-at": lambda eps: PGDAT(eps, steps=3, warmup=0.4),
     "fgsm-rs": lambda eps: FGSMRS(eps, warmup=0.4, guard_every=10),
+    "fgsm-ep": lambda eps: FGSMEP(eps, warmup=0.4, guard_every=10),
     "trades": lambda eps: TRADES(eps, steps=3, warmup=0.4),
 }
 
-# forward passes of the outer loss (in train mode): x_adv; TRADES also x
-OUTER_FORWARDS = {"pgd-at": 1, "fgsm-rs": 1, "trades": 2}
+# forward passes of the outer loss (in train mode): x_adv; TRADES also x, FGSM-EP also its start
+OUTER_FORWARDS = {"pgd-at": 1, "fgsm-rs": 1, "fgsm-ep": 2, "trades": 2}
 
 
 # --- the inner maximization -------------------------------------------------------------------------
@@ -117,6 +119,46 @@ def test_fgsm_rs_step_is_wong_algorithm_3(linear_model):
     delta = (delta + 1.25 * eps * grad.sign()).clamp(-eps, eps)
     expected = (x + delta).clamp(0, 1)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def _two_class_linear() -> nn.Module:
+    """A 2-class linear model: CE's input gradient is ``(p₁ − [y = 1])·(w₁ − w₀)``, so its sign per
+    pixel is the same at every input (flipped for y = 1)."""
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+
+
+def test_fgsm_ep_first_visit_is_fgsm_rs():
+    """An example without a prior starts at a uniform random point, as FGSM-RS: the same draws give
+    the same adversarial point, stored as the example's prior."""
+    model, (x, y) = _two_class_linear(), _batch()
+    y = y % 2
+    torch.manual_seed(7)
+    expected = FGSMRS(0.1, guard=False).perturb(model, x, y, progress=1.0)
+    method = FGSMEP(0.1, guard=False)
+    torch.manual_seed(7)
+    method.loss(model, x, y, 1.0, index=torch.arange(len(y)))
+    prior, seen = method._rows(torch.arange(len(y)), x)
+    assert bool(seen.all())
+    assert torch.allclose(x + prior, expected, atol=1e-3)  # the store is half precision
+
+
+def test_fgsm_ep_starts_each_example_where_its_last_step_ended():
+    """With steps of 0.1·ε a fresh random start never reaches the ball's face; carried over from
+    visit to visit, 20 steps put every pixel of every trained example at ``x + ε·sign(∇)`` (x = 0.5
+    keeps the box out of the way). Rows never trained have no prior."""
+    model, eps = _two_class_linear(), 0.2
+    x, y = torch.full((6, 1, 4, 4), 0.5), torch.tensor([0, 1, 0, 1, 0, 1])
+    rows = torch.tensor([0, 2, 4, 6, 8, 10])
+    method = FGSMEP(eps, step_size=0.1 * eps, guard=False)
+    for _ in range(20):
+        method.loss(model, x, y, 1.0, index=rows)
+    prior, seen = method._rows(torch.arange(11), x)
+    xv = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(model(xv), y, reduction="sum"), xv)
+    assert torch.equal(seen, torch.isin(torch.arange(11), rows))
+    assert torch.allclose(prior[rows], eps * grad.sign(), atol=1e-3)
+    assert torch.equal(prior[~seen], torch.zeros_like(prior[~seen]))
 
 
 def test_named_attack_is_built_to_keep_maximizing():
@@ -294,7 +336,7 @@ def test_guard_waits_for_the_end_of_the_warmup():
 
 # --- registration ---------------------------------------------------------------------------------
 def test_methods_are_registered_and_describe_themselves():
-    assert {"pgd-at", "fgsm-rs", "trades"} <= set(method_names())
+    assert {"pgd-at", "fgsm-rs", "fgsm-ep", "trades"} <= set(method_names())
     meta = create_method("trades", eps=0.1, beta=1.0).describe()
     assert meta["method"] == "trades" and meta["eps"] == 0.1 and meta["beta"] == 1.0
     meta = create_method("pgd-at", eps=0.3, steps=7).describe()
@@ -327,7 +369,7 @@ def test_adversarial_training_beats_standard_under_pgd(name, train_subset, mnist
     model = train_with_method(method, *train_subset)
     robust = _robust_accuracy(model, *mnist_batch)
     assert robust >= standard_robust + 0.2, (name, robust, standard_robust)
-    if name == "fgsm-rs":  # a healthy run: the guard watched (after the warm-up) and stayed quiet
+    if name in ("fgsm-rs", "fgsm-ep"):  # a healthy run: the guard watched (after the warm-up) and stayed quiet
         assert len(method.guard.records) >= 3 and method.on_epoch_end(None) is None
 
 
@@ -340,11 +382,11 @@ def _killed(method: type) -> type:
             super().__init__(*args, **kwargs)
             self.armed = True
 
-        def loss(self, model, x, y, progress):
+        def loss(self, model, x, y, progress, **rows):
             if self.armed and progress >= 0.5:
                 self.armed = False
                 raise KeyboardInterrupt
-            return super().loss(model, x, y, progress)
+            return super().loss(model, x, y, progress, **rows)
 
     return Killed
 
@@ -353,6 +395,8 @@ RESUMABLE = {
     "pgd-at": (PGDAT, {"steps": 2, "warmup": 0.5}),
     # the guard checks every 4 batches from the first: its records span the kill
     "fgsm-rs": (FGSMRS, {"guard_every": 4, "guard_action": "warn", "probe_size": 16}),
+    # the priors of epoch 1 are in the checkpoint: epoch 2 starts from them as if never stopped
+    "fgsm-ep": (FGSMEP, {"guard_every": 4, "guard_action": "warn", "probe_size": 16}),
 }
 
 
@@ -385,7 +429,9 @@ def test_engine_resumes_adversarial_training_exactly(name, train_subset, tmp_pat
     history = fit(resumed, train, method=resumed_method, checkpoint_dir=tmp_path, **settings)
     assert fingerprint(resumed) == fingerprint(whole)
     assert [r.train_loss for r in history.records] == [r.train_loss for r in expected.records]
-    if name == "fgsm-rs":
+    if name == "fgsm-ep":
+        assert bool(resumed_method._seen.all()) and torch.equal(resumed_method._prior, whole_method._prior)
+    if name in ("fgsm-rs", "fgsm-ep"):
         assert len(whole_method.guard.records) >= 5
         assert resumed_method.guard.records == whole_method.guard.records
         assert torch.equal(resumed_method.guard._probe[0], whole_method.guard._probe[0])

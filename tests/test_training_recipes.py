@@ -90,7 +90,11 @@ def test_an_absurd_learning_rate_is_reported_not_returned_as_trained(digits):
 
 
 #: (training digits, epochs) per method: a few dozen optimizer steps of its recipe
-BRIEF = {"standard": (512, 4), "fgsm-rs": (2048, 3), "pgd-at": (1024, 3), "trades": (1024, 3)}
+BRIEF = {"standard": (512, 4), "fgsm-rs": (2048, 3), "fgsm-ep": (2048, 5), "pgd-at": (1024, 3), "trades": (1024, 3)}
+#: settings of the method that judges the brief run, where they differ from the trained one's: FGSM-EP's
+#: regularizer β·MSE(f(x_adv), f(x_start)) grows with the logits' scale while the network learns (an
+#: untrained network's logits are all alike), so it is judged on its adversarial cross-entropy
+JUDGED_WITH = {"fgsm-ep": {"beta": 0.0}}
 
 
 @pytest.mark.slow
@@ -103,11 +107,12 @@ def test_each_default_recipe_lowers_its_loss(digits, name):
     train = train.subset(n, seed=0)
     model = _model()
     method = create_method(name, **recipe_for(name).method_options())
+    judge = create_method(name, **{**recipe_for(name).method_options(), **JUDGED_WITH.get(name, {})})
     x, y = train.x[:128], train.y[:128]
 
     def objective() -> float:
         torch.manual_seed(0)
-        loss, _ = method.loss(model.eval(), x, y, progress=1.0)
+        loss, _ = judge.loss(model.eval(), x, y, progress=1.0)
         return float(loss.detach())
 
     before = objective()
@@ -160,8 +165,14 @@ def test_help_shows_the_documented_recipe(capsys):
         assert shown["shift"] == str(recipe.shift)
         if recipe.warmup is not None:
             assert float(shown["warmup"]) == recipe.warmup and float(shown["eps"]) == 0.3
+        if recipe.beta is not None:  # TRADES' β, FGSM-EP's λ
+            assert float(shown["beta"]) == recipe.beta
     assert _run(["train", "--method", "pgd-at", "--steps", "4", "-h"]) == 0
     assert _shown_recipe(capsys.readouterr().out)["step-size"] == "0.1875"  # 2.5·0.3/4
+    # FGSM-EP's own option, and one its constructor passes on to FGSM-RS's (**kwargs)
+    assert _run(["train", "--method", "fgsm-ep", "--beta", "4", "--step-size", "0.3", "-h"]) == 0
+    shown = _shown_recipe(capsys.readouterr().out)
+    assert shown["beta"] == "4" and shown["step-size"] == "0.3"
 
 
 def test_the_recipe_shown_is_the_one_used_and_the_model_is_verified(tmp_path, capsys):

@@ -89,7 +89,7 @@ def _fmt(value: Any) -> str:
 @click.option("--steps", type=int, default=None, help="inner attack steps (pgd-at, trades) [recipe]")
 @click.option("--step-size", "--alpha", "step_size", type=float, default=None,
               help="inner attack step size α [recipe: the method's rule]")
-@click.option("--beta", type=float, default=None, help="TRADES trade-off β [recipe]")
+@click.option("--beta", type=float, default=None, help="weight of the robustness term: TRADES' β, FGSM-EP's λ [recipe]")
 @click.option("--sigma", type=float, default=None, help="noise std of gaussian-noise (randomized smoothing)")
 @click.option("--warmup", type=float, default=None, help="fraction of training over which eps ramps up from 0 [recipe]")
 @click.option("--inner-attack", default=None, help="attack for the inner maximization (pgd-at), e.g. apgd-ce")

@@ -261,9 +261,13 @@ class FGSMRS(PGDAT):
         self._reported = False
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> tuple[Tensor, Tensor]:
+        self._watch(model, x, y, progress)
+        return super().loss(model, x, y, progress)
+
+    def _watch(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> None:
+        """Show the batch to the overfitting guard (once the warm-up is over)."""
         if self.guard is not None and self.eps_at(progress) == self.eps:
             self.guard.observe(_unwrap(model), x, y)
-        return super().loss(model, x, y, progress)
 
     def on_epoch_end(self, history: object) -> str | None:
         """The guard's verdict: ``None`` while healthy; on a collapse a :class:`Collapsed` (``"stop"``,

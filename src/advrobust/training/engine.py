@@ -235,8 +235,9 @@ class _Run:
                 if self.identity["shift"]:  # offsets from the global generator, seeded per epoch above
                     x = random_shift(x, self.identity["shift"])
                 lr = self.opt.param_groups[0]["lr"]
+                rows = {"index": idx} if getattr(self.method, "wants_index", False) else {}
                 with _autocast(self.ctx.device, amp):
-                    loss, logits = self.method.loss(self.net, x, y, (epoch + step / self.steps) / epochs)
+                    loss, logits = self.method.loss(self.net, x, y, (epoch + step / self.steps) / epochs, **rows)
                 self.opt.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()

@@ -3,8 +3,9 @@ does everything else (data order, optimizer, schedule, AMP, checkpoints, DDP, lo
 
 A method implements :class:`TrainingMethod`; ``standard`` (empirical risk minimization,
 ``min_θ E[L(θ, x, y)]``) lives here, the adversarial methods (PGD-AT,
-FGSM-RS, TRADES) in :mod:`advrobust.training.adversarial`, which registers them in :data:`METHODS`
-when imported; :func:`create_method` and :func:`method_names` import it on first use.
+FGSM-RS, TRADES) in :mod:`advrobust.training.adversarial` and FGSM-EP in
+:mod:`advrobust.training.prior`, which register them in :data:`METHODS` when imported;
+:func:`create_method` and :func:`method_names` import them on first use.
 
 A method may also define ``on_epoch_end(history) -> str | None``: a returned string is recorded in
 the history as a warning; a returned :class:`Stop` (a ``str``) also ends training, and the engine
@@ -26,6 +27,7 @@ from advrobust.errors import InputError
 # Modules that add methods to METHODS when imported (the adversarial methods).
 PLUGINS = (
     "advrobust.training.adversarial",
+    "advrobust.training.prior",
     "advrobust.training.noise",
     "advrobust.training.ablation",
     "advrobust.training.occlusion",
@@ -65,6 +67,8 @@ class TrainingMethod(Protocol):
 # overfitting guard) also defines ``state_dict() -> dict`` and ``load_state_dict(dict)``; the engine
 # saves it in the training checkpoint every epoch and gives it back on resume. Tensors, numbers,
 # strings, lists and dicts only: the checkpoint is read with ``torch.load(weights_only=True)``.
+# A method with per-example state (FGSM-EP's priors) sets ``wants_index = True``: the engine then
+# calls ``loss(model, x, y, progress, index=rows)``, ``rows`` the batch's positions in the training set.
 
 
 class Standard:
@@ -118,11 +122,19 @@ def method_names() -> list[str]:
 
 
 def method_options(name: str) -> list[str]:
-    """The keyword arguments the method's constructor accepts (for the CLI's pass-through options)."""
+    """The keyword arguments the method's constructor accepts (for the CLI's pass-through options);
+    a class constructor that passes ``**kwargs`` on to its base accepts the base's too."""
     _load_plugins()
     factory = METHODS[_canonical(name)]
-    params = inspect.signature(factory).parameters.values()
-    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    constructors = [c.__init__ for c in factory.__mro__] if isinstance(factory, type) else [factory]
+    names: list[str] = []
+    for constructor in constructors:
+        params = list(inspect.signature(constructor).parameters.values())
+        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def create_method(name: str, **kwargs: Any) -> TrainingMethod:
