@@ -18,6 +18,8 @@ from advrobust.training import accuracy, create_method, fit, method_names
 
 CLASSES = [str(i) for i in range(10)]
 SETTINGS = {"epochs": 2, "batch_size": 32, "lr": 0.005, "optimizer": "adam", "seed": 0}
+#: the adversarial methods trained under DDP, with their (small) settings
+ADVERSARIAL = {"pgd-at": {"eps": 0.1, "steps": 2}, "fgsm-ep": {"eps": 0.1}}
 
 
 def _free_port() -> int:
@@ -37,7 +39,7 @@ def _worker(rank: int, port: int, data: tuple, folder: str, methods: tuple[str, 
     train, val = (Dataset("mnist-5k", split, x, y, CLASSES) for split, x, y in data)
     for name in methods:  # one spawn for all: starting processes costs more than these tiny runs
         model, out = _model(), os.path.join(folder, name)
-        method = create_method("pgd-at", eps=0.1, steps=2) if name == "pgd-at" else name
+        method = create_method(name, **ADVERSARIAL[name]) if name in ADVERSARIAL else name
         history = fit(model, train, val, method=method, device="cpu", checkpoint_dir=os.path.join(out, "state"),
                       log_path=os.path.join(out, "log.jsonl"), **SETTINGS)
         with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
@@ -48,8 +50,9 @@ def _worker(rank: int, port: int, data: tuple, folder: str, methods: tuple[str, 
 
 @pytest.fixture(scope="module")
 def ddp_runs(tiny_data, tmp_path_factory) -> dict:
-    """Rank 0's and rank 1's results of a 2-process run per method (standard, and pgd-at if present)."""
-    methods = ("standard", "pgd-at") if "pgd-at" in method_names() else ("standard",)
+    """Rank 0's and rank 1's results of a 2-process run per method (standard, and pgd-at and fgsm-ep,
+    whose per-example priors live in each process, if present)."""
+    methods = ("standard", *ADVERSARIAL) if "pgd-at" in method_names() else ("standard",)
     folder = tmp_path_factory.mktemp("ddp")
     for m in methods:
         (folder / m).mkdir()
@@ -83,9 +86,10 @@ def test_two_processes_train_like_one(tiny_data, ddp_runs):
 
 
 @pytest.mark.slow
-def test_adversarial_method_under_ddp(ddp_runs):
-    if "pgd-at" not in ddp_runs:
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_method_under_ddp(ddp_runs, name):
+    if name not in ddp_runs:
         pytest.skip("the adversarial methods are not available")
-    ranks = ddp_runs["pgd-at"]
+    ranks = ddp_runs[name]
     assert ranks[0]["fingerprint"] == ranks[1]["fingerprint"]
     assert ranks[0]["train_loss"] == ranks[1]["train_loss"]  # metrics are reduced over the ranks
