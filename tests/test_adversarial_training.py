@@ -144,9 +144,9 @@ def test_fgsm_ep_first_visit_is_fgsm_rs():
 
 
 def test_fgsm_ep_starts_each_example_where_its_last_step_ended():
-    """With steps of 0.1·ε a fresh random start never reaches the ball's face; carried over from
-    visit to visit, 20 steps put every pixel of every trained example at ``x + ε·sign(∇)`` (x = 0.5
-    keeps the box out of the way). Rows never trained have no prior."""
+    """One step of 0.1·ε from a fresh random start puts few pixels on the ball's face; carried over
+    from visit to visit, 20 such steps put every pixel of every trained example at ``x + ε·sign(∇)``
+    (x = 0.5 keeps the box out of the way). Rows never trained have no prior."""
     model, eps = _two_class_linear(), 0.2
     x, y = torch.full((6, 1, 4, 4), 0.5), torch.tensor([0, 1, 0, 1, 0, 1])
     rows = torch.tensor([0, 2, 4, 6, 8, 10])
