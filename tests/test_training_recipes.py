@@ -173,6 +173,7 @@ def test_help_shows_the_documented_recipe(capsys):
     assert _run(["train", "--method", "fgsm-ep", "--beta", "4", "--step-size", "0.3", "-h"]) == 0
     shown = _shown_recipe(capsys.readouterr().out)
     assert shown["beta"] == "4" and shown["step-size"] == "0.3"
+    assert shown["inner-attack"] == "fgsm-rs from the epoch prior"
 
 
 def test_the_recipe_shown_is_the_one_used_and_the_model_is_verified(tmp_path, capsys):

@@ -58,8 +58,9 @@ class Plan:
             outer.remove("momentum")  # Adam has none
         rows = [(name.replace("_", "-"), _fmt(getattr(self.recipe, name))) for name in outer]
         if "eps" in described:
+            start = f" from the {attack['start']}" if "start" in attack else ""  # FGSM-EP's epoch prior
             rows += [("eps", _fmt(described["eps"])), ("norm", described["norm"]),
-                     ("warmup", _fmt(described["warmup"])), ("inner-attack", attack.get("name", "—"))]
+                     ("warmup", _fmt(described["warmup"])), ("inner-attack", attack.get("name", "—") + start)]
             if "steps" in attack:
                 rows.append(("steps", _fmt(attack["steps"])))
             rows.append(("step-size", _fmt(attack["alpha"]) if "alpha" in attack else "—"))

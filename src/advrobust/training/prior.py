@@ -92,7 +92,9 @@ class FGSMEP(FGSMRS):
         return loss, logits
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "beta": self.beta}
+        """FGSM-RS's description (the step, its α) with the start it takes from the epoch prior, and β."""
+        described = super().describe()
+        return {**described, "attack": {**described["attack"], "start": "epoch prior"}, "beta": self.beta}
 
     def _fgsm_step(self, model: nn.Module, threat: Threat, x: Tensor, start: Tensor, y: Tensor) -> Tensor:
         """``Π_{x,ε}(start + α·d(∇ CE))``, the model in eval mode (the attack contract of every
