@@ -154,13 +154,13 @@ def test_a_large_kernel_runs_from_the_change_and_is_the_model(size):
     assert local is not None
     regions = local.regions = local.changed_regions()
     assert regions is not None and sorted(regions.incremental) == [4]
-    assert {r: triple[:2] for r, triple in regions.fused.items()} == {6: (4, 5)}  # conv, ReLU, max-pool
+    assert {r: fusion[:2] for r, fusion in regions.fused.items()} == {6: (4, 5)}  # conv, ReLU, max-pool
     img, pos, vals = _every_edit(x[1:])
     with torch.no_grad():
         want = model(painted_copies(x, img + 1, pos[:, None], vals[:, None, :]))
         change = float((want - model(x[1:])).abs().max())
         fused = local(img + 1, pos, vals)
-        regions.fused, regions.skipped = {}, set()
+        regions.fused = {}
         from_change = local(img + 1, pos, vals)
         regions.incremental = {}
         recomputed = local(img + 1, pos, vals)

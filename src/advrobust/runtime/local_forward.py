@@ -665,7 +665,11 @@ class _ChangedRegions:
                             for s in self.transposed if self._saved_per_value(s) >= MIN_SAVED_PER_VALUE
                             and self._map_size(s) <= MAX_CHANGE_MAP}
         self.fused = self._fused_reads()
-        self.skipped = {s for triple in self.fused.values() for s in triple[:2]}
+
+    @property
+    def skipped(self) -> set[int]:
+        """The steps the fused reads compute inside themselves: each one's convolution and element-wise layer."""
+        return {step for s, e, _, _ in self.fused.values() for step in (s, e)}
 
     def _saved_per_value(self, s: int) -> float:
         """The multiply-adds per value of convolution ``s``'s changed region that running it from the
@@ -794,8 +798,9 @@ class _ChangedRegions:
         ri, ci = pos // self.width, pos % self.width
         values = [vals.reshape(len(pos), -1, self.rows.size[0], self.cols.size[0]).contiguous(
             memory_format=torch.channels_last)]
+        skipped = self.skipped
         for s, (step, layer) in enumerate(zip(self.steps[1:], self.layers, strict=True), start=1):
-            if s in self.skipped:  # computed inside the fused read that follows
+            if s in skipped:  # computed inside the fused read that follows
                 values.append(None)
             elif s in self.fused:
                 values.append(layer(self._fused_read(s, values, img, ri, ci)))
