@@ -110,12 +110,16 @@ class _AdversarialMethod:
         """The training budget at ``progress`` (the warm-up ramp, then ``eps``)."""
         return warmup_eps(self.eps, progress, self.warmup)
 
+    def attack_at(self, progress: float) -> Attack:
+        """The inner attack at the current eps (the warm-up's; step-size rules follow it)."""
+        eps = self.eps_at(progress)
+        return self.attack if eps == self.eps else self.attack.with_threat(self.threat.with_eps(eps))
+
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, progress: float) -> Tensor:
         """The adversarial batch at the current eps (``x`` itself while the warm-up eps is 0)."""
-        eps = self.eps_at(progress)
-        if eps == 0:
+        attack = self.attack_at(progress)
+        if attack.threat.eps == 0:
             return x
-        attack = self.attack if eps == self.eps else self.attack.with_threat(self.threat.with_eps(eps))
         return maximize(attack, _unwrap(model), x, y)
 
     def describe(self) -> dict[str, Any]:

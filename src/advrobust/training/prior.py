@@ -72,7 +72,8 @@ class FGSMEP(FGSMRS):
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float, *, index: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         self._watch(model, x, y, progress)
-        threat = self.threat.with_eps(self.eps_at(progress))
+        attack = self.attack_at(progress)
+        threat = attack.threat
         if threat.eps == 0:
             logits = model(x)
             return F.cross_entropy(logits, y), logits
@@ -82,7 +83,7 @@ class FGSMEP(FGSMRS):
         if rows is not None:
             prior, seen = self._rows(rows, x)
             start = torch.where(seen.view(-1, *[1] * (x.dim() - 1)), threat.project(x + prior, x), start)
-        x_adv = self._fgsm_step(_unwrap(model), threat, x, start, y)
+        x_adv = self._fgsm_step(_unwrap(model), threat, x, start, y, attack.alpha())
         if rows is not None:
             self._store(rows, x_adv - x)
         logits = model(x_adv)
@@ -96,14 +97,14 @@ class FGSMEP(FGSMRS):
         described = super().describe()
         return {**described, "attack": {**described["attack"], "start": "epoch prior"}, "beta": self.beta}
 
-    def _fgsm_step(self, model: nn.Module, threat: Threat, x: Tensor, start: Tensor, y: Tensor) -> Tensor:
+    @staticmethod
+    def _fgsm_step(model: nn.Module, threat: Threat, x: Tensor, start: Tensor, y: Tensor, alpha: float) -> Tensor:
         """``Π_{x,ε}(start + α·d(∇ CE))``, the model in eval mode (the attack contract of every
         method here), input gradients only."""
-        alpha = self.attack.step_factor * float(threat.eps) if self.attack.step_size is None else self.attack.step_size
         with evaluation_mode(model):
             z = start.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(F.cross_entropy(model(z), y, reduction="sum"), z)
-        return steepest_step(threat, x, start.detach(), grad, float(alpha)).detach()
+        return steepest_step(threat, x, start.detach(), grad, alpha).detach()
 
     def _rows(self, rows: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
         """The priors and seen flags of ``rows`` (the store grown to hold them, on ``like``'s device)."""
