@@ -20,7 +20,7 @@ brings back what it measured.
   digits; C&W's fast preset: time, success and median l2 against the floor of its passes.
 
 Peers are imported where they are installed and reported as missing otherwise; on the device
-machine they come from wheels carried there (``benchmarks/gpu_wheels.sh``, benchmarks/README.md
+machine they come from wheels carried there (``benchmarks/gpu_prepare.sh``, benchmarks/README.md
 "GPU"). Writes ``benchmarks/results/gpu.json`` (``--results NAME``) and, with ``--out DIR``, a copy there.
 
     python3 benchmarks/bench_gpu.py --out "$OUT"                     # on the device machine
