@@ -227,6 +227,7 @@ class _Run:
         self.net.train()
         total_loss = correct = count = 0.0
         lr = self.opt.param_groups[0]["lr"]
+        wants_index = getattr(self.method, "wants_index", False)  # per-example state: give it the batch's rows
         with progress.task(f"epoch {epoch + 1}/{epochs}", total=self.steps) as task:
             for step in range(self.steps):
                 idx = self.ctx.shard(order[step * b : (step + 1) * b])
@@ -235,7 +236,7 @@ class _Run:
                 if self.identity["shift"]:  # offsets from the global generator, seeded per epoch above
                     x = random_shift(x, self.identity["shift"])
                 lr = self.opt.param_groups[0]["lr"]
-                rows = {"index": idx} if getattr(self.method, "wants_index", False) else {}
+                rows = {"index": idx} if wants_index else {}
                 with _autocast(self.ctx.device, amp):
                     loss, logits = self.method.loss(self.net, x, y, (epoch + step / self.steps) / epochs, **rows)
                 self.opt.zero_grad(set_to_none=True)
