@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_zoo_cw import measure as measure_cw  # noqa: E402
 from common import floor_seconds, synchronize, timed, write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
@@ -209,14 +210,7 @@ def one_pixel_speed(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[
 
 
 def cw_speed(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    attack = ar.attacks.CarliniWagner.fast(ar.L2())
-    seconds, result = timed(lambda: attack(model, x, y), device=x.device)
-    passes = int(result.queries.max())  # the batch runs as long as its longest point
-    floor = floor_seconds(model, x, y, passes=passes, repeats=1)
-    norms = result.norm[result.success]
-    return {"points": len(x), "ours_s": seconds, "success_rate": result.success_rate,
-            "median_l2": float(norms.median()) if len(norms) else None, "passes": passes,
-            "floor_s": floor, "ratio_to_floor": seconds / floor}
+    return {"points": len(x), **measure_cw(ar.attacks.CarliniWagner.fast(ar.L2()), model, x, y)}
 
 
 def speed(device: torch.device, quick: bool, folder: Path, rows: dict[str, Any], save: Callable[[], None]) -> None:
