@@ -198,7 +198,7 @@ def test_suite_entries_may_carry_options(linear_model):
     _, plus = build_suite("plus", ar.Linf(eps=0.3))
     restarts = {m.name: getattr(m.attack, "restarts", None) for m in plus}
     assert restarts["apgd-ce"] == 5 and restarts["apgd-dlr"] == 5
-    with pytest.raises(InputError, match="does not take the options"):
+    with pytest.raises(InputError, match="takes no option 'stepz'; its options: .*steps"):
         build_suite([("pgd", {"stepz": 3})], ar.Linf(eps=0.1))
     with pytest.raises(InputError, match="name, a \\(name, options\\) pair"):
         build_suite([("pgd", 3)], ar.Linf(eps=0.1))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from advrobust.cli.main import main
+from advrobust.errors import InputError
 from advrobust.evaluation.store import ResultStore
 from advrobust.evaluation.tasks import evaluate_task
 from advrobust.models import save_checkpoint
@@ -74,6 +75,36 @@ def test_cli_evaluate_task_segmentation(tmp_path, capsys):
     assert "miou" in out and "pgd" in out and (tmp_path / "r.html").exists()
     assert ResultStore(tmp_path / "r.sqlite").task_metrics(1)[0][:3] == ("clean", "none", "miou")
 
+    # the paper's unbounded DAG, twice, each with its --attack options: a net that calls every pixel
+    # background by a wide margin keeps its background pixels (DAG's targets) to the last iteration
+    with torch.no_grad():
+        model.head[2].bias[0] = 50.0
+    ckpt = save_checkpoint(tmp_path / "background.safetensors", model, meta)
+    argv = ["evaluate", "--task", "segmentation", "--model", str(ckpt), "--n", "2", "--eps", "none",
+            "--attack", "dag:max_iter=3", "--attack", "dag:max-iter=5,gamma=4", "--no-store",
+            "--json", str(tmp_path / "dag.json")]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0, capsys.readouterr().out
+    saved = json.loads((tmp_path / "dag.json").read_text())
+    assert saved["attacks"] == ["dag", "dag#2"] and saved["epsilons"] == [None]
+    assert saved["extras"]["unbounded"]["dag"]["iterations"] == 3
+    assert saved["extras"]["unbounded"]["dag#2"]["iterations"] == 5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eps", "none"], "--eps none (no budget) is for DAG with --task"),
+    (["--attack", "pgd:stepz=3"], "attack 'pgd' takes no option 'stepz'; its options: "),
+    (["--attack", "pgd:steps"], "attack options are OPTION=VALUE"),
+])
+def test_cli_budget_and_attack_options_errors(argv, message, capsys):
+    """Each is caught before a model loads, in one line."""
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--n", "2", "--no-store", *argv])
+    assert info.value.code != 0
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
 
 def test_ar_evaluate_hands_a_segmenter_to_evaluate_task():
     import advrobust as ar
@@ -83,3 +114,10 @@ def test_ar_evaluate_hands_a_segmenter_to_evaluate_task():
     y = model(x).argmax(dim=1)
     ev = ar.evaluate(model, x, y, epsilons=[0.2], suite=["pgd"])
     assert ev.task == "segmentation" and ev.attacks == ["pgd"] and ev.metrics["0.2"]["pgd"]["pixel_accuracy"] < 0.05
+
+
+def test_only_dag_runs_without_a_budget():
+    model = per_pixel_linear()
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(InputError, match="pgd needs an eps: the unbounded budget"):
+        evaluate_task(model, x, model(x).argmax(dim=1), attacks=["dag", "pgd"], epsilons=[None])

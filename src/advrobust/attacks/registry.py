@@ -2,6 +2,7 @@
 
     create("pgd", norm="linf", eps=0.3, steps=40)    # -> PGD(Linf(eps=0.3), steps=40)
     list_attacks("*fgsm*")                             # -> ['fgsm', 'i-fgsm', 'mi-fgsm']
+    parse_entry("dag:gamma=4,targets=0")               # -> ('dag', {'gamma': 4, 'targets': 0}), the CLI's form
 
 Entries name their module and class as strings, so listing attacks imports none of them.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from advrobust.errors import InputError
 from advrobust.threat import Threat, threat_from_name
@@ -30,6 +32,9 @@ class AttackSpec:
     def load(self) -> type:
         return getattr(importlib.import_module(f"advrobust.attacks.{self.module}"), self.cls)
 
+
+#: an attack as a configuration names it: a registry name, or a name and keyword options
+Entry: TypeAlias = str | tuple[str, dict[str, Any]]
 
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec("gradient", "FGSM", "Fast Gradient Sign Method, one step (Goodfellow et al. 2015)"),
@@ -114,12 +119,62 @@ def create(
         threat = threat_from_name(norm or entry.default_norm, eps)
     elif norm is not None or eps is not None:
         raise InputError("give either threat=... or norm=/eps=, not both")
-    attack = entry.load()(threat, **{**entry.preset, **kwargs})
+    options = {**entry.preset, **kwargs}
+    _check_options(key, options)
+    attack = entry.load()(threat, **options)
     if entry.preset:
         attack.name = key
     return attack
 
 
+def _check_options(key: str, options: dict[str, Any]) -> None:
+    """A one-line error for an option the attack's constructor does not take (after the threat)."""
+    params = list(inspect.signature(ATTACKS[key].load().__init__).parameters.values())[2:]  # self, threat
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = {p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                     inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise InputError(f"attack {key!r} takes no option {', '.join(map(repr, unknown))}; "
+                         f"its options: {', '.join(sorted(accepted))}")
+
+
 def list_attacks(pattern: str = "*") -> list[str]:
     """Registered attack names matching a shell-style ``pattern`` (e.g. ``"*fgsm*"``)."""
     return [name for name in ATTACKS if fnmatch.fnmatch(name, pattern.lower())]
+
+
+def parse_entry(text: str) -> Entry:
+    """The command line's ``NAME[:OPTION=VALUE,...]``: ``"pgd"`` → ``"pgd"``, ``"pgd:steps=100"`` →
+    ``("pgd", {"steps": 100})``. A value reads as an int, a float, ``true``/``false`` or ``none``
+    where it can, else as a string (``"dag:targets=vanish"``). The name and the options' names are
+    checked here (before a model loads); their values when the attack is built."""
+    name, sep, rest = str(text).partition(":")
+    key = _canonical(name)
+    if not sep:
+        return name.strip()
+    options: dict[str, Any] = {}
+    for part in rest.split(","):
+        option, eq, value = part.partition("=")
+        option = option.strip().replace("-", "_")
+        if not eq or not option.isidentifier():
+            raise InputError(f"attack options are OPTION=VALUE separated by commas, e.g. pgd:steps=100,restarts=5; "
+                             f"got {part!r} in {text!r}")
+        options[option] = _option_value(value.strip())
+    _check_options(key, options)
+    return name.strip(), options
+
+
+def _option_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -14,16 +14,26 @@ from advrobust.errors import InputError
 from advrobust.progress import SILENT, Progress
 
 
-def parse_eps(values: tuple[str, ...]) -> list[float] | None:
-    """``--eps 0.1 --eps 0.2,0.3`` -> ``[0.1, 0.2, 0.3]`` (``None`` when not given)."""
-    out: list[float] = []
+def parse_eps(values: tuple[str, ...], unbounded: bool = False) -> list[float | None] | None:
+    """``--eps 0.1 --eps 0.2,0.3`` -> ``[0.1, 0.2, 0.3]`` (``None`` when not given); with ``unbounded``
+    also ``none`` -> ``None`` in the list (no budget: DAG against a segmenter or detector)."""
+    out: list[float | None] = []
     for value in values:
         for part in value.split(","):
-            if part.strip():
-                try:
-                    out.append(float(part))
-                except ValueError:
-                    raise InputError(f"--eps takes numbers (e.g. 0.1,0.3), got {part!r}") from None
+            part = part.strip()
+            if not part:
+                continue
+            if part.lower() == "none":
+                if not unbounded:
+                    raise InputError("--eps none (no budget) is for DAG with --task segmentation|detection; "
+                                     "give numbers here (e.g. 0.1,0.3)")
+                out.append(None)
+                continue
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise InputError(f"--eps takes numbers (e.g. 0.1,0.3){' or none' if unbounded else ''}, "
+                                 f"got {part!r}") from None
     return out or None
 
 

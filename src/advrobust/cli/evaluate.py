@@ -23,6 +23,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from advrobust.attacks.registry import Entry, parse_entry
 from advrobust.cli.common import (
     defence_options,
     defend_model,
@@ -93,12 +94,15 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
 @model_options()
 @click.option("--norm", default="linf", show_default=True, type=click.Choice(["linf", "l2", "l1", "l0"]))
 @click.option("--eps", "eps_values", multiple=True, metavar="EPS[,EPS...]",
-              help="Budgets (repeat or comma-separate) [default: linf 0.3, l2 2, l1 10, l0 20].")
+              help="Budgets (repeat or comma-separate) [default: linf 0.3, l2 2, l1 10, l0 20; with --task: "
+                   "linf 0.02, 0.05, 0.1, and `none`, unbounded, for DAG].")
 @click.option("--suite", default="standard", show_default=True,
               help="standard (APGD-CE x5, APGD-T, FMN, Square), plus, seed, or quick (FGSM+PGD: a smoke "
                    "test only, it overstates robustness).")
-@click.option("--attack", "attack_names", multiple=True, metavar="NAME",
-              help="Run these attacks instead of a suite (repeatable; see `advrobust attacks`).")
+@click.option("--attack", "attack_names", multiple=True, metavar="NAME[:OPTION=VALUE,...]",
+              help="Run these attacks instead of a suite (repeatable; see `advrobust attacks`), with options "
+                   "that replace their defaults: pgd:steps=100,restarts=5; dag:gamma=4,targets=0 (a name given "
+                   "twice shows as NAME#2).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Save the result as JSON.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -138,8 +142,9 @@ def command(
     if task != "classification":
         from advrobust.cli import tasks
 
-        tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm, parse_eps(eps_values),
-                  attack_names, min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
+        tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm,
+                  parse_eps(eps_values, unbounded=True), [parse_entry(a) for a in attack_names],
+                  min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
                   progress_for(0), RuntimePolicy(fast=not plain_forward))
         return
 
@@ -147,10 +152,10 @@ def command(
     rank, _ = rank_and_world()
     progress = progress_for(rank)
     epsilons = parse_eps(eps_values) or DEFAULT_EPS[norm]
+    chosen: str | list[Entry] = [parse_entry(a) for a in attack_names] if attack_names else suite
     model, model_name, classes = load_model(model_spec, weights, progress)
     model, model_name = defend_model(model, model_name, defence, bpda)
     data = load_points(data_name, root, split, n_points, seed)
-    chosen: str | list[str] = list(attack_names) if attack_names else suite
     store = None if no_store else ResultStore(db)
     own_run_dir = run_dir is None
     if own_run_dir:

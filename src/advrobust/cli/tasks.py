@@ -3,6 +3,7 @@
     advrobust evaluate --task segmentation                      # built-in segmenter on mnist-seg, DAG and PGD
     advrobust evaluate --task detection --eps 0.05 --report det.html
     advrobust evaluate --task segmentation --model seg.safetensors --data masks --root my_scenes/
+    advrobust evaluate --task segmentation --attack dag:gamma=4,targets=0 --eps none   # the paper's unbounded DAG
 
 Prints the task's metrics (mIoU and pixel accuracy; mAP@0.5 and recall) clean and after each attack
 at each eps, records them in the results store, and can write the HTML report with example images.
@@ -85,10 +86,11 @@ def metrics_table(result: Any) -> Table:
 
 def run(
     task: str, model_spec: str | None, data_name: str, root: str | None, split: str, n_points: int | None,
-    seed: int, norm: str, epsilons: list[float] | None, attack_names: tuple[str, ...], batch_size: int,
+    seed: int, norm: str, epsilons: list[float | None] | None, attacks: list[Any], batch_size: int,
     json_path: Path | None, report_path: Path | None, store: Any, progress: Progress, runtime: Any = None,
 ) -> None:
-    """The ``evaluate --task`` command (after its options are parsed)."""
+    """The ``evaluate --task`` command (after its options are parsed; ``attacks``: registry entries,
+    ``epsilons``: ``None`` in the list for no budget)."""
     from advrobust.evaluation.tasks import evaluate_task
     from advrobust.threat import threat_from_name
 
@@ -97,7 +99,7 @@ def run(
     model, model_name = load_task_model(task, model_spec, progress)
     data = load_task_data(task, data_name, root, split, n_points)
     result = evaluate_task(
-        model, data, task=task, attacks=list(attack_names) or DEFAULT_TASK_ATTACKS, threat=threat_from_name(norm),
+        model, data, task=task, attacks=attacks or DEFAULT_TASK_ATTACKS, threat=threat_from_name(norm),
         epsilons=epsilons or DEFAULT_TASK_EPS, batch_size=batch_size, store=store, progress=progress,
         model_name=model_name, seed=seed, runtime=runtime,
     )

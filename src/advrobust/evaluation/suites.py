@@ -38,11 +38,9 @@ from typing import Any
 
 from advrobust.attacks import registry
 from advrobust.attacks.base import Attack, FixedBudgetAttack
+from advrobust.attacks.registry import Entry
 from advrobust.errors import InputError
 from advrobust.threat import Threat, threat_from_name
-
-#: a registry name, or a name with the options that replace its defaults
-Entry = str | tuple[str, dict[str, Any]]
 
 #: standard's and plus' restarts (see the module docstring)
 _RESTARTS = {"restarts": 5}
@@ -94,19 +92,12 @@ def _from_name(name: str, threat: Threat, seed: int, options: dict[str, Any]) ->
         if issubclass(cls, FixedBudgetAttack):
             reason = f"defined for {', '.join(cls.norms)}, not {threat.name}"
             return Member(key, None, reason)
-        attack = _create(key, threat_from_name(cls.norms[0]), options)
+        attack = registry.create(key, threat=threat_from_name(cls.norms[0]), **options)
     else:
         eps = threat.eps if issubclass(cls, FixedBudgetAttack) else None
-        attack = _create(key, threat.with_eps(eps), options)
+        attack = registry.create(key, threat=threat.with_eps(eps), **options)
     attack.seed = seed
     return Member(key, attack)
-
-
-def _create(key: str, threat: Threat, options: dict[str, Any]) -> Attack:
-    try:
-        return registry.create(key, threat=threat, **options)
-    except TypeError as exc:  # an option the attack does not take
-        raise InputError(f"attack {key!r} does not take the options {options}: {exc}") from None
 
 
 def _from_attack(attack: Attack, threat: Threat) -> Member:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from advrobust.attacks.base import Attack
+from advrobust.attacks.registry import Entry
 from advrobust.errors import InputError
 from advrobust.models.fingerprint import fingerprint
 from advrobust.progress import SILENT, Progress
@@ -134,7 +135,7 @@ def evaluate_task(
     y: Any = None,
     *,
     task: Task | str | None = None,
-    attacks: Sequence[str | Attack] = ("dag", "pgd"),
+    attacks: Sequence[Entry | Attack] = ("dag", "pgd"),
     threat: Threat | None = None,
     epsilons: Sequence[float | None] | None = None,
     batch_size: int = 64,
@@ -147,12 +148,13 @@ def evaluate_task(
     runtime: Any = None,
 ) -> TaskEvaluation:
     """The task's metrics of ``model`` on ``(x, y)`` (or a scene data set), clean and after each
-    attack at each eps. ``attacks``: registry names or :class:`~advrobust.attacks.base.Attack` s (each
-    re-targeted to every eps); ``threat``: the norm (default ``Linf``); ``epsilons``: the budgets
+    attack at each eps. ``attacks``: registry names, ``(name, options)`` pairs or
+    :class:`~advrobust.attacks.base.Attack` s (each re-targeted to every eps; a name used twice is
+    shown as ``name#2``); ``threat``: the norm (default ``Linf``); ``epsilons``: the budgets
     (``None`` in the list: unbounded, for DAG). ``store``: a results store (path or
     :class:`~advrobust.evaluation.store.ResultStore`) to record the result in; ``runtime``: how the
     attacks run the model (:class:`~advrobust.runtime.RuntimePolicy`)."""
-    from advrobust.attacks.registry import create
+    from advrobust.evaluation.suites import build_suite
 
     started = time.perf_counter()
     classes: list[str] = []
@@ -169,12 +171,13 @@ def evaluate_task(
     threat = threat if threat is not None else Linf()
     eps_list = list(epsilons) if epsilons is not None else [threat.eps]
     some_eps = next((e for e in eps_list if e is not None), 1.0)
-    built = [a if isinstance(a, Attack) else create(str(a), threat=threat.with_eps(some_eps), seed=seed)
-             for a in attacks]
-    for a in built:
-        if None in eps_list and a.needs_budget:
-            raise InputError(f"{type(a).__name__} needs an eps: the unbounded budget (None) is for DAG")
-    names = [a.name or type(a).__name__ for a in built]
+    _, members = build_suite(list(attacks), threat.with_eps(some_eps), seed)
+    for m in members:
+        if m.attack is None:
+            raise InputError(f"{m.name} cannot run here: {m.skipped_reason}")
+        if None in eps_list and m.attack.needs_budget:
+            raise InputError(f"{m.name} needs an eps: the unbounded budget (None) is for DAG")
+    names, built = [m.name for m in members], [m.attack for m in members]
     n = x.shape[0]
     clean_out = outputs(model, x)
     result = TaskEvaluation(
