@@ -47,6 +47,21 @@ def test_patch_command_end_to_end(cnn_file, tmp_path, capsys) -> None:
     assert "Success against transformation strength" in (out / "report.html").read_text()
 
 
+def test_sticker_command_trains_and_exports_a_sticker(cnn_file, tmp_path, capsys) -> None:
+    """``--shape sticker``: RP2's mask, then its texture; exported with the mask as alpha."""
+    from PIL import Image
+
+    out = tmp_path / "sticker"
+    argv = ["patch", "--model", cnn_file, "--target", "8", "--shape", "sticker", "--region", "0.25,0.25,0.75,0.75",
+            "--steps", "3", "--draws", "2", "--n", "20", "--out", str(out)]
+    assert _exit_code(argv) == 0
+    assert "universal sticker" in capsys.readouterr().out
+    summary = json.loads((out / "physical.json").read_text())
+    assert [r["name"] for r in summary["results"]][:2] == ["universal sticker", "random sticker (control)"]
+    with Image.open(out / "patch.png") as img:  # the mask's bounding box, the mask as alpha
+        assert img.mode == "RGBA" and 0 < img.getchannel("A").histogram()[0] < img.width * img.height
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(["--region", "0,0,1"], "--region"), (["--palette", "MISSING"], "does not exist"),

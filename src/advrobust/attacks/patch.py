@@ -408,7 +408,7 @@ class UniversalTexture:
         placement = self.placement
         if isinstance(placement, MaskPlacement) and placement.masks.shape[0] > 1:
             placement = MaskPlacement(placement.masks[keep.to(placement.masks.device)])
-        with evaluation_mode(model), _parameters_frozen(model):
+        with evaluation_mode(model), parameters_frozen(model):
             return train_texture(model, x[keep], y[keep], None if target is None else int(target),
                                  placement, self.transform, self.config, generator, callback)
 
@@ -433,14 +433,15 @@ class UniversalPatch(UniversalTexture):
 
 class UniversalMask(UniversalTexture):
     """One texture for every image, seen through a binary ``mask`` (Sharif et al. 2016's universal
-    eyeglass frames; a sticker): ``1×c×H×W`` for all images, or ``N×c×H×W``, one per training image."""
+    eyeglass frames; a sticker, whose shape :func:`advrobust.attacks.sticker_mask.sticker_mask` finds
+    as RP2 does): ``1×c×H×W`` for all images, or ``N×c×H×W``, one per training image."""
 
     def __init__(self, mask: Tensor, **kwargs: Any) -> None:
         super().__init__(MaskPlacement(check_mask(mask, owner="UniversalMask mask")), **kwargs)
 
 
 @contextmanager
-def _parameters_frozen(model: Any) -> Iterator[None]:
+def parameters_frozen(model: Any) -> Iterator[None]:
     """The model's parameters need no gradient while a texture trains; restored afterwards."""
     params = [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []
     for p in params:

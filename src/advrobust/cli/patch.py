@@ -4,6 +4,7 @@ it ready to print.
 
     advrobust patch --target 8 --area 0.1 --steps 600 --out patch-out
     advrobust patch --palette printer.csv --nps-weight 0.5 --tv-weight 0.1 --width-mm 40 --dpi 300
+    advrobust patch --target 8 --shape sticker --scene printed-digit --out sticker-out   # RP2's sticker
 
 Writes ``OUT/patch.png`` (the printable patch, its physical size and DPI in the file),
 ``OUT/preview.png``, ``OUT/physical.json`` and ``OUT/report.html``.
@@ -38,7 +39,9 @@ def _region(text: str) -> tuple[float, float, float, float]:
 @click.option("--area", type=float, default=0.1, show_default=True, help="Fraction of the image the patch covers.")
 @click.option("--region", default="0,0,1,1", show_default=True, help="Where the patch may go: x0,y0,x1,y1 fractions.")
 @click.option("--rotation", type=float, default=20.0, show_default=True, help="Patch rotation range, degrees.")
-@click.option("--shape", type=click.Choice(["square", "circle"]), default="square", show_default=True)
+@click.option("--shape", type=click.Choice(["square", "circle", "sticker"]), default="square", show_default=True,
+              help="A square or round patch at random places (Brown et al. 2017), or a sticker whose shape is "
+                   "found first (RP2, Eykholt et al. 2018) and that stays where it was found, in --region.")
 @click.option("--steps", type=int, default=600, show_default=True, help="Training steps (batches of 64).")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate.")
 @click.option("--loss", type=click.Choice(["ce", "margin"]), default="margin", show_default=True)
@@ -60,10 +63,10 @@ def command(
     steps: int, lr: float, loss: str, scene: str, strength: float, nps_weight: float, tv_weight: float,
     palette: str | None, draws: int, width_mm: float, dpi: float, out_dir: Path,
 ) -> None:
-    """Train a universal adversarial patch (Brown et al. 2017) on the train split, evaluate it on
-    held-out points under fresh transformations, and export it ready to print."""
+    """Train a universal adversarial patch (Brown et al. 2017) or sticker (RP2) on the train split,
+    evaluate it on held-out points under fresh transformations, and export it ready to print."""
     import advrobust as ar
-    from advrobust.attacks.patch import UniversalPatch
+    from advrobust.attacks.patch import UniversalMask, UniversalPatch
     from advrobust.evaluation.physical import perturbation_success, texture_success
     from advrobust.printability import load_palette
     from advrobust.report.physical import physical_page
@@ -75,10 +78,23 @@ def command(
     train = load_points(data_name, root, "train", None, seed)
     test = load_points(data_name, root, split, 500 if n_points is None else n_points, seed)
     transform = (printed_digit if scene == "printed-digit" else physical)(strength)
-    attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, steps=steps, lr=lr,
-                            loss=loss, transform=transform, nps_weight=nps_weight, tv_weight=tv_weight,
-                            palette=None if palette is None else load_palette(palette), seed=seed)
+    options = {"steps": steps, "lr": lr, "loss": loss, "transform": transform, "nps_weight": nps_weight,
+               "tv_weight": tv_weight, "palette": None if palette is None else load_palette(palette), "seed": seed}
     goal = f"target {target}" if target is not None else "untargeted"
+    if shape == "sticker":
+        from advrobust.attacks.sticker_mask import sticker_mask
+        from advrobust.masks import rectangle
+
+        h, w = train.x.shape[-2:]
+        x0, y0, x1, y1 = _region(region)
+        within = rectangle((h, w), (x0 * w, y0 * h, x1 * w, y1 * h))
+        with progress.task(f"finding the sticker's {area:g} of the image ({goal})", total=1) as task:
+            mask = sticker_mask(model, train.x, train.y, target, area=area, transform=transform, within=within,
+                                seed=seed)
+            task.advance(1)
+        attack = UniversalMask(mask, **options)
+    else:
+        attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, **options)
     with progress.task(f"training a {area:g}-area patch ({goal})", total=steps) as task:
         patch = attack.fit(model, train.x, train.y, target,
                            callback=lambda step, m: task.advance(1, success=m["success"], nps=m["nps"]))
@@ -86,7 +102,8 @@ def command(
     strengths, curve_draws = (0.0, 0.25, 0.5, 0.75, 1.0), max(1, draws // 5)
     results = []
     with progress.task("physical success rates", total=3) as task:
-        for name, tex in (("universal patch", patch), ("random patch (control)", replace(patch, texture=noise))):
+        kind = "sticker" if shape == "sticker" else "patch"
+        for name, tex in ((f"universal {kind}", patch), (f"random {kind} (control)", replace(patch, texture=noise))):
             results.append(texture_success(model, tex, test.x, test.y, transform=transform, n_draws=draws,
                                            seed=seed, strengths=strengths, curve_draws=curve_draws, name=name))
             task.advance(1)
@@ -109,7 +126,7 @@ def command(
     show = test.x[:8]
     generator = torch.Generator().manual_seed(seed)
     preview = save_preview([show, transform(patch.apply(show, generator), generator)], out_dir / "preview.png")
-    notes = [f"Model {model_name}; patch area {area:g} of the image, {goal}; NPS {patch.nps:.4f}, "
+    notes = [f"Model {model_name}; {kind} area {area:g} of the image, {goal}; NPS {patch.nps:.4f}, "
              f"TV {patch.tv:.4f}; printed {printed.width_mm:.1f} mm wide at {dpi:g} dpi."]
     texture_preview = save_printable(rgb, out_dir / "texture-preview.png", width_in=1.0, dpi=160, alpha=alpha)
     html = physical_page(f"Physical attack on {model_name}", results,
