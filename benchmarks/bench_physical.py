@@ -22,6 +22,9 @@ number under :func:`advrobust.transforms.physical`, whose ±10% translation alon
   values); their success digitally and under 50 fresh transformations, and the transformations' own
   effect (baseline);
 * success against transformation strength (0, 0.25, 0.5, 0.75, 1 × the ranges);
+* with ``--stickers-only`` instead (``physical_stickers.json``): RP2 stickers of 10% of the image
+  (:func:`advrobust.attacks.sticker_mask.sticker_mask`, then a ``UniversalMask`` texture) for every
+  target class, next to random textures in the same sticker (:func:`stickers`);
 * speed: ``SPEED_STEPS`` steps of patch training interleaved with floors (as many forward+backward
   passes of the model on batches of the same size), in CPU seconds on one thread (see :func:`speed`);
   with ``--speed-only --faces`` also on face-api's recognizer (:func:`face_speed`).
@@ -29,7 +32,7 @@ number under :func:`advrobust.transforms.physical`, whose ±10% translation alon
 300 steps, 200 digits and 50 draws keep a run under ~30 minutes on a loaded 2-core machine; --quick:
 100 steps, 100 digits, 20 draws; --speed-only: the speed alone (``physical_speed.json``).
 
-    .venv/bin/python benchmarks/bench_physical.py [--quick | --speed-only [--faces]]
+    .venv/bin/python benchmarks/bench_physical.py [--quick | --speed-only [--faces] | --stickers-only]
 
 Writes ``benchmarks/results/physical.json``.
 """
@@ -50,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
-from advrobust.attacks.patch import UniversalPatch  # noqa: E402
+from advrobust.attacks.patch import UniversalMask, UniversalPatch  # noqa: E402
+from advrobust.attacks.sticker_mask import sticker_mask  # noqa: E402
 from advrobust.data import load  # noqa: E402
 from advrobust.evaluation.physical import perturbation_success, texture_success  # noqa: E402
 from advrobust.masked import Masked  # noqa: E402
@@ -206,11 +210,38 @@ def every_target(model, train, test, scene, steps: int, draws: int, headline) ->
     return out
 
 
+def stickers(model, train, test, scene, steps: int, draws: int, controls: int = 3) -> dict:
+    """RP2 stickers covering 10% of the image (:func:`~advrobust.attacks.sticker_mask.sticker_mask`
+    under the scene distribution, then a :class:`~advrobust.attacks.patch.UniversalMask` texture in it,
+    ``steps`` steps each), for every target class: digital and physical success on ``draws`` fresh
+    draws per held-out digit, next to ``controls`` random textures in the same mask (mean and max)."""
+    out = {}
+    for target in range(10):
+        start = time.process_time()
+        mask = sticker_mask(model, train.x, train.y, target, area=0.1, transform=scene, steps=steps)
+        sticker = UniversalMask(mask, transform=scene, steps=steps, batch_size=64, lr=0.1).fit(
+            model, train.x, train.y, target=target)
+        cpu = time.process_time() - start
+        r = texture_success(model, sticker, test.x, test.y, transform=scene, n_draws=draws, name=f"target {target}")
+        noises = [torch.rand(sticker.texture.shape, generator=torch.Generator().manual_seed(5 + i))
+                  for i in range(controls)]
+        random = [texture_success(model, replace(sticker, texture=noise), test.x, test.y, transform=scene,
+                                  n_draws=draws).physical for noise in noises]
+        out[target] = {"digital": r.digital, "physical": r.physical, "baseline": r.baseline,
+                       "control_physical_mean": sum(random) / controls, "control_physical_max": max(random),
+                       "mask_pixels": int(mask.sum()), "train_cpu_s": cpu, "n_points": r.n_points, "n_draws": draws}
+        print(f"sticker target {target}: digital {r.digital:.3f} physical {r.physical:.3f} "
+              f"random texture in its mask {sum(random) / controls:.3f} (max {max(random):.3f})", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, points and draws")
     parser.add_argument("--speed-only", action="store_true", help="only the speed measurement (physical_speed.json)")
     parser.add_argument("--faces", action="store_true", help="with --speed-only: also on the face recognizer")
+    parser.add_argument("--stickers-only", action="store_true",
+                        help="only the RP2 stickers of every target (physical_stickers.json)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     steps, n_test, draws = (100, 100, 20) if args.quick else (300, 200, 50)
@@ -227,6 +258,12 @@ def main() -> None:
                                          "faces": faces})
         if faces:
             print(f"face recognizer: patch training / floor (CPU time): {faces['ratio_to_floor']:.2f}")
+        return
+    if args.stickers_only:
+        rows = stickers(model, train, test, scene, steps, draws)
+        write_results("physical_stickers", {"stickers": rows, "transform": scene.describe(), "steps": steps,
+                                            "n_test": n_test, "load_average": {"before": load_before,
+                                                                               "after": os.getloadavg()}})
         return
     accuracy = {"clean": clean_accuracy(model, test.x, test.y, Identity(), 1),
                 "printed_digit": clean_accuracy(model, test.x, test.y, scene),
