@@ -81,3 +81,6 @@ def test_physical_page_escapes_names() -> None:
     html = physical_page("a <title>", [r], notes=["<img src=x>"])
     assert "<script>x" not in html and "&lt;script&gt;" in html and "<img src=x>" not in html
     assert "rotation &amp; &lt;b&gt;" in html
+    # a texture with an alpha mask is shown on a checkerboard: white ink must not vanish into the page
+    with_texture = physical_page("t", [r], texture_png=b"png")
+    assert '<figure class="transparent"><img' in with_texture and "figure.transparent img" in with_texture

@@ -45,6 +45,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td:first-child { white-space: nowrap; }
 figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figure.transparent img { background: repeating-conic-gradient(#999 0% 25%, #ccc 0% 50%) 50% / 12px 12px; }
 .badge { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-weight: 600;
          font-size: 0.85em; }
 .pass { background: var(--good); } .fail { background: var(--bad); } .other { background: var(--warn); }
@@ -103,10 +104,13 @@ def table(head: Sequence[str], rows: Sequence[Sequence[Cell]], numeric: Sequence
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def image(png: bytes, alt: str, caption: str) -> str:
+def image(png: bytes, alt: str, caption: str, transparent: bool = False) -> str:
+    """A PNG inline; ``transparent``: on a grey checkerboard, so that both its white and its black
+    parts show beside the see-through ones (a texture with an alpha mask)."""
     data = base64.b64encode(png).decode("ascii")
+    kind = ' class="transparent"' if transparent else ""
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+        f'<figure{kind}><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
 

@@ -45,14 +45,17 @@ def physical_page(
     transform = results[0].transform if results else ""
     explain = (
         '<p class="note">Digital: the attack checked once on the exact pixels (a patch centred at full '
-        "size). Under transformations: every image rendered afresh for each draw (a patch at a new "
-        f"place, scale and rotation) through: {esc(transform)}. “Transformations alone”: the same draws "
+        "size, a sticker or mask where it is). Under transformations: every image rendered afresh for each "
+        f"draw (a patch at a new place, scale and rotation) through: {esc(transform)}. “Transformations "
+        "alone”: the same draws "
         "applied to the clean images, the share that already gives the attack's outcome.</p>"
     )
     notes_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
     sections = [("summary", "Digital and physical success", summary + explain + notes_html)]
     if texture_png is not None:
-        sections.append(("texture", "The texture", image(texture_png, "the adversarial texture", "as printed")))
+        sections.append(("texture", "The texture", image(texture_png, "the adversarial texture",
+                                                          "as printed (checkerboard: nothing printed there)",
+                                                          transparent=True)))
     if preview_png is not None:
         caption = "top: clean images; below: with the texture, at fresh placements and transformations"
         sections.append(("examples", "Examples", image(preview_png, "test images with the attack", caption)))
