@@ -42,7 +42,8 @@ def _region(text: str) -> tuple[float, float, float, float]:
 @click.option("--shape", type=click.Choice(["square", "circle", "sticker"]), default="square", show_default=True,
               help="A square or round patch at random places (Brown et al. 2017), or a sticker whose shape is "
                    "found first (RP2, Eykholt et al. 2018) and that stays where it was found, in --region.")
-@click.option("--steps", type=int, default=600, show_default=True, help="Training steps (batches of 64).")
+@click.option("--steps", type=int, default=600, show_default=True,
+              help="Training steps (batches of 64); a sticker's shape is searched for as many.")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate.")
 @click.option("--loss", type=click.Choice(["ce", "margin"]), default="margin", show_default=True)
 @click.option("--scene", type=click.Choice(["physical", "printed-digit"]), default="physical", show_default=True,
@@ -90,7 +91,7 @@ def command(
         within = rectangle((h, w), (x0 * w, y0 * h, x1 * w, y1 * h))
         with progress.task(f"finding the sticker's {area:g} of the image ({goal})", total=1) as task:
             mask = sticker_mask(model, train.x, train.y, target, area=area, transform=transform, within=within,
-                                seed=seed)
+                                steps=steps, seed=seed)
             task.advance(1)
         attack = UniversalMask(mask, **options)
     else:
