@@ -112,6 +112,7 @@ def create(
 
     Give either ``threat`` or ``norm``/``eps``; the norm defaults to the attack's usual one. A preset
     variant (``"apgd-dlr"``: APGD with ``loss="dlr"``) is named by its own key, as results label it.
+    An option the attack does not take is a one-line error that lists the ones it does.
     """
     key = _canonical(name)
     entry = ATTACKS[key]

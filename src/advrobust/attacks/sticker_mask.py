@@ -1,15 +1,16 @@
 """Where to put a sticker: the mask generation of RP2 (Eykholt et al. 2018, "Robust physical-world
-attacks on deep learning visual classification", §4).
+attacks on deep learning visual classification", CVPR; the Robust Physical Perturbations algorithm).
 
 RP2 does not fix the shape of its stickers in advance. It first optimizes one perturbation ``δ`` over
 the whole allowed surface, for every image of the set and under the transformations of the scene,
-with an L1 penalty that makes it sparse (their eq. 3 with ``M_x`` the whole surface and ``p = 1``)::
+with an L1 penalty that makes it sparse (their objective with the mask ``M_x`` the whole surface and
+the norm ``p = 1``)::
 
     δ̂ = argmin_δ  λ·‖δ‖₁ − E_{x∼X, t∼T} [ J(f(t(clip(x + δ))), ·) ]
 
 where ``J`` is the package's per-point objective (targeted: ``−CE(z, t)``; untargeted: ``CE(z, y)``),
-and then keeps as the mask the pixels where ``|δ̂|`` is largest ("the regions of highest
-perturbation"). The texture inside the mask is trained afterwards, as any masked texture
+and then keeps as the mask the pixels where ``|δ̂|`` is largest, the regions the model is most
+sensitive to. The texture inside the mask is trained afterwards, as any masked texture
 (:class:`~advrobust.attacks.patch.UniversalMask`, RP2's second stage)::
 
     mask = sticker_mask(model, x_train, y_train, target=8, area=0.1, transform=printed_digit())

@@ -82,6 +82,7 @@ def command(
     options = {"steps": steps, "lr": lr, "loss": loss, "transform": transform, "nps_weight": nps_weight,
                "tv_weight": tv_weight, "palette": None if palette is None else load_palette(palette), "seed": seed}
     goal = f"target {target}" if target is not None else "untargeted"
+    kind = "sticker" if shape == "sticker" else "patch"
     if shape == "sticker":
         from advrobust.attacks.sticker_mask import sticker_mask
         from advrobust.masks import rectangle
@@ -96,14 +97,13 @@ def command(
         attack = UniversalMask(mask, **options)
     else:
         attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, **options)
-    with progress.task(f"training a {area:g}-area patch ({goal})", total=steps) as task:
+    with progress.task(f"training a {area:g}-area {kind} ({goal})", total=steps) as task:
         patch = attack.fit(model, train.x, train.y, target,
                            callback=lambda step, m: task.advance(1, success=m["success"], nps=m["nps"]))
     noise = torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(seed + 1))
     strengths, curve_draws = (0.0, 0.25, 0.5, 0.75, 1.0), max(1, draws // 5)
     results = []
     with progress.task("physical success rates", total=3) as task:
-        kind = "sticker" if shape == "sticker" else "patch"
         for name, tex in ((f"universal {kind}", patch), (f"random {kind} (control)", replace(patch, texture=noise))):
             results.append(texture_success(model, tex, test.x, test.y, transform=transform, n_draws=draws,
                                            seed=seed, strengths=strengths, curve_draws=curve_draws, name=name))
