@@ -128,13 +128,24 @@ def create(
     return attack
 
 
+def keyword_options(factory: Any) -> list[str]:
+    """The keyword arguments ``factory`` (a class or a function) accepts, in order; a class constructor
+    that passes ``**kwargs`` on to its base accepts the base's too. What the CLI may pass through, for
+    the attacks here and the training methods (:func:`advrobust.training.methods.method_options`)."""
+    constructors = [c.__init__ for c in factory.__mro__] if isinstance(factory, type) else [factory]
+    names: list[str] = []
+    for constructor in constructors:
+        params = list(inspect.signature(constructor).parameters.values())
+        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def _check_options(key: str, options: dict[str, Any]) -> None:
-    """A one-line error for an option the attack's constructor does not take (after the threat)."""
-    params = list(inspect.signature(ATTACKS[key].load().__init__).parameters.values())[2:]  # self, threat
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return
-    accepted = {p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                     inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    """A one-line error for an option the attack's constructor does not take (besides the threat)."""
+    accepted = set(keyword_options(ATTACKS[key].load())) - {"threat"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise InputError(f"attack {key!r} takes no option {', '.join(map(repr, unknown))}; "

@@ -61,7 +61,7 @@ def sticker_mask(
     weight ``l1_weight`` per pixel. ``target``: a class (images of it are left out); ``None``:
     untargeted. ``within``: an ``H×W`` (or ``1×1×H×W``) binary mask the sticker must stay in."""
     check_images("sticker_mask", x)
-    n, c, h, w = x.shape
+    c, h, w = x.shape[1:]
     area = check_range("sticker_mask", "area", area, 1.0)
     k = round(area * h * w)
     allowed = torch.ones(h, w, dtype=torch.bool, device=x.device)
@@ -87,11 +87,12 @@ def sticker_mask(
             index = torch.randint(0, x.shape[0], (batch,), generator=generator, device=x.device)
             xb, yb = x[index], y[index]
             tb = None if target is None else torch.full_like(yb, int(target))
-            perturbed = (xb + delta * allowed).clamp(0.0, 1.0)
+            masked = delta * allowed
+            perturbed = (xb + masked).clamp(0.0, 1.0)
             with torch.no_grad():
                 scene = transform.sample(perturbed, generator)
             attack_term = objective(model(transform.apply(perturbed, scene)), yb, tb).mean()
-            loss = -attack_term + l1_weight * (delta * allowed).abs().sum()
+            loss = -attack_term + l1_weight * masked.abs().sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -15,13 +15,13 @@ keeps the best weights seen so far; a :class:`Collapsed` marks the run failed.
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
 from advrobust.attacks.base import Attack
+from advrobust.attacks.registry import keyword_options
 from advrobust.errors import InputError
 
 # Modules that add methods to METHODS when imported (the adversarial methods).
@@ -125,16 +125,7 @@ def method_options(name: str) -> list[str]:
     """The keyword arguments the method's constructor accepts (for the CLI's pass-through options);
     a class constructor that passes ``**kwargs`` on to its base accepts the base's too."""
     _load_plugins()
-    factory = METHODS[_canonical(name)]
-    constructors = [c.__init__ for c in factory.__mro__] if isinstance(factory, type) else [factory]
-    names: list[str] = []
-    for constructor in constructors:
-        params = list(inspect.signature(constructor).parameters.values())
-        names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.name != "self" and p.name not in names]
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
+    return keyword_options(METHODS[_canonical(name)])
 
 
 def create_method(name: str, **kwargs: Any) -> TrainingMethod:
