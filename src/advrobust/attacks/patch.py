@@ -38,6 +38,7 @@ from advrobust.errors import InputError
 from advrobust.losses import get_loss
 from advrobust.masks import check_mask
 from advrobust.printability import check_palette, default_palette, nps, total_variation
+from advrobust.tasks import CLASSIFICATION, Task, resolve_task
 from advrobust.transforms import Transform, physical
 from advrobust.transforms.base import check_images, check_range
 from advrobust.transforms.geometric import warp
@@ -60,6 +61,10 @@ class Placement(ABC):
     @abstractmethod
     def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
         """``x`` with the texture placed as ``params`` say; differentiable in the texture."""
+
+    @abstractmethod
+    def covered(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """``N×H×W`` bool: the pixels of ``x`` the placed texture covers (more than half)."""
 
     def support(self, texture: Tensor) -> Tensor | None:
         """The texture's own support (``h×w``) for NPS and TV; ``None``: all of it."""
@@ -209,6 +214,9 @@ class RandomPlacement(Placement):
         full_colour = x.new_zeros(n, c, h * w).scatter(2, index.expand(n, c, -1), colour.flatten(2))
         return full_alpha.reshape(n, 1, h, w), full_colour.reshape(n, c, h, w)
 
+    def covered(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
+        return self.alpha_and_pixels(x, texture, params)[0][:, 0] > 0.5
+
     def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
         """``(1 − α) ⊙ x + α ⊙ p`` computed on each patch's window only, the rest of ``x`` copied."""
         n, c, h, w = x.shape
@@ -240,6 +248,9 @@ class MaskPlacement(Placement):
         m = params["mask"]
         return (1 - m) * x + m * texture
 
+    def covered(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
+        return params["mask"].amax(dim=1) > 0.5
+
     def support(self, texture: Tensor) -> Tensor | None:
         return self.masks.amax(dim=(0, 1)).to(texture)
 
@@ -249,7 +260,9 @@ class MaskPlacement(Placement):
 class Texture:
     """A trained universal texture: ``texture`` (``C×h×w`` in ``[0, 1]``), how it is placed, the
     goal it was trained for (``target`` class, or ``None``: untargeted), its printability (``nps``,
-    ``tv``) and the training history (one dict of metrics per step)."""
+    ``tv``), the training history (one dict of metrics per step) and the ``task`` of the model it
+    attacks (whose labels it may hide: a segmenter's pixels under it count for nothing, a detector's
+    box more than half under it is gone)."""
 
     texture: Tensor
     placement: Placement
@@ -257,18 +270,32 @@ class Texture:
     nps: float
     tv: float
     history: list[dict[str, float]] = field(default_factory=list)
+    task: Task = CLASSIFICATION
+
+    def placed(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None,
+               index: Tensor | None = None, digital: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``x`` with the texture placed, and the labels ``y`` as the placed images show them (the
+        task's :meth:`~advrobust.tasks.Task.occlude`). A fresh random placement per image for a patch
+        (``digital``: centred at scale 1, no rotation); the mask of each image ``index`` for a masked
+        texture."""
+        index = torch.arange(x.shape[0], device=x.device) if index is None else index
+        if digital and isinstance(self.placement, RandomPlacement):
+            params = self.placement.centred(x)
+        else:
+            params = self.placement.sample(x, index, generator)
+        texture = self.texture.to(x)
+        if y is not None and self.task.dense:
+            y = self.task.occlude(y, self.placement.covered(x, texture, params))
+        return self.placement.paste(x, texture, params), y
 
     def apply(self, x: Tensor, generator: torch.Generator | None = None, index: Tensor | None = None) -> Tensor:
         """``x`` with the texture placed (a fresh random placement per image for a patch; the mask of
         each image ``index`` for a masked texture)."""
-        index = torch.arange(x.shape[0], device=x.device) if index is None else index
-        return self.placement.paste(x, self.texture.to(x), self.placement.sample(x, index, generator))
+        return self.placed(x, None, generator, index)[0]
 
     def apply_digital(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         """The digital setting: a patch centred at scale 1 with no rotation; a mask as it is."""
-        if isinstance(self.placement, RandomPlacement):
-            return self.placement.paste(x, self.texture.to(x), self.placement.centred(x))
-        return self.apply(x, None, index)
+        return self.placed(x, None, None, index, digital=True)[0]
 
 
 # ------------------------------------------------------------------------------- training
@@ -293,14 +320,18 @@ def train_texture(
     config: _Config,
     generator: torch.Generator,
     callback: Callback | None = None,
+    task: Task = CLASSIFICATION,
 ) -> Texture:
     """Brown et al. (2017), eq. 2 with the printability terms: Adam on the texture, projected onto
-    ``[0, 1]``, one fresh batch of images, placements and transformations per step."""
+    ``[0, 1]``, one fresh batch of images, placements and transformations per step. The objective
+    and the success are the ``task``'s (``y`` in its tensor form); a dense task's labels follow
+    every draw: hidden under the texture (:meth:`~advrobust.tasks.Task.occlude`), then moved with
+    the scene (:meth:`~advrobust.tasks.Task.follow`)."""
     check_images("train_texture", x)
     c, h, w = placement.texture_shape(tuple(x.shape[1:]))
     texture = torch.rand(c, h, w, generator=generator, dtype=x.dtype, device=x.device).requires_grad_(True)
     optimizer = torch.optim.Adam([texture], lr=config.lr)
-    objective = get_loss(config.loss)
+    objective = task.objective(config.loss)
     support = placement.support(texture.detach())
     palette = config.palette.to(x)
     history: list[dict[str, float]] = []
@@ -308,10 +339,13 @@ def train_texture(
     for step in range(config.steps):
         index = torch.randint(0, n, (min(config.batch_size, n),), generator=generator, device=x.device)
         xb, yb = x[index], y[index]
-        tb = None if target is None else torch.full_like(yb, target)
         with torch.no_grad():
             params = placement.sample(xb, index, generator)
             scene = transform.sample(xb, generator)
+            if task.dense:
+                hidden = task.occlude(yb, placement.covered(xb, texture.detach(), params))
+                yb = task.follow(hidden, transform, scene, (x.shape[-2], x.shape[-1]))
+        tb = None if target is None else task.class_target(target, yb)
         z = model(transform.apply(placement.paste(xb, texture, params), scene))
         attack_term = objective(z, yb, tb).mean()
         printability = nps(texture, palette, support) if config.nps_weight else texture.new_zeros(())
@@ -322,8 +356,7 @@ def train_texture(
         optimizer.step()
         with torch.no_grad():
             texture.clamp_(0.0, 1.0)
-            pred = z.argmax(dim=1)
-            success = (pred == tb) if tb is not None else (pred != yb)
+            success = task.is_adversarial(z.detach(), yb, tb)
         metrics = {"objective": float(attack_term.detach()), "nps": float(printability.detach()),
                    "tv": float(smoothness.detach()),
                    "success": float(success.float().mean())}
@@ -338,6 +371,7 @@ def train_texture(
         nps=float(nps(final, palette, support)),
         tv=float(total_variation(final, support)),
         history=history,
+        task=task,
     )
 
 
@@ -389,11 +423,17 @@ class UniversalTexture:
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
+        task: Task | str | None = None,
     ) -> Texture:
-        """Train the texture on the images ``x`` (labels ``y``); ``target`` a class for a targeted
-        texture. Images of the target class are left out (they need no attack). ``callback(step,
-        metrics)`` is told the objective, NPS, TV and batch success after every step."""
+        """Train the texture on the images ``x`` (labels ``y``, in any form the task accepts);
+        ``target`` a class for a targeted texture. For a classifier, images of the target class are
+        left out (they need no attack); for a segmenter, ``target`` is the class every pixel should
+        take; for a detector, ``0`` makes every object vanish. ``task``: the model's task (a name or
+        a :class:`~advrobust.tasks.Task`; by default the model's own, else inferred from ``y``).
+        ``callback(step, metrics)`` is told the objective, NPS, TV and batch success after every step."""
         check_images(type(self).__name__, x)
+        task = resolve_task(task, model, y)
+        y = task.labels(y, x)
         if float(x.min()) < 0 or float(x.max()) > 1:
             raise InputError("x must lie in [0, 1]: pass raw pixels, normalization belongs inside the model")
         if generator is None:
@@ -402,7 +442,9 @@ class UniversalTexture:
                 generator.seed()
             else:
                 generator.manual_seed(int(self.seed))
-        keep = torch.ones_like(y, dtype=torch.bool) if target is None else y != int(target)
+        keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        if target is not None and not task.dense:
+            keep = y != int(target)
         if not bool(keep.any()):
             raise InputError(f"every training image is already of the target class {target}")
         placement = self.placement
@@ -410,7 +452,7 @@ class UniversalTexture:
             placement = MaskPlacement(placement.masks[keep.to(placement.masks.device)])
         with evaluation_mode(model), parameters_frozen(model):
             return train_texture(model, x[keep], y[keep], None if target is None else int(target),
-                                 placement, self.transform, self.config, generator, callback)
+                                 placement, self.transform, self.config, generator, callback, task)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(placement={self.placement!r}, transform={self.transform.describe()!r})"

@@ -17,22 +17,31 @@ physical success rate is never read without what the transformations do by thems
   attack's), transformed as a whole;
 With ``strengths``, either also measures the physical success at each strength ``s`` (the
 distribution ``transform.scaled(s)``; ``0`` is digital), on ``curve_draws`` draws per image.
+
+Segmenters and detectors (a texture trained with their task, or ``task=`` for per-image examples):
+the labels follow every draw (hidden under the texture, moved with the scene: :meth:`Task.follow
+<advrobust.tasks.Task.follow>`), success is the task's criterion per image, and ``metrics`` holds the
+task's metrics (mIoU and pixel accuracy; mAP and recall) over all draws: ``clean`` (digital, no
+attack), ``baseline`` (the transformations alone), ``digital`` and ``physical`` (the attack).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.errors import InputError
-from advrobust.losses import is_adversarial
-from advrobust.transforms import Transform, physical
+from advrobust.tasks import Task, resolve_task
+from advrobust.tasks.scoring import RunningMetrics
+from advrobust.transforms import Identity, Transform, physical
 
-Render = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (x rows, their indices, generator) -> images
+# (x rows, y rows, their indices, generator) -> (images, the labels as the images show them)
+Render = Callable[[Tensor, Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -40,7 +49,9 @@ class PhysicalSuccess:
     """One attack's digital and physical success rates on ``n_points`` images × ``n_draws`` draws.
 
     ``per_point``: the fraction of draws that succeeded, per image; ``baseline``: the same rate for
-    the clean images under the same transformations.
+    the clean images under the same transformations; ``metrics``: a dense task's metrics (see the
+    module docstring; empty for a classifier); ``curve``: ``(strength, value)`` of the physical
+    success rate, or for a dense task of its first metric (``curve_of``: ``miou`` or ``map``).
     """
 
     name: str
@@ -52,17 +63,15 @@ class PhysicalSuccess:
     transform: str
     per_point: list[float] = field(default_factory=list)
     curve: list[tuple[float, float]] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    curve_of: str = "success"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _goal(y: Tensor, target: Tensor | int | None) -> Tensor | None:
-    if target is None:
-        return None
-    if isinstance(target, int):
-        return torch.full_like(y, target)
-    return target
+def _unchanged(xb: Tensor, yb: Tensor, idx: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    return xb, yb
 
 
 @torch.no_grad()
@@ -76,20 +85,39 @@ def success_matrix(
     n_draws: int,
     generator: torch.Generator,
     batch_size: int = 1024,
+    task: Task | None = None,
+    metrics: RunningMetrics | None = None,
 ) -> Tensor:
     """``N×n_draws`` booleans: is ``transform(render(x))`` adversarial, draw by draw? Images are
-    rendered and transformed afresh for every draw."""
+    rendered and transformed afresh for every draw; a dense ``task``'s labels follow them, and
+    ``metrics`` (if given) counts every draw. ``target``: a class (the task's
+    :meth:`~advrobust.tasks.Task.class_target`) or, for a classifier, one class per image."""
     if n_draws < 1:
         raise InputError(f"n_draws must be at least 1, got {n_draws}")
-    goal = _goal(y, target)
+    task = resolve_task(task, model, y)
+    if isinstance(target, Tensor) and task.dense:
+        raise InputError(f"a {task.name} target for a physical success rate is one class id, not a tensor")
     n = x.shape[0]
     rows = torch.arange(n, device=x.device).repeat(n_draws)  # draw-major: image i, draw d at d·n + i
     out = torch.empty(rows.shape[0], dtype=torch.bool, device=x.device)
     with evaluation_mode(model):
         for start in range(0, rows.shape[0], batch_size):
             idx = rows[start : start + batch_size]
-            images = transform(render(x[idx], idx, generator), generator)
-            out[start : start + batch_size] = is_adversarial(model(images), y[idx], None if goal is None else goal[idx])
+            images, labels = render(x[idx], y[idx], idx, generator)
+            params = transform.sample(images, generator)
+            images = transform.apply(images, params)
+            if task.dense:
+                labels = task.follow(labels, transform, params, (images.shape[-2], images.shape[-1]))
+            if target is None:
+                goal = None
+            elif isinstance(target, Tensor):
+                goal = target[idx]
+            else:
+                goal = task.class_target(target, labels)
+            z = model(images)
+            out[start : start + batch_size] = task.is_adversarial(z, labels, goal)
+            if metrics is not None:
+                metrics.add(z, labels)
     return out.reshape(n_draws, n).T
 
 
@@ -98,53 +126,71 @@ def _rate(m: Tensor) -> float:
 
 
 def _evaluate(name: str, model, render_digital: Render, render_physical: Render, x: Tensor, y: Tensor,
-              target, transform: Transform | None, n_draws: int, seed: int,
+              target, transform: Transform | None, n_draws: int, seed: int, task: Task,
               strengths: Sequence[float] = (), curve_draws: int | None = None) -> PhysicalSuccess:
     transform = physical() if transform is None else transform
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
-    goal = _goal(y, target)
-    with torch.no_grad(), evaluation_mode(model):
-        digital = is_adversarial(model(render_digital(x, torch.arange(x.shape[0], device=x.device), gen)), y, goal)
-    hits = success_matrix(model, render_physical, x, y, target, transform, n_draws, gen)
-    clean = success_matrix(model, lambda xb, idx, g: xb, x, y, target, transform, n_draws, gen)
+    counts = {key: RunningMetrics(task) for key in ("clean", "digital", "physical", "baseline")} if task.dense else {}
+
+    def run(render: Render, t: Transform, draws: int, metrics: RunningMetrics | None) -> Tensor:
+        return success_matrix(model, render, x, y, target, t, draws, gen, task=task, metrics=metrics)
+
+    def at_strength(strength: float) -> float:
+        metrics = RunningMetrics(task) if task.dense else None
+        hits = run(render_physical, transform.scaled(strength), per_strength, metrics)
+        return _rate(hits) if metrics is None else next(iter(metrics.result().values()))
+
+    if task.dense:
+        run(_unchanged, Identity(), 1, counts["clean"])
+    digital = run(render_digital, Identity(), 1, counts.get("digital"))
+    hits = run(render_physical, transform, n_draws, counts.get("physical"))
+    clean = run(_unchanged, transform, n_draws, counts.get("baseline"))
     per_strength = n_draws if curve_draws is None else curve_draws
-    curve = [(float(s), _rate(success_matrix(model, render_physical, x, y, target, transform.scaled(s),
-                                             per_strength, gen))) for s in strengths]
+    curve = [(float(s), at_strength(s)) for s in strengths]
+    metrics = {key: m.result() for key, m in counts.items()}
     return PhysicalSuccess(
         name=name, digital=_rate(digital), physical=_rate(hits), baseline=_rate(clean), n_points=x.shape[0],
         n_draws=n_draws, transform=transform.describe(), per_point=hits.float().mean(dim=1).tolist(), curve=curve,
+        metrics=metrics, curve_of=next(iter(metrics["clean"])) if metrics else "success",
     )
 
 
-def texture_success(model, texture, x: Tensor, y: Tensor, *, transform: Transform | None = None,
+def texture_success(model, texture, x: Tensor, y: Any, *, transform: Transform | None = None,
                     n_draws: int = 100, seed: int = 0, strengths: Sequence[float] = (),
                     curve_draws: int | None = None, name: str = "universal patch") -> PhysicalSuccess:
     """Digital and physical success of a trained :class:`~advrobust.attacks.patch.Texture` on
-    held-out images ``x`` (labels ``y``; its own target, if any). Images of the target class are
-    left out."""
+    held-out images ``x`` (labels ``y``; its own target and task). A classifier's images of the
+    target class are left out."""
+    task = texture.task
+    y = task.labels(y, x)
     target = texture.target
-    if target is not None:
+    if target is not None and not task.dense:
         keep = y != target
         x, y = x[keep], y[keep]
-    return _evaluate(
-        name, model,
-        lambda xb, idx, g: texture.apply_digital(xb, idx),
-        lambda xb, idx, g: texture.apply(xb, g, idx),
-        x, y, target, transform, n_draws, seed, strengths, curve_draws,
-    )
+
+    def digital(xb: Tensor, yb: Tensor, idx: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return texture.placed(xb, yb, None, idx, digital=True)
+
+    def physical_draw(xb: Tensor, yb: Tensor, idx: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return texture.placed(xb, yb, g, idx)
+
+    return _evaluate(name, model, digital, physical_draw, x, y, target, transform, n_draws, seed, task,
+                     strengths, curve_draws)
 
 
-def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Tensor, target: Tensor | int | None = None, *,
+def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Any, target: Tensor | int | None = None, *,
                          transform: Transform | None = None, n_draws: int = 100, seed: int = 0,
                          strengths: Sequence[float] = (), curve_draws: int | None = None,
-                         name: str = "per-image") -> PhysicalSuccess:
+                         name: str = "per-image", task: Task | str | None = None) -> PhysicalSuccess:
     """Digital and physical success of per-image adversarial examples ``x_adv`` of the clean images
-    ``x`` (the baseline is measured on ``x``)."""
+    ``x`` (the baseline is measured on ``x``); ``task`` as in :func:`advrobust.tasks.resolve_task`."""
     if x_adv.shape != x.shape:
         raise InputError(f"x_adv has shape {tuple(x_adv.shape)} but x has {tuple(x.shape)}")
+    task = resolve_task(task, model, y)
+    y = task.labels(y, x)
 
-    def render(xb: Tensor, idx: Tensor, g: torch.Generator) -> Tensor:
-        return x_adv[idx]
+    def render(xb: Tensor, yb: Tensor, idx: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        return x_adv[idx], yb
 
-    return _evaluate(name, model, render, render, x, y, target, transform, n_draws, seed, strengths, curve_draws)
+    return _evaluate(name, model, render, render, x, y, target, transform, n_draws, seed, task, strengths, curve_draws)

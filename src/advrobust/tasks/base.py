@@ -10,7 +10,10 @@ says
 * the per-point criterion (:meth:`Task.is_adversarial`, one bool per input),
 * the objectives an attack maximizes (:meth:`Task.objective`, one value per input; untargeted when the
   target is ``None``),
-* and, for dense tasks, the dense classification view DAG attacks (:meth:`Task.dense_view`).
+* and, for dense tasks, the dense classification view DAG attacks (:meth:`Task.dense_view`);
+* where a label lies in the picture, for physical attacks: how it follows a transformation of the
+  scene (:meth:`Task.follow`), what a pasted texture hides (:meth:`Task.occlude`), and the target
+  "every object to class ``c``" (:meth:`Task.class_target`).
 
 Metrics live beside the tasks (:mod:`advrobust.tasks.metrics`).
 """
@@ -27,6 +30,7 @@ from torch import Tensor
 from advrobust.errors import InputError
 from advrobust.losses import Objective
 from advrobust.tensors import class_scores_argmax
+from advrobust.transforms.base import Params, Transform
 
 
 @dataclass
@@ -86,6 +90,21 @@ class Task(ABC):
         """Per target (``logits`` ``N×K×P``, ``labels`` ``N×P``): does the model still output its true
         class? By default: the class of highest score."""
         return class_scores_argmax(logits.detach()) == labels
+
+    # --- labels in the picture (physical attacks) ---------------------------------------------------
+    def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:
+        """The labels ``y`` of ``size = (h, w)`` images as the images transformed by ``transform``
+        with ``params`` show them. Unchanged by default: a class is the same however the picture moves."""
+        return y
+
+    def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
+        """The labels with the pixels ``covered`` (``N×H×W`` bool) by a pasted texture taken out of
+        the count where the task labels pixels; unchanged by default."""
+        return y
+
+    def class_target(self, c: int, y: Tensor) -> Tensor:
+        """The target "class ``c``" for every labelled thing of each image, in the task's form."""
+        raise InputError(f"the {self.name} task has no class targets")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

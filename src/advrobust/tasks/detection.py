@@ -41,6 +41,7 @@ from advrobust.tasks.base import DenseView, Task, as_tensor, integer_tensor
 from advrobust.tasks.classification import check_class_range
 from advrobust.tasks.metrics import box_iou
 from advrobust.tensors import class_scores_argmax
+from advrobust.transforms.base import Params, Transform
 
 FORMAT = "center-grid"
 BACKGROUND = 0
@@ -238,6 +239,49 @@ class Detection(Task):
             else:
                 out[i] = bool(self.found(d, y[i], target[i]).all())
         return out
+
+    # --- labels in the picture -----------------------------------------------------------------
+    def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:
+        """Each box becomes the axis-aligned box around its four moved corners, clipped to the
+        image; a box with less than half of it left inside the image is dropped (label ``−1``)."""
+        n, m = y.shape[:2]
+        if m == 0:
+            return y
+        h, w = size
+        x1, y1, x2, y2 = y[..., 1:].unbind(-1)
+        corners = torch.stack([x1, y1, x2, y1, x2, y2, x1, y2], dim=-1).reshape(n, 4 * m, 2)
+        moved = transform.move_points(corners, params, size).reshape(n, m, 4, 2)
+        low, high = moved.amin(dim=2), moved.amax(dim=2)
+        limit = y.new_tensor([w, h])
+        low_in = torch.minimum(low.clamp_min(0), limit)
+        high_in = torch.minimum(high.clamp_min(0), limit)
+        area = (high - low).prod(dim=-1)
+        area_in = (high_in - low_in).clamp_min(0).prod(dim=-1)
+        keep = (y[..., 0] >= 0) & (area_in >= 0.5 * area) & (area_in > 0)
+        out = torch.cat([y[..., :1], low_in, high_in], dim=-1)
+        return torch.where(keep[..., None], out, out.new_tensor([-1.0, 0.0, 0.0, 0.0, 0.0]))
+
+    def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
+        """A box more than half hidden under a pasted texture is dropped (label ``−1``): what is left
+        of the object is not there to detect, as with a box pushed out of the image."""
+        n, m = y.shape[:2]
+        if m == 0:
+            return y
+        h, w = covered.shape[-2:]
+        table = torch.zeros(n, h + 1, w + 1, dtype=torch.float64, device=y.device)  # summed-area table
+        table[:, 1:, 1:] = covered.to(torch.float64).cumsum(dim=1).cumsum(dim=2)
+        edges = y[..., 1:].round().long()
+        c0, c1 = edges[..., 0].clamp(0, w), edges[..., 2].clamp(0, w)
+        r0, r1 = edges[..., 1].clamp(0, h), edges[..., 3].clamp(0, h)
+        rows = torch.arange(n, device=y.device)[:, None]
+        hidden = table[rows, r1, c1] - table[rows, r0, c1] - table[rows, r1, c0] + table[rows, r0, c0]
+        area = ((r1 - r0) * (c1 - c0)).to(torch.float64)
+        drop = (y[..., 0] >= 0) & (hidden > 0.5 * area)
+        return torch.where(drop[..., None], y.new_tensor([-1.0, 0.0, 0.0, 0.0, 0.0]), y)
+
+    def class_target(self, c: int, y: Tensor) -> Tensor:
+        """One class per image (``0``: every object vanishes)."""
+        return torch.full((y.shape[0],), int(c), dtype=torch.long, device=y.device)
 
     def objective(self, loss: str | Objective) -> Objective:
         per_cell = get_loss(loss)

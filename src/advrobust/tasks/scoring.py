@@ -31,13 +31,40 @@ def outputs(model: Any, x: Tensor, batch: int = BATCH) -> Tensor:
             model.train()
 
 
+class RunningMetrics:
+    """A dense task's metrics over outputs seen batch by batch (:meth:`add`), so that many images
+    (e.g. every draw of a physical evaluation) never sit in memory at once: a segmenter's confusion
+    matrix is summed, a detector's detections are kept (mAP ranks them all together)."""
+
+    def __init__(self, task: Task) -> None:
+        if not isinstance(task, (Segmentation, Detection)):
+            raise InputError(f"task metrics are defined for segmentation and detection, not {task.name}")
+        self.task = task
+        self.confusion: Tensor | None = None
+        self.detections: list = []
+        self.truths: list[dict[str, Tensor]] = []
+
+    def add(self, z: Tensor, y: Tensor) -> RunningMetrics:
+        """Count the outputs ``z`` against labels ``y`` (the task's tensor form)."""
+        if isinstance(self.task, Segmentation):
+            c = confusion_matrix(z.argmax(dim=1), y, z.shape[1], self.task.ignore_index)
+            self.confusion = c if self.confusion is None else self.confusion + c
+        else:
+            self.detections += self.task.decode(z)
+            self.truths += unpack_boxes(y)
+        return self
+
+    def result(self) -> dict[str, float]:
+        if isinstance(self.task, Segmentation):
+            if self.confusion is None:
+                raise InputError("no outputs were counted")
+            return segmentation_metrics(self.confusion)
+        return mean_average_precision(self.detections, self.truths, self.task.iou_threshold)
+
+
 def metrics_of_outputs(z: Tensor, y: Tensor, task: Task) -> dict[str, float]:
     """The task's metrics for outputs ``z`` against labels ``y`` (in the task's tensor form)."""
-    if isinstance(task, Segmentation):
-        return segmentation_metrics(confusion_matrix(z.argmax(dim=1), y, z.shape[1], task.ignore_index))
-    if isinstance(task, Detection):
-        return mean_average_precision(task.decode(z), unpack_boxes(y), task.iou_threshold)
-    raise InputError(f"task metrics are defined for segmentation and detection, not {task.name}")
+    return RunningMetrics(task).add(z, y).result()
 
 
 def model_metrics(model: Any, x: Tensor, y: Any, task: Task) -> dict[str, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from advrobust.errors import InputError
@@ -20,6 +21,7 @@ from advrobust.losses import Objective, get_loss
 from advrobust.tasks.base import DenseView, Task, integer_tensor
 from advrobust.tasks.classification import check_class_range
 from advrobust.tensors import class_scores_argmax
+from advrobust.transforms.base import Params, Transform
 
 
 class Segmentation(Task):
@@ -114,6 +116,18 @@ class Segmentation(Task):
 
     def dense_logits(self, z: Tensor) -> Tensor:
         return z.reshape(z.shape[0], z.shape[1], -1)
+
+    def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:
+        """The label map moved with the picture (nearest neighbour); pixels moved in from outside
+        the image are ignored."""
+        return transform.move_map(y, params, self.ignore_index)
+
+    def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
+        """Pixels under a pasted texture are ignored: the texture is not the object beneath it."""
+        return y.masked_fill(covered, self.ignore_index)
+
+    def class_target(self, c: int, y: Tensor) -> Tensor:
+        return torch.full_like(y, int(c))
 
     def dense_view(self, z: Tensor, y: Tensor) -> DenseView:
         n = z.shape[0]

@@ -78,6 +78,13 @@ class Transform(ABC):
         label (a box, landmarks) follows the picture. Unchanged by default (photometric edits)."""
         return points
 
+    def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
+        """A label map ``maps`` (``N×H×W`` integers, one per pixel of the input) as it lies over the
+        output of :meth:`apply` with ``params``: each output pixel takes the label of the input pixel
+        it is read from (nearest neighbour), ``fill`` where it is read from outside the input.
+        Unchanged by default (photometric edits)."""
+        return maps
+
     def describe(self) -> str:
         return repr(self)
 
@@ -124,6 +131,11 @@ class Compose(Transform):
         for t, p in zip(self.transforms, params, strict=True):
             points = t.move_points(points, p, size)
         return points
+
+    def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
+        for t, p in zip(self.transforms, params, strict=True):
+            maps = t.move_map(maps, p, fill)
+        return maps
 
     def scaled(self, strength: float) -> Transform:
         return Compose([t.scaled(strength) for t in self.transforms])

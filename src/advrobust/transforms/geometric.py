@@ -42,16 +42,18 @@ def _base_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tens
     return torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)
 
 
-def warp(x: Tensor, matrix: Tensor, padding: str = "zeros", size: tuple[int, int] | None = None) -> Tensor:
+def warp(x: Tensor, matrix: Tensor, padding: str = "zeros", size: tuple[int, int] | None = None,
+         mode: str = "bilinear") -> Tensor:
     """Resample ``x`` (``N×C×h×w``) at ``matrix @ u`` for every output pixel ``u`` (``N×3×3``
     homographies in normalized coordinates); the output is ``size`` (default: the input's size).
-    Pixels read from outside the input take ``padding`` (``zeros``: value 0)."""
+    Pixels read from outside the input take ``padding`` (``zeros``: value 0); ``mode="nearest"``
+    reads the nearest input pixel instead of interpolating (for labels)."""
     h, w = size if size is not None else x.shape[-2:]
     # one (H·W×3)·(3×3N) product (a broadcast batched matmul of 3×3s is ~15× slower on a CPU), laid out
     # N×3×H×W so the perspective division reads whole planes
     grid = (matrix.reshape(-1, 3) @ base_grid(h, w, x).reshape(-1, 3).T).reshape(-1, 3, h, w)
     grid = (grid[:, :2] / grid[:, 2:]).permute(0, 2, 3, 1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
 def similarity_inverse(angle: Tensor, scale: Tensor, shift: Tensor, h: int, w: int) -> Tensor:
@@ -142,6 +144,16 @@ class Geometric(Transform):
         forward = torch.linalg.inv(self.matrix(params, h, w).to(points.dtype))
         v = torch.einsum("npk,njk->npj", torch.cat([u, torch.ones_like(u[..., :1])], dim=-1), forward)
         return (v[..., :2] / v[..., 2:] + 1) * half
+
+    def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
+        """The labels resampled by the same homography as the image, nearest neighbour; pixels read
+        from outside the input get ``fill`` whatever the image's padding (they show no labelled
+        object). Labels travel as ``label + 1`` in floats so that ``0`` marks the outside (exact for
+        labels below 2²⁴)."""
+        shifted = (maps + 1).to(torch.float32)[:, None]
+        moved = warp(shifted, self.matrix(params, *maps.shape[-2:]).to(torch.float32), "zeros", mode="nearest")
+        moved = moved[:, 0].round().to(maps.dtype) - 1
+        return moved.masked_fill(moved < 0, fill)
 
     def scaled(self, strength: float) -> Transform:
         s = check_range(type(self).__name__, "strength", strength)
