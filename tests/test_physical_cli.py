@@ -84,3 +84,34 @@ def test_physical_page_escapes_names() -> None:
     # a texture with an alpha mask is shown on a checkerboard: white ink must not vanish into the page
     with_texture = physical_page("t", [r], texture_png=b"png")
     assert '<figure class="transparent"><img' in with_texture and "figure.transparent img" in with_texture
+
+
+def test_patch_command_on_a_detector_reports_its_metrics(tmp_path, capsys, monkeypatch) -> None:
+    """``--task detection``: a checkpoint's detector on the mnist-det scenes, trained to make objects
+    vanish; the table and the page carry mAP and recall digitally and under transformations."""
+    from advrobust.models import save_checkpoint
+    from advrobust.models.dense import create_dense
+
+    monkeypatch.setenv("ADVROBUST_HOME", str(tmp_path / "cache"))
+    model = create_dense("mnist-centernet", 11, (1, 64, 64), seed=0, width=4)
+    meta = {"arch": "mnist-centernet", "arch_kwargs": {"width": 4}, "num_classes": 11, "input_shape": [1, 64, 64]}
+    ckpt = save_checkpoint(tmp_path / "det.safetensors", model, meta)
+    out = tmp_path / "det"
+    argv = ["patch", "--task", "detection", "--model", str(ckpt), "--target", "0", "--steps", "2", "--draws", "2",
+            "--n", "3", "--scene", "printed-digit", "--out", str(out)]
+    from advrobust.cli.console import console
+
+    monkeypatch.setattr(console, "width", 200)  # the metrics table unwrapped
+    assert _exit_code(argv) == 0
+    printed = capsys.readouterr().out
+    assert "the task's metrics" in printed and "mAP@0.5 digital" in printed and "no attack" in printed
+    summary = json.loads((out / "physical.json").read_text())
+    assert [r["name"] for r in summary["results"]] == ["universal patch", "random patch (control)",
+                                                       "digital PGD (l∞ 0.3)"]
+    assert all(set(r["metrics"]) == {"clean", "digital", "physical", "baseline"} for r in summary["results"])
+    assert all(r["n_points"] == 3 for r in summary["results"])
+    page = (out / "report.html").read_text()
+    assert "metrics" in page and "mAP@0.5 transformed" in page
+    # a sticker is a classifier's: refused in one line before anything trains
+    assert _exit_code([*argv[:-2], "--shape", "sticker", "--out", str(out)]) == 1
+    assert "--shape sticker finds a classifier's sticker" in capsys.readouterr().err

@@ -5,6 +5,7 @@ it ready to print.
     advrobust patch --target 8 --area 0.1 --steps 600 --out patch-out
     advrobust patch --palette printer.csv --nps-weight 0.5 --tv-weight 0.1 --width-mm 40 --dpi 300
     advrobust patch --target 8 --shape sticker --scene printed-digit --out sticker-out   # RP2's sticker
+    advrobust patch --task segmentation --scene printed-digit --steps 300 --n 100        # the built-in segmenter
 
 Writes ``OUT/patch.png`` (the printable patch, its physical size and DPI in the file),
 ``OUT/preview.png``, ``OUT/physical.json`` and ``OUT/report.html``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -23,6 +25,38 @@ from rich.table import Table
 from advrobust.cli.console import console
 from advrobust.cli.evaluate import load_model, load_points, model_options, pct, progress_for
 from advrobust.errors import InputError
+from advrobust.report.physical import metric_rows
+
+
+def _load(task: str, model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
+          n_points: int | None, seed: int, progress: Any) -> tuple[Any, str, Any, Any]:
+    """The model, its name, and the train and test data: a classifier's points (500 test points by
+    default), or a segmenter's / detector's scenes (100 by default). A folder or COCO file has no
+    splits: its last quarter is held out for the test."""
+    if task == "classification":
+        model, model_name, _ = load_model(model_spec, weights, progress)
+        train = load_points(data_name, root, "train", None, seed)
+        return model, model_name, train, load_points(data_name, root, split, 500 if n_points is None else n_points,
+                                                     seed)
+    from advrobust.cli.tasks import BUILTIN, load_task_data, load_task_model
+
+    if task not in BUILTIN:
+        raise InputError(f"--task must be classification, segmentation or detection, got {task!r}")
+    if weights is not None:
+        raise InputError("--weights is for package.module:factory classifiers; with --task give a checkpoint")
+    model, model_name = load_task_model(task, model_spec, progress)
+    test = load_task_data(task, data_name, root, split, None)
+    if data_name.lower() in ("masks", "coco"):
+        if len(test) < 2:
+            raise InputError(f"--data {data_name} holds one image: a patch needs images to train on and to test")
+        cut = len(test) - max(1, len(test) // 4)
+        train, test = test.take(slice(0, cut)), test.take(slice(cut, len(test)))
+    else:
+        train = load_task_data(task, data_name, root, "train", None)
+    n = 100 if n_points is None else n_points
+    if n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
+    return model, model_name, train, test.take(slice(0, min(n, len(test))))
 
 
 def _region(text: str) -> tuple[float, float, float, float]:
@@ -35,7 +69,12 @@ def _region(text: str) -> tuple[float, float, float, float]:
 
 @click.command("patch")
 @model_options()
-@click.option("--target", type=int, help="Class the patch should make the model predict [default: untargeted].")
+@click.option("--task", default="classification", show_default=True,
+              help="classification, segmentation or detection (the built-in segmenter / detector and their "
+                   "scenes unless --model and --data say otherwise); a dense task's labels follow every draw.")
+@click.option("--target", type=int,
+              help="Class the patch should make the model predict (a segmenter: every pixel; a detector: "
+                   "0 makes objects vanish) [default: untargeted].")
 @click.option("--area", type=float, default=0.1, show_default=True, help="Fraction of the image the patch covers.")
 @click.option("--region", default="0,0,1,1", show_default=True, help="Where the patch may go: x0,y0,x1,y1 fractions.")
 @click.option("--rotation", type=float, default=20.0, show_default=True, help="Patch rotation range, degrees.")
@@ -60,24 +99,25 @@ def _region(text: str) -> tuple[float, float, float, float]:
               show_default=True)
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
-    n_points: int | None, seed: int, target: int | None, area: float, region: str, rotation: float, shape: str,
-    steps: int, lr: float, loss: str, scene: str, strength: float, nps_weight: float, tv_weight: float,
+    n_points: int | None, seed: int, task: str, target: int | None, area: float, region: str, rotation: float,
+    shape: str, steps: int, lr: float, loss: str, scene: str, strength: float, nps_weight: float, tv_weight: float,
     palette: str | None, draws: int, width_mm: float, dpi: float, out_dir: Path,
 ) -> None:
     """Train a universal adversarial patch (Brown et al. 2017) or sticker (RP2) on the train split,
     evaluate it on held-out points under fresh transformations, and export it ready to print."""
-    import advrobust as ar
     from advrobust.attacks.patch import UniversalMask, UniversalPatch
-    from advrobust.evaluation.physical import perturbation_success, texture_success
+    from advrobust.evaluation.physical import texture_success
     from advrobust.printability import load_palette
     from advrobust.report.physical import physical_page
     from advrobust.report.printable import printable_texture, save_preview, save_printable
     from advrobust.transforms import physical, printed_digit
 
+    task = task.strip().lower()
+    if shape == "sticker" and task != "classification":
+        raise InputError("--shape sticker finds a classifier's sticker; with --task use --shape square or circle")
     progress = progress_for(0)
-    model, model_name, _ = load_model(model_spec, weights, progress)
-    train = load_points(data_name, root, "train", None, seed)
-    test = load_points(data_name, root, split, 500 if n_points is None else n_points, seed)
+    model, model_name, train, test = _load(task, model_spec, weights, data_name, root, split, n_points, seed,
+                                           progress)
     transform = (printed_digit if scene == "printed-digit" else physical)(strength)
     options = {"steps": steps, "lr": lr, "loss": loss, "transform": transform, "nps_weight": nps_weight,
                "tv_weight": tv_weight, "palette": None if palette is None else load_palette(palette), "seed": seed}
@@ -90,37 +130,27 @@ def command(
         h, w = train.x.shape[-2:]
         x0, y0, x1, y1 = _region(region)
         within = rectangle((h, w), (x0 * w, y0 * h, x1 * w, y1 * h))
-        with progress.task(f"finding the sticker's {area:g} of the image ({goal})", total=1) as task:
+        with progress.task(f"finding the sticker's {area:g} of the image ({goal})", total=1) as bar:
             mask = sticker_mask(model, train.x, train.y, target, area=area, transform=transform, within=within,
                                 steps=steps, seed=seed)
-            task.advance(1)
+            bar.advance(1)
         attack = UniversalMask(mask, **options)
     else:
         attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, **options)
-    with progress.task(f"training a {area:g}-area {kind} ({goal})", total=steps) as task:
-        patch = attack.fit(model, train.x, train.y, target,
-                           callback=lambda step, m: task.advance(1, success=m["success"], nps=m["nps"]))
+    with progress.task(f"training a {area:g}-area {kind} ({goal})", total=steps) as bar:
+        patch = attack.fit(model, train.x, train.y, target, task=task,
+                           callback=lambda step, m: bar.advance(1, success=m["success"], nps=m["nps"]))
     noise = torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(seed + 1))
     strengths, curve_draws = (0.0, 0.25, 0.5, 0.75, 1.0), max(1, draws // 5)
     results = []
-    with progress.task("physical success rates", total=3) as task:
+    with progress.task("physical success rates", total=3) as bar:
         for name, tex in ((f"universal {kind}", patch), (f"random {kind} (control)", replace(patch, texture=noise))):
             results.append(texture_success(model, tex, test.x, test.y, transform=transform, n_draws=draws,
                                            seed=seed, strengths=strengths, curve_draws=curve_draws, name=name))
-            task.advance(1)
-        x, y = test.x, test.y
-        goal_t = None if target is None else torch.full_like(y, target)
-        with torch.no_grad():
-            keep = model(x).argmax(1) == y  # PGD attacks the correctly classified points
-        if target is not None:
-            keep &= y != target
-        res = ar.attacks.PGD(ar.Linf(0.3), steps=40, seed=seed)(model, x[keep], y[keep],
-                                                               None if goal_t is None else goal_t[keep])
-        results.append(perturbation_success(model, x[keep], res.x_adv, y[keep],
-                                            None if goal_t is None else goal_t[keep], transform=transform,
-                                            n_draws=draws, seed=seed, strengths=strengths, curve_draws=curve_draws,
-                                            name="digital PGD (l∞ 0.3)"))
-        task.advance(1)
+            bar.advance(1)
+        results.append(_digital_pgd(model, test.x, patch.task.labels(test.y, test.x), target, patch.task, transform,
+                                    draws, seed, strengths, curve_draws))
+        bar.advance(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     rgb, alpha = printable_texture(patch)
     printed = save_printable(rgb, out_dir / "patch.png", width_mm=width_mm, dpi=dpi, alpha=alpha)
@@ -143,5 +173,33 @@ def command(
     for r in results:
         table.add_row(r.name, pct(r.digital), pct(r.physical), pct(r.baseline))
     console.print(table)
+    if results[0].metrics:
+        head, rows = metric_rows(results)
+        metrics = Table(title=f"{model_name}: the task's metrics ({draws} draws per image)", title_justify="left")
+        for column in head:
+            metrics.add_column(column, justify="left" if column == "attack" else "right")
+        for row in rows:
+            metrics.add_row(*row)
+        console.print(metrics)
     console.print(f"patch: {printed.path} ({printed.width_px}×{printed.height_px} px = {printed.width_mm:.1f} mm "
                   f"at {dpi:g} dpi); report: {out_dir / 'report.html'}")
+
+
+def _digital_pgd(model: Any, x: torch.Tensor, y: torch.Tensor, target: int | None, task: Any, transform: Any,
+                 draws: int, seed: int, strengths: tuple[float, ...], curve_draws: int) -> Any:
+    """The comparison: a per-image digital PGD perturbation (l∞ 0.3, 40 steps) under the same
+    transformations. A classifier's PGD attacks its correctly classified points, not of the target."""
+    import advrobust as ar
+    from advrobust.evaluation.physical import perturbation_success
+
+    goal = None if target is None else task.class_target(target, y)
+    if not task.dense:
+        with torch.no_grad():
+            keep = model(x).argmax(1) == y
+        if target is not None:
+            keep &= y != target
+        x, y, goal = x[keep], y[keep], None if goal is None else goal[keep]
+    res = ar.attacks.PGD(ar.Linf(0.3), steps=40, seed=seed)(model, x, y, goal, task=task)
+    return perturbation_success(model, x, res.x_adv, y, goal if not task.dense else target, transform=transform,
+                                n_draws=draws, seed=seed, strengths=strengths, curve_draws=curve_draws,
+                                name="digital PGD (l∞ 0.3)", task=task)

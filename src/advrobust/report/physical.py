@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from advrobust.evaluation.physical import PhysicalSuccess
 from advrobust.report.figures import _figure, _text, png_bytes
 from advrobust.report.html import esc, image, page, pct, table
+from advrobust.report.tasks import LABELS as METRIC_LABELS
 
 
 def strength_figure(results: Sequence[PhysicalSuccess]) -> bytes:
-    """Physical success rate against transformation strength, one line per attack."""
+    """Physical success rate (a dense task: its first metric) against transformation strength, one
+    line per attack."""
     fig = _figure(6.0, 3.4)
     ax = fig.add_subplot()
     for r in results:
@@ -19,11 +21,27 @@ def strength_figure(results: Sequence[PhysicalSuccess]) -> bytes:
             xs, ys = zip(*r.curve, strict=True)
             ax.plot(xs, [100 * v for v in ys], marker="o", label=_text(r.name))
     ax.set_xlabel("transformation strength (× the default ranges)")
-    ax.set_ylabel("success under transformations (%)")
+    of = results[0].curve_of if results else "success"
+    ax.set_ylabel(f"{METRIC_LABELS.get(of, of)} under transformations (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return png_bytes(fig)
+
+
+def metric_rows(results: Sequence[PhysicalSuccess]) -> tuple[list[str], list[list[str]]]:
+    """A dense task's metrics as a table: a row for no attack (clean, and under the transformations
+    alone), then one per attack (digital, and under transformations); header and rows as text."""
+    names = list(results[0].metrics["clean"])
+    head = ["attack"] + [f"{METRIC_LABELS.get(m, m)} {where}" for m in names
+                         for where in ("digital", "transformed")]
+
+    def cells(digital: dict[str, float], physical: dict[str, float]) -> list[str]:
+        return [pct(values[m]) for m in names for values in (digital, physical)]
+
+    rows = [["no attack", *cells(results[0].metrics["clean"], results[0].metrics["baseline"])]]
+    rows += [[r.name, *cells(r.metrics["digital"], r.metrics["physical"])] for r in results]
+    return head, rows
 
 
 def physical_page(
@@ -52,6 +70,14 @@ def physical_page(
     )
     notes_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
     sections = [("summary", "Digital and physical success", summary + explain + notes_html)]
+    if results and results[0].metrics:
+        head, metric_table = metric_rows(results)
+        metrics_html = table(head, metric_table, [False] + [True] * (len(head) - 1)) + (
+            '<p class="note">Over every image and draw. A segmenter\'s pixels under a texture are not counted, '
+            "a detector's box more than half under it is dropped, and labels move with each draw. The success "
+            "rates below are the task's per-image criterion: a segmenter's image needs nearly every labelled "
+            "pixel wrong (or at its target), a detector's no object found (target 0: no detection at all).</p>")
+        sections.insert(0, ("metrics", "The task's metrics", metrics_html))
     if texture_png is not None:
         sections.append(("texture", "The texture", image(texture_png, "the adversarial texture",
                                                           "as printed (checkerboard: nothing printed there)",
@@ -60,7 +86,8 @@ def physical_page(
         caption = "top: clean images; below: with the texture, at fresh placements and transformations"
         sections.append(("examples", "Examples", image(preview_png, "test images with the attack", caption)))
     if any(r.curve for r in results):
-        sections.append(("strength", "Success against transformation strength",
-                         image(strength_figure(results), "success against strength",
+        of = METRIC_LABELS.get(results[0].curve_of, "success")
+        sections.append(("strength", f"{of[0].upper()}{of[1:]} against transformation strength",
+                         image(strength_figure(results), f"{of} against strength",
                                "0 = digital, 1 = the default physical ranges")))
     return page(title, sections, "advrobust physical-attack report")
