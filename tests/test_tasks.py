@@ -171,6 +171,36 @@ def test_detection_decodes_a_planted_peak_and_judges_it():
     assert unpack_boxes(y)[0]["labels"].tolist() == [2]
 
 
+def test_the_batched_detection_criterion_is_the_per_image_one():
+    """``is_adversarial`` judges every image at once; box by box it must say what ``found`` says."""
+    task = Detection(stride=4)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(12, 4 + 4, 6, 6, generator=gen) * 3
+    z[:4, 1:4] -= 20  # images without any detection
+    dets = task.decode(z)
+    rows = []
+    for i, d in enumerate(dets):  # truths: some detections (their label or another), some random boxes
+        mine = [[float((int(lb) + i % 2 - 1) % 3 + 1), *b.tolist()] for b, lb in zip(d.boxes[:2], d.labels[:2])]
+        rand = torch.rand(2, 2, generator=gen) * 16
+        rows.append(mine + [[1.0, *rand.min(0).values.tolist(), *(rand.max(0).values + 2).tolist()]][: i % 2]
+                    + [[-1.0, 0, 0, 0, 0]] * 3)
+    m = max(len(r) for r in rows)
+    y = torch.tensor([r + [[-1.0, 0, 0, 0, 0]] * (m - len(r)) for r in rows])
+    assert any(len(d) for d in dets) and any(len(d) == 0 for d in dets)
+    targets = torch.randint(0, 4, (12,), generator=gen)
+    for target in (None, torch.zeros(12, dtype=torch.long), targets):
+        expected = []
+        for i, d in enumerate(dets):
+            if target is None:
+                expected.append(not bool(task.found(d, y[i]).any()))
+            elif int(target[i]) == 0:
+                expected.append(len(d) == 0)
+            else:
+                expected.append(bool(task.found(d, y[i], target[i]).all()))
+        got = task.is_adversarial(z, y, target).tolist()
+        assert got == expected and len(set(got)) == 2, (target, got)
+
+
 def test_verification_dodging_and_impersonation():
     ref = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     z = torch.tensor([[1.0, 0.1], [0.0, 1.0]])

@@ -195,27 +195,28 @@ class Detection(Task):
         return (class_scores_argmax(logits.detach()) == labels) | (prob >= self.score_threshold)
 
     # --- decoding ----------------------------------------------------------------------------------
-    def decode(self, z: Tensor) -> list[Detections]:
-        """The detections of each image (see the module docstring)."""
+    def _peaks(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Every detection of the batch at once, in row-major cell order: its image, box (``M×4``),
+        score and label (see the module docstring)."""
         k = z.shape[1] - BOX_CHANNELS
         s = self.stride
         prob = z[:, :k].detach().float().softmax(dim=1)
         score, cls = prob[:, 1:].max(dim=1)
         peak = (score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]) & (score >= self.score_threshold)
-        h, w = z.shape[-2:]
-        jj = torch.arange(w, device=z.device).view(1, w).expand(h, w)
-        ii = torch.arange(h, device=z.device).view(h, 1).expand(h, w)
-        out = []
-        for n in range(z.shape[0]):
-            keep = peak[n]
-            off = z[n, k : k + 2].detach().float().sigmoid()
-            size = z[n, k + 2 : k + 4].detach().float().clamp(max=10).exp() * s
-            cx = (jj + off[0])[keep] * s
-            cy = (ii + off[1])[keep] * s
-            bw, bh = size[0][keep], size[1][keep]
-            boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=1)
-            out.append(Detections(boxes, score[n][keep], cls[n][keep] + 1))
-        return out
+        image, ii, jj = peak.nonzero(as_tuple=True)
+        head = z[image, k : k + BOX_CHANNELS, ii, jj].detach().float()  # M×4: offset x, y; log width, height
+        off = head[:, :2].sigmoid()
+        size = head[:, 2:].clamp(max=10).exp() * s
+        cx, cy = (jj + off[:, 0]) * s, (ii + off[:, 1]) * s
+        boxes = torch.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], dim=1)
+        return image, boxes, score[image, ii, jj], cls[image, ii, jj] + 1
+
+    def decode(self, z: Tensor) -> list[Detections]:
+        """The detections of each image (see the module docstring)."""
+        image, boxes, scores, labels = self._peaks(z)
+        counts = torch.bincount(image, minlength=z.shape[0]).tolist()
+        return [Detections(b, sc, lb) for b, sc, lb in zip(boxes.split(counts), scores.split(counts),
+                                                            labels.split(counts), strict=True)]
 
     def found(self, detections: Detections, truth: Tensor, label: Tensor | None = None) -> Tensor:
         """Per box of ``truth`` (rows ``(label, x1, y1, x2, y2)``): is it detected, with its own label
@@ -229,16 +230,22 @@ class Detection(Task):
         return ((iou >= self.iou_threshold) & same).any(dim=1)
 
     def is_adversarial(self, z: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        dets = self.decode(z)
-        out = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
-        for i, d in enumerate(dets):
-            if target is None:
-                out[i] = not bool(self.found(d, y[i]).any())
-            elif int(target[i]) == BACKGROUND:
-                out[i] = len(d) == 0
-            else:
-                out[i] = bool(self.found(d, y[i], target[i]).all())
-        return out
+        """:meth:`found` for every box of every image at once: the detections padded to the most any
+        image has (an attack asks this at every step)."""
+        n = z.shape[0]
+        image, boxes, _, labels = self._peaks(z)
+        counts = torch.bincount(image, minlength=n)
+        width = int(counts.max()) if image.numel() else 0
+        slot = torch.arange(image.shape[0], device=z.device) - (counts.cumsum(0) - counts)[image]
+        det_boxes = boxes.new_zeros(n, width, 4).index_put_((image, slot), boxes)
+        det_labels = labels.new_full((n, width), -1).index_put_((image, slot), labels)
+        truth_labels, real = y[..., 0].long(), y[..., 0] >= 0
+        matched = (box_iou(y[..., 1:].float(), det_boxes) >= self.iou_threshold) & (det_labels[:, None, :] >= 0)
+        if target is None:
+            found = (matched & (truth_labels[:, :, None] == det_labels[:, None, :])).any(dim=2) & real
+            return ~found.any(dim=1)
+        as_target = (matched & (det_labels[:, None, :] == target[:, None, None])).any(dim=2)
+        return torch.where(target == BACKGROUND, counts == 0, (as_target | ~real).all(dim=1))
 
     # --- labels in the picture -----------------------------------------------------------------
     def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:

@@ -68,13 +68,14 @@ def miou_interval(confusions: Tensor, resamples: int = 1000, seed: int = 0, leve
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of every box of ``a`` (``A×4``) with every box of ``b`` (``B×4``), boxes ``(x1, y1, x2, y2)``."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp_min(0).prod(dim=2)
-    area_a = (a[:, 2:] - a[:, :2]).clamp_min(0).prod(dim=1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp_min(0).prod(dim=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp_min(1e-12)
+    """IoU of every box of ``a`` (``…×A×4``) with every box of ``b`` (``…×B×4``), boxes ``(x1, y1,
+    x2, y2)``: ``…×A×B`` (leading dimensions, e.g. images, broadcast)."""
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    inter = (rb - lt).clamp_min(0).prod(dim=-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp_min(0).prod(dim=-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp_min(0).prod(dim=-1)
+    return inter / (area_a[..., :, None] + area_b[..., None, :] - inter).clamp_min(1e-12)
 
 
 class Scored(Protocol):
