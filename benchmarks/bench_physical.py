@@ -59,6 +59,7 @@ from advrobust.data import load  # noqa: E402
 from advrobust.evaluation.physical import perturbation_success, texture_success  # noqa: E402
 from advrobust.masked import Masked  # noqa: E402
 from advrobust.masks import rectangle  # noqa: E402
+from advrobust.tasks import resolve_task  # noqa: E402
 from advrobust.training.pretrained import default_model  # noqa: E402
 from advrobust.transforms import Identity, physical, printed_digit  # noqa: E402
 
@@ -76,15 +77,18 @@ def clean_accuracy(model, x, y, transform, draws: int = 10) -> float:
         return sum(float((model(transform(x, gen)).argmax(1) == y).float().mean()) for _ in range(draws)) / draws
 
 
-def speed(model, x, y, transform, target: int | None = TARGET, steps: int = SPEED_STEPS, batch: int = 64) -> dict:
+def speed(model, x, y, transform, target: int | None = TARGET, steps: int = SPEED_STEPS, batch: int = 64,
+          task: str = "classification", region: tuple[float, float, float, float] = REGION) -> dict:
     """Patch training (a 10% patch, ``steps`` steps of ``batch`` images of ``x``) against its floor,
     interleaved (floor, attack, floor, attack, floor, attack, floor), in CPU seconds of this process
     on one thread (``time.process_time``): on a machine shared with other jobs, wall time swung
     1.6–6 s for the same 40 floor passes. The minimum of each is kept; the first training (warm-up)
-    counts too."""
-    attack = UniversalPatch(0.1, region=REGION, scale_min=0.9, rotation=10, transform=transform,
+    counts too. The floor is the ``task``'s cross-entropy objective's forward and backward pass."""
+    attack = UniversalPatch(0.1, region=region, scale_min=0.9, rotation=10, transform=transform,
                             steps=steps, batch_size=batch, lr=0.1)
-    xb, yb = x[:batch], y[:batch]
+    the_task = resolve_task(task)
+    objective = the_task.objective("ce")
+    xb, yb = x[:batch], the_task.labels(y, x)[:batch]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
@@ -92,12 +96,12 @@ def speed(model, x, y, transform, target: int | None = TARGET, steps: int = SPEE
         start = time.process_time()
         for _ in range(steps):
             xv = xb.detach().requires_grad_(True)
-            torch.autograd.grad(torch.nn.functional.cross_entropy(model(xv), yb, reduction="none").sum(), xv)
+            torch.autograd.grad(objective(model(xv), yb, None).sum(), xv)
         return time.process_time() - start
 
     def train_patch() -> float:
         start = time.process_time()
-        attack.fit(model, x, y, target=target)
+        attack.fit(model, x, y, target=target, task=the_task)
         return time.process_time() - start
 
     floors, trainings = [floor()], []
