@@ -180,7 +180,8 @@ def test_the_batched_detection_criterion_is_the_per_image_one():
     dets = task.decode(z)
     rows = []
     for i, d in enumerate(dets):  # truths: some detections (their label or another), some random boxes
-        mine = [[float((int(lb) + i % 2 - 1) % 3 + 1), *b.tolist()] for b, lb in zip(d.boxes[:2], d.labels[:2])]
+        pairs = zip(d.boxes[:2], d.labels[:2], strict=True)
+        mine = [[float((int(lb) + i % 2 - 1) % 3 + 1), *b.tolist()] for b, lb in pairs]
         rand = torch.rand(2, 2, generator=gen) * 16
         rows.append(mine + [[1.0, *rand.min(0).values.tolist(), *(rand.max(0).values + 2).tolist()]][: i % 2]
                     + [[-1.0, 0, 0, 0, 0]] * 3)
