@@ -170,3 +170,37 @@ def test_dense_physical_targets_and_tasks_without_class_targets_give_one_line_er
         Verification().class_target(0, torch.zeros(2, 8))
     r = perturbation_success(model, x, 1 - x, y, 0, transform=Identity(), n_draws=1, task="segmentation")
     assert r.metrics["digital"]["pixel_accuracy"] < 1.0 and r.metrics["clean"]["pixel_accuracy"] == 1.0
+
+
+class _EchoSegmenter(torch.nn.Module):
+    """Two classes per pixel with scores ``(1 − x, x)``: its output is the picture itself."""
+
+    task = "segmentation"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([1 - x, x], dim=1)
+
+
+def test_a_segmenters_scores_of_a_moved_picture_come_back_over_the_input():
+    from advrobust.transforms.model import TransformedModel
+
+    t = Compose([GaussianNoise(0.0), Geometric(rotation=20, scale=0.1, translation=0.05, perspective=0.05)])
+    x = torch.nn.functional.interpolate(torch.rand(3, 1, 3, 3, generator=torch.Generator().manual_seed(9)),
+                                        size=(40, 40), mode="bilinear", align_corners=False)  # smooth: two
+    wrapped = TransformedModel(_EchoSegmenter(), t, draws=3, seed=1)
+    assert wrapped.task == "segmentation"
+    z = wrapped(x)
+    inner = (slice(None), slice(None), slice(10, 30), slice(10, 30))  # every draw keeps the centre in view
+    assert torch.allclose(z[inner], _EchoSegmenter()(x)[inner], atol=0.02)  # resamplings blur it a little
+    params = t.sample(x, torch.Generator().manual_seed(2))  # without the pull-back, the scores are moved
+    assert (_EchoSegmenter()(t.apply(x, params)) - _EchoSegmenter()(x))[inner].abs().max() > 0.1
+
+
+def test_a_detectors_grid_is_not_carried_through_a_pose_change():
+    from advrobust.transforms.model import TransformedModel
+
+    x = torch.rand(2, 1, 16, 16)
+    with pytest.raises(InputError, match="use photometric transforms"):
+        TransformedModel(_square_detector(), Geometric(rotation=10))(x)
+    photometric = TransformedModel(_square_detector(), GaussianNoise(0.01), draws=2)
+    assert photometric(x).shape == (2, 6, 4, 4) and photometric.task == "detection" and photometric.stride == 4

@@ -85,6 +85,18 @@ class Transform(ABC):
         Unchanged by default (photometric edits)."""
         return maps
 
+    def moves_pixels(self) -> bool:
+        """Whether a draw moves pixels (a geometric change), so that per-pixel labels or outputs must
+        be moved too; ``False`` by default (photometric edits)."""
+        return False
+
+    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
+        """Per-pixel outputs ``maps`` (``N×C×h×w``) computed on the output of :meth:`apply` with
+        ``params``, brought back over the input (bilinearly; zero where the input pixel left the
+        picture): how a segmenter's scores of a transformed image line up with the original's
+        labels. Unchanged by default."""
+        return maps
+
     def describe(self) -> str:
         return repr(self)
 
@@ -135,6 +147,14 @@ class Compose(Transform):
     def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
         for t, p in zip(self.transforms, params, strict=True):
             maps = t.move_map(maps, p, fill)
+        return maps
+
+    def moves_pixels(self) -> bool:
+        return any(t.moves_pixels() for t in self.transforms)
+
+    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
+        for t, p in reversed(list(zip(self.transforms, params, strict=True))):
+            maps = t.pull_back(maps, p)
         return maps
 
     def scaled(self, strength: float) -> Transform:

@@ -11,6 +11,12 @@ The first is every attack's ``eot`` setting (:mod:`advrobust.runtime.eot`: the o
 or the probabilities averaged over 8 passes, each a separate call); the second averages the logits of
 8 draws in one batched pass of ``8·N`` rows (the form of Athalye et al.'s own EOT code for
 classifiers), which the attack then sees as one deterministic-looking pass.
+
+A segmenter's per-pixel scores of a moved picture lie over the moved picture: each draw's scores are
+brought back over the input (:meth:`Transform.pull_back <advrobust.transforms.Transform.pull_back>`)
+so that they meet the input's label map, and averaged where the draws saw each pixel. Any attack on a
+segmenter then optimizes the expectation over poses as well. A detector's grid holds box offsets and
+sizes that a pose change does not carry back: it takes photometric transformations only.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from advrobust.errors import InputError
-from advrobust.transforms.base import Transform
+from advrobust.transforms.base import Transform, check_images
 
 
 class TransformedModel(nn.Module):
@@ -29,6 +35,9 @@ class TransformedModel(nn.Module):
 
     def __init__(self, model: nn.Module, transform: Transform, draws: int = 1, seed: int = 0) -> None:
         super().__init__()
+        for name in ("task", "stride"):  # what the attacks read to know the model's task
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
         if isinstance(draws, bool) or int(draws) != draws or draws < 1:
             raise InputError(f"TransformedModel: draws must be an integer >= 1, got {draws!r}")
         self.draws = int(draws)
@@ -47,6 +56,18 @@ class TransformedModel(nn.Module):
         if self.generator.device != x.device:
             self.generator = torch.Generator(device=x.device)
             self.generator.manual_seed(self.seed)
+        check_images(type(self.transform).__name__, x)
         rows = x.repeat(self.draws, *([1] * (x.dim() - 1)))  # draw-major: draw k of point i at k·N + i
-        z = self.model(self.transform(rows, self.generator))
-        return z.reshape(self.draws, x.shape[0], *z.shape[1:]).mean(dim=0)
+        params = self.transform.sample(rows, self.generator)
+        z = self.model(self.transform.apply(rows, params))
+        if not (self.transform.moves_pixels() and isinstance(z, Tensor) and z.dim() == 4):
+            return z.reshape(self.draws, x.shape[0], *z.shape[1:]).mean(dim=0)
+        if z.shape[-2:] != x.shape[-2:]:
+            raise InputError(
+                f"TransformedModel: the model returns a {tuple(z.shape[-2:])} grid for {tuple(x.shape[-2:])} images, "
+                "not per-pixel scores; only those are carried back through a pose change: use photometric transforms"
+            )
+        seen = self.transform.pull_back(torch.ones_like(z[:, :1]), params)
+        z = self.transform.pull_back(z, params)
+        total = z.reshape(self.draws, x.shape[0], *z.shape[1:]).sum(dim=0)
+        return total / seen.reshape(self.draws, x.shape[0], *seen.shape[1:]).sum(dim=0).clamp_min(1e-6)
