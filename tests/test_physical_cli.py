@@ -111,7 +111,8 @@ def test_patch_command_on_a_detector_reports_its_metrics(tmp_path, capsys, monke
     assert all(set(r["metrics"]) == {"clean", "digital", "physical", "baseline"} for r in summary["results"])
     assert all(r["n_points"] == 3 for r in summary["results"])
     page = (out / "report.html").read_text()
-    assert "metrics" in page and "mAP@0.5 transformed" in page
+    assert "metrics" in page and "mAP@0.5 transformed" in page and "mAP@0.5 against transformation strength" in page
+    assert "What the model sees" in page  # the detector's boxes on scenes with and without the patch
     # a sticker is a classifier's: refused in one line before anything trains
     assert _exit_code([*argv[:-2], "--shape", "sticker", "--out", str(out)]) == 1
     assert "--shape sticker finds a classifier's sticker" in capsys.readouterr().err

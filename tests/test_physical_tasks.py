@@ -15,7 +15,7 @@ from advrobust.attacks.patch import UniversalMask, UniversalPatch
 from advrobust.errors import InputError
 from advrobust.evaluation.physical import perturbation_success, texture_success
 from advrobust.masks import rectangle
-from advrobust.tasks import Detection, Segmentation, Verification
+from advrobust.tasks import CLASSIFICATION, Detection, Segmentation, Verification
 from advrobust.transforms import Compose, GaussianNoise, Geometric, Identity
 from advrobust.transforms.geometric import warp
 
@@ -204,3 +204,19 @@ def test_a_detectors_grid_is_not_carried_through_a_pose_change():
         TransformedModel(_square_detector(), Geometric(rotation=10))(x)
     photometric = TransformedModel(_square_detector(), GaussianNoise(0.01), draws=2)
     assert photometric(x).shape == (2, 6, 4, 4) and photometric.task == "detection" and photometric.stride == 4
+
+
+def test_texture_examples_show_the_same_draw_with_and_without_the_texture():
+    from advrobust.evaluation.physical import texture_examples
+
+    model = _smooth_threshold_segmenter()
+    x, y = _segmentation_scenes(6, 11)
+    patch = UniversalPatch(area=0.1, steps=2, transform=Identity()).fit(model, x, y, task="segmentation")
+    examples = texture_examples(model, patch, x, y, transform=Geometric(rotation=10), k=3)
+    assert len(examples) == 3
+    for e in examples:
+        changed = (e.x_adv - e.x).abs()[0] > 1e-6
+        assert 0 < int(changed.sum()) < changed.numel() // 3  # only where the patch went: the same draw
+        assert torch.equal(e.clean, model(e.x[None]).argmax(dim=1)[0]) and bool((e.truth[changed] == 255).any())
+    with pytest.raises(InputError, match="segmenter's or detector's"):
+        texture_examples(model, replace(patch, task=CLASSIFICATION), x, y)

@@ -162,7 +162,8 @@ def command(
     texture_preview = save_printable(rgb, out_dir / "texture-preview.png", width_in=1.0, dpi=160, alpha=alpha)
     html = physical_page(f"Physical attack on {model_name}", results,
                          texture_png=Path(texture_preview.path).read_bytes(),
-                         preview_png=preview.read_bytes(), notes=notes)
+                         preview_png=preview.read_bytes(),
+                         outputs_png=_outputs_png(model, patch, test, transform, seed), notes=notes)
     (out_dir / "report.html").write_text(html)
     summary = {"model": model_name, "target": target, "area": area, "nps": patch.nps, "tv": patch.tv,
                "print": printed.__dict__, "results": [r.to_dict() for r in results]}
@@ -203,3 +204,16 @@ def _digital_pgd(model: Any, x: torch.Tensor, y: torch.Tensor, target: int | Non
     return perturbation_success(model, x, res.x_adv, y, goal if not task.dense else target, transform=transform,
                                 n_draws=draws, seed=seed, strengths=strengths, curve_draws=curve_draws,
                                 name="digital PGD (l∞ 0.3)", task=task)
+
+
+def _outputs_png(model: Any, patch: Any, test: Any, transform: Any, seed: int) -> bytes | None:
+    """A dense model's outputs on four test scenes under one draw, without and with the patch."""
+    if not patch.task.dense:
+        return None
+    from advrobust.evaluation.physical import texture_examples
+    from advrobust.report.figures import png_bytes
+    from advrobust.report.tasks import examples_figure
+
+    examples = texture_examples(model, patch, test.x, test.y, transform=transform, seed=seed)
+    drawn = [{**e.to_dict(), "title": f"{e.attack}, transformed"} for e in examples]
+    return png_bytes(examples_figure(drawn, patch.task.name, list(getattr(test, "classes", []))))

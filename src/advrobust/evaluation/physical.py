@@ -15,6 +15,8 @@ physical success rate is never read without what the transformations do by thems
   patch; digitally, the patch centred at scale 1);
 * :func:`perturbation_success` — per-image adversarial examples (e.g. PGD's ``x_adv``, a masked
   attack's), transformed as a whole;
+* :func:`texture_examples` — for a segmenter or detector, a few scenes under one draw with and
+  without the texture, and the model's outputs on both (what a report draws);
 With ``strengths``, either also measures the physical success at each strength ``s`` (the
 distribution ``transform.scaled(s)``; ``0`` is digital), on ``curve_draws`` draws per image.
 
@@ -36,6 +38,7 @@ from torch import Tensor
 
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.errors import InputError
+from advrobust.evaluation.tasks import TaskExample, drawn_outputs
 from advrobust.tasks import Task, resolve_task
 from advrobust.tasks.scoring import RunningMetrics
 from advrobust.transforms import Identity, Transform, physical
@@ -177,6 +180,28 @@ def texture_success(model, texture, x: Tensor, y: Any, *, transform: Transform |
 
     return _evaluate(name, model, digital, physical_draw, x, y, target, transform, n_draws, seed, task,
                      strengths, curve_draws)
+
+
+def texture_examples(model, texture, x: Tensor, y: Any, *, transform: Transform | None = None, k: int = 4,
+                     seed: int = 0, name: str = "universal patch") -> list[TaskExample]:
+    """The first ``k`` scenes of a dense task under one fresh draw each, clean and with the texture
+    (the same scene draw for both), with the model's outputs and the labels as the patched scene
+    shows them."""
+    task = texture.task
+    if not task.dense:
+        raise InputError(f"texture_examples draws a segmenter's or detector's outputs, not a {task.name} model's")
+    transform = physical() if transform is None else transform
+    x, y = x[:k], task.labels(y, x)[:k]
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(seed)
+    with torch.no_grad(), evaluation_mode(model):
+        placed, hidden = texture.placed(x, y, gen)
+        params = transform.sample(x, gen)
+        seen, seen_placed = transform.apply(x, params), transform.apply(placed, params)
+        truth = task.follow(hidden, transform, params, (x.shape[-2], x.shape[-1]))
+        before, after = drawn_outputs(model(seen), task), drawn_outputs(model(seen_placed), task)
+    return [TaskExample(None, name, seen[i].cpu(), seen_placed[i].cpu(), before[i], after[i], truth[i].cpu())
+            for i in range(x.shape[0])]
 
 
 def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Any, target: Tensor | int | None = None, *,

@@ -122,7 +122,7 @@ def _interval(z: Tensor, y: Tensor, task: Task) -> list[float] | None:
     return list(miou_interval(per_image_confusion(z.argmax(dim=1), y, z.shape[1], task.ignore_index)))
 
 
-def _summary(z: Tensor, task: Task) -> list[Tensor]:
+def drawn_outputs(z: Tensor, task: Task) -> list[Tensor]:
     """What the report draws of each output: the label map, or the detections as ``M×6`` rows."""
     if isinstance(task, Segmentation):
         return list(z.argmax(dim=1).cpu())
@@ -233,6 +233,6 @@ def _keep_examples(
     if any(e.eps == eps for e in result.examples):
         return
     k = min(k, x.shape[0])
-    before, after = _summary(clean[:k], task), _summary(z[:k], task)
+    before, after = drawn_outputs(clean[:k], task), drawn_outputs(z[:k], task)
     for i in range(k):
         result.examples.append(TaskExample(eps, name, x[i].cpu(), x_adv[i].cpu(), before[i], after[i], y[i].cpu()))

@@ -50,9 +50,11 @@ def physical_page(
     *,
     texture_png: bytes | None = None,
     preview_png: bytes | None = None,
+    outputs_png: bytes | None = None,
     notes: Sequence[str] = (),
 ) -> str:
-    """One self-contained HTML page for a physical evaluation."""
+    """One self-contained HTML page for a physical evaluation (``outputs_png``: a segmenter's or
+    detector's outputs on scenes with and without the texture)."""
     rows = [
         [r.name, pct(r.digital), pct(r.physical), pct(r.baseline), str(r.n_points), str(r.n_draws)]
         for r in results
@@ -85,9 +87,14 @@ def physical_page(
     if preview_png is not None:
         caption = "top: clean images; below: with the texture, at fresh placements and transformations"
         sections.append(("examples", "Examples", image(preview_png, "test images with the attack", caption)))
+    if outputs_png is not None:
+        caption = ("left: a scene under one draw of the transformations, with the model's output; middle: the "
+                   "same draw with the texture; right: the difference, amplified")
+        sections.append(("outputs", "What the model sees", image(outputs_png, "the model's outputs", caption)))
     if any(r.curve for r in results):
         of = METRIC_LABELS.get(results[0].curve_of, "success")
-        sections.append(("strength", f"{of[0].upper()}{of[1:]} against transformation strength",
+        heading = "Success" if of == "success" else of
+        sections.append(("strength", f"{heading} against transformation strength",
                          image(strength_figure(results), f"{of} against strength",
                                "0 = digital, 1 = the default physical ranges")))
     return page(title, sections, "advrobust physical-attack report")

@@ -56,7 +56,8 @@ def _draw(ax: Axes, image: np.ndarray, output: Any, task: str, classes: list[str
 
 
 def examples_figure(examples: list[dict[str, Any]], task: str, classes: list[str]) -> Figure:
-    """One row per example: clean + output, adversarial + output, perturbation (amplified)."""
+    """One row per example: clean + output, adversarial + output, perturbation (amplified); an
+    example's ``title`` (if given) heads its adversarial panel instead of the attack and eps."""
     fig = _figure(6.0, 2.1 * len(examples))
     axes = fig.subplots(len(examples), 3, squeeze=False)
     for row, e in zip(axes, examples, strict=True):
@@ -65,7 +66,7 @@ def examples_figure(examples: list[dict[str, Any]], task: str, classes: list[str
         gain = amplification(float(np.abs(r).max()))
         eps = "unbounded" if e["eps"] is None else f"eps={e['eps']:g}"
         _draw(row[0], x, e["clean"], task, classes, "clean")
-        _draw(row[1], x_adv, e["adversarial"], task, classes, f"{e['attack']}, {eps}")
+        _draw(row[1], x_adv, e["adversarial"], task, classes, e.get("title") or f"{e['attack']}, {eps}")
         row[2].imshow(np.clip(0.5 + gain * r, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         row[2].set_title(_text(f"r ×{gain:g}, ‖r‖∞={np.abs(r).max():.3f}"), fontsize=8)
         row[2].set_xticks([])
