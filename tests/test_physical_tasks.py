@@ -220,3 +220,17 @@ def test_texture_examples_show_the_same_draw_with_and_without_the_texture():
         assert torch.equal(e.clean, model(e.x[None]).argmax(dim=1)[0]) and bool((e.truth[changed] == 255).any())
     with pytest.raises(InputError, match="segmenter's or detector's"):
         texture_examples(model, replace(patch, task=CLASSIFICATION), x, y)
+
+
+@pytest.mark.parametrize(("task", "target", "message"), [
+    ("segmentation", 5, r"target holds class indices outside \[0, 1\]"),
+    ("detection", 3, r"target holds class indices outside \[0, 1\]"),
+    ("classification", None, r"the model must return scores of shape \(N, classes\)"),
+])
+def test_a_patch_for_the_wrong_model_or_class_is_refused_in_one_line(task, target, message):
+    model = _square_detector() if task == "detection" else _smooth_threshold_segmenter()
+    x = torch.rand(4, 1, 16, 16)
+    y = {"segmentation": model(x).argmax(dim=1), "detection": torch.full((4, 1, 5), -1.0),
+         "classification": torch.zeros(4, dtype=torch.long)}[task]
+    with pytest.raises(InputError, match=message):
+        UniversalPatch(area=0.1, steps=1, transform=Identity()).fit(model, x, y, target=target, task=task)

@@ -442,6 +442,9 @@ class UniversalTexture:
                 generator.seed()
             else:
                 generator.manual_seed(int(self.seed))
+        with torch.no_grad(), evaluation_mode(model):  # the model's output and the classes, before training
+            z = task.check_output(model(x[:2]), x[:2])
+        task.check_classes(z, y, None if target is None else task.class_target(int(target), y))
         keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         if target is not None and not task.dense:
             keep = y != int(target)
