@@ -124,7 +124,10 @@ def test_a_universal_patch_through_a_segmenter_beats_a_random_one_and_metrics_ar
     assert trained.curve_of == "miou" and trained.curve[0][1] > trained.curve[1][1]  # mIoU falls with strength
     noise = torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(6))
     random = texture_success(model, replace(patch, texture=noise), x_test, y_test, transform=scene, n_draws=4)
-    assert set(trained.metrics) == {"clean", "digital", "physical", "baseline"}
+    assert set(trained.metrics) == {"clean", "digital", "physical", "baseline"} == set(trained.intervals)
+    for key in ("physical", "baseline"):  # a bootstrap over the 32 scenes, each with its 4 draws
+        lo, hi = trained.intervals[key]
+        assert lo - 1e-9 <= trained.metrics[key]["miou"] <= hi + 1e-9 and hi - lo > 0.005
     assert trained.metrics["clean"]["miou"] == 1.0 and trained.metrics["baseline"]["miou"] < 1.0
     assert trained.metrics["physical"]["miou"] < random.metrics["physical"]["miou"] - 0.02
     for value in (0.0, 0.5):  # a bright patch spills foreground into the background around it: the best
@@ -156,7 +159,7 @@ def test_a_vanishing_patch_through_a_detector_learns_to_hide_objects():
     trained = texture_success(model, patch, x_test, y_test, transform=Identity(), n_draws=8)
     bright = texture_success(model, replace(patch, texture=torch.ones_like(patch.texture)), x_test, y_test,
                              transform=Identity(), n_draws=8)
-    assert trained.metrics["clean"]["recall"] == 1.0
+    assert trained.metrics["clean"]["recall"] == 1.0 and trained.intervals == {}  # mAP is not resampled
     assert trained.physical > bright.physical and trained.metrics["physical"]["recall"] < 1.0
 
 
@@ -168,6 +171,10 @@ def test_dense_physical_targets_and_tasks_without_class_targets_give_one_line_er
         perturbation_success(model, x, x, y, torch.zeros(2, 6, 6, dtype=torch.long), transform=Identity(), n_draws=1)
     with pytest.raises(InputError, match="no class targets"):
         Verification().class_target(0, torch.zeros(2, 8))
+    from advrobust.tasks.scoring import RunningMetrics
+
+    with pytest.raises(InputError, match="needs the image index of every row"):
+        RunningMetrics(Segmentation(), n_images=2).add(model(x), y)
     r = perturbation_success(model, x, 1 - x, y, 0, transform=Identity(), n_draws=1, task="segmentation")
     assert r.metrics["digital"]["pixel_accuracy"] < 1.0 and r.metrics["clean"]["pixel_accuracy"] == 1.0
 

@@ -53,8 +53,10 @@ class PhysicalSuccess:
 
     ``per_point``: the fraction of draws that succeeded, per image; ``baseline``: the same rate for
     the clean images under the same transformations; ``metrics``: a dense task's metrics (see the
-    module docstring; empty for a classifier); ``curve``: ``(strength, value)`` of the physical
-    success rate, or for a dense task of its first metric (``curve_of``: ``miou`` or ``map``).
+    module docstring; empty for a classifier); ``intervals``: for a segmenter, a 95% bootstrap
+    interval of each of those mIoUs over the images (each image with all its draws); ``curve``:
+    ``(strength, value)`` of the physical success rate, or for a dense task of its first metric
+    (``curve_of``: ``miou`` or ``map``).
     """
 
     name: str
@@ -68,6 +70,7 @@ class PhysicalSuccess:
     curve: list[tuple[float, float]] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     curve_of: str = "success"
+    intervals: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,7 +123,7 @@ def success_matrix(
             z = model(images)
             out[start : start + batch_size] = task.is_adversarial(z, labels, goal)
             if metrics is not None:
-                metrics.add(z, labels)
+                metrics.add(z, labels, idx)
     return out.reshape(n_draws, n).T
 
 
@@ -134,7 +137,8 @@ def _evaluate(name: str, model, render_digital: Render, render_physical: Render,
     transform = physical() if transform is None else transform
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
-    counts = {key: RunningMetrics(task) for key in ("clean", "digital", "physical", "baseline")} if task.dense else {}
+    keys = ("clean", "digital", "physical", "baseline")
+    counts = {key: RunningMetrics(task, n_images=x.shape[0]) for key in keys} if task.dense else {}
 
     def run(render: Render, t: Transform, draws: int, metrics: RunningMetrics | None) -> Tensor:
         return success_matrix(model, render, x, y, target, t, draws, gen, task=task, metrics=metrics)
@@ -152,10 +156,11 @@ def _evaluate(name: str, model, render_digital: Render, render_physical: Render,
     per_strength = n_draws if curve_draws is None else curve_draws
     curve = [(float(s), at_strength(s)) for s in strengths]
     metrics = {key: m.result() for key, m in counts.items()}
+    intervals = {key: list(ci) for key, m in counts.items() if (ci := m.interval()) is not None}
     return PhysicalSuccess(
         name=name, digital=_rate(digital), physical=_rate(hits), baseline=_rate(clean), n_points=x.shape[0],
         n_draws=n_draws, transform=transform.describe(), per_point=hits.float().mean(dim=1).tolist(), curve=curve,
-        metrics=metrics, curve_of=next(iter(metrics["clean"])) if metrics else "success",
+        metrics=metrics, curve_of=next(iter(metrics["clean"])) if metrics else "success", intervals=intervals,
     )
 
 

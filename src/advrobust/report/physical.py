@@ -31,16 +31,21 @@ def strength_figure(results: Sequence[PhysicalSuccess]) -> bytes:
 
 def metric_rows(results: Sequence[PhysicalSuccess]) -> tuple[list[str], list[list[str]]]:
     """A dense task's metrics as a table: a row for no attack (clean, and under the transformations
-    alone), then one per attack (digital, and under transformations); header and rows as text."""
+    alone), then one per attack (digital, and under transformations); header and rows as text. A
+    segmenter's mIoU carries its 95% bootstrap interval over images."""
     names = list(results[0].metrics["clean"])
     head = ["attack"] + [f"{METRIC_LABELS.get(m, m)} {where}" for m in names
                          for where in ("digital", "transformed")]
 
-    def cells(digital: dict[str, float], physical: dict[str, float]) -> list[str]:
-        return [pct(values[m]) for m in names for values in (digital, physical)]
+    def cell(r: PhysicalSuccess, key: str, m: str) -> str:
+        ci = r.intervals.get(key) if m == "miou" else None
+        return pct(r.metrics[key][m]) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
-    rows = [["no attack", *cells(results[0].metrics["clean"], results[0].metrics["baseline"])]]
-    rows += [[r.name, *cells(r.metrics["digital"], r.metrics["physical"])] for r in results]
+    def cells(r: PhysicalSuccess, digital: str, physical: str) -> list[str]:
+        return [cell(r, key, m) for m in names for key in (digital, physical)]
+
+    rows = [["no attack", *cells(results[0], "clean", "baseline")]]
+    rows += [[r.name, *cells(r, "digital", "physical")] for r in results]
     return head, rows
 
 
@@ -75,7 +80,8 @@ def physical_page(
     if results and results[0].metrics:
         head, metric_table = metric_rows(results)
         metrics_html = table(head, metric_table, [False] + [True] * (len(head) - 1)) + (
-            '<p class="note">Over every image and draw. A segmenter\'s pixels under a texture are not counted, '
+            '<p class="note">Over every image and draw (a segmenter\'s mIoU with its 95% bootstrap interval, '
+            "images resampled with all their draws). A segmenter's pixels under a texture are not counted, "
             "a detector's box more than half under it is dropped, and labels move with each draw. The success "
             "rates below are the task's per-image criterion: a segmenter's image needs nearly every labelled "
             "pixel wrong (or at its target), a detector's no object found (target 0: no detection at all).</p>")
