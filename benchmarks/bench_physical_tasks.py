@@ -109,8 +109,11 @@ def headline(r: dict) -> str:
     key = "miou" if r["task"] == "segmentation" else "map"
     m = r["patch"]["metrics"]
     randoms = [c["metrics"]["physical"][key] for c in r["random"]]
+    ci = r["patch"]["intervals"].get("physical")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
     return (f"{r['task']} target={r['target']}: {key} clean {m['clean'][key]:.3f}, transformations alone "
-            f"{m['baseline'][key]:.3f}, patch {m['physical'][key]:.3f} (digital {m['digital'][key]:.3f}), random "
+            f"{m['baseline'][key]:.3f}, patch {m['physical'][key]:.3f}{interval} "
+            f"(digital {m['digital'][key]:.3f}), random "
             f"{min(randoms):.3f}–{max(randoms):.3f}, PGD {r['pgd']['metrics']['physical'][key]:.3f} "
             f"(digital {r['pgd']['metrics']['digital'][key]:.3f}); success {r['patch']['physical']:.1%}")
 
