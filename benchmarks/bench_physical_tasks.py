@@ -17,7 +17,9 @@ of its 0.90 mIoU); the detector under ``printed_digit(0.5)``, because under the 
 falls from 0.89 to 0.35 by the transformations alone (it was trained without augmentation) and a
 patch would be measured on what is left.
 
-With ``--eot-only``: per-image PGD on the segmenter (l∞ 0.1 and 0.2, 40 steps, 40 test scenes),
+With ``--losses-only``: the untargeted segmenter patch trained with cross-entropy and with the
+margin loss, otherwise alike (``physical_tasks_losses.json``; the CLI's default objective for dense
+tasks follows it). With ``--eot-only``: per-image PGD on the segmenter (l∞ 0.1 and 0.2, 40 steps, 40 test scenes),
 plain and through ``TransformedModel(segmenter, printed_digit(), draws=4)`` (EOT: each draw's
 scores brought back over the input), both measured under 10 fresh draws (:func:`eot_segmenter`).
 
@@ -57,13 +59,15 @@ STEPS, N_TRAIN, N_TEST, DRAWS, CONTROLS = 300, 2000, 100, 20, 3
 SETTINGS = (("segmentation", None, 1.0), ("segmentation", 0, 1.0), ("detection", None, 0.5), ("detection", 0, 0.5))
 
 
-def setting(task_name: str, target: int | None, strength: float, steps: int, n_test: int, draws: int) -> dict:
+def setting(task_name: str, target: int | None, strength: float, steps: int, n_test: int, draws: int,
+            loss: str = "ce") -> dict:
     model, meta = (default_segmenter if task_name == "segmentation" else default_detector)()
     data = "mnist-seg" if task_name == "segmentation" else "mnist-det"
     train, test = load_scenes(data, "train", N_TRAIN), load_scenes(data, "test", n_test)
     task = resolve_task(task_name)
     scene = printed_digit(strength)
-    attack = UniversalPatch(0.1, scale_min=0.9, rotation=10, transform=scene, steps=steps, batch_size=32, lr=0.05)
+    attack = UniversalPatch(0.1, scale_min=0.9, rotation=10, transform=scene, steps=steps, batch_size=32, lr=0.05,
+                            loss=loss)
     start = time.process_time()
     patch = attack.fit(model, train.x, train.y, target, task=task)
     train_s = time.process_time() - start
@@ -77,7 +81,7 @@ def setting(task_name: str, target: int | None, strength: float, steps: int, n_t
     pgd = ar.attacks.PGD(ar.Linf(0.3), steps=40)(model, test.x, y, goal, task=task)
     digital = perturbation_success(model, test.x, pgd.x_adv, y, target, transform=scene, n_draws=draws, task=task,
                                    name="PGD l∞ 0.3")
-    return {"task": task_name, "target": target, "transform": scene.describe(), "strength": strength,
+    return {"task": task_name, "target": target, "loss": loss, "transform": scene.describe(), "strength": strength,
             "train_cpu_s": train_s, "steps": steps, "nps": patch.nps, "tv": patch.tv,
             "patch": trained.to_dict() | {"per_point": None},
             "random": [c.to_dict() | {"per_point": None} for c in controls],
@@ -123,8 +127,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 steps, 50 scenes, 5 draws")
     parser.add_argument("--speed-only", action="store_true", help="only the speed, three times per model")
     parser.add_argument("--eot-only", action="store_true", help="only plain against EOT PGD on the segmenter")
+    parser.add_argument("--losses-only", action="store_true",
+                        help="only the untargeted segmenter patch trained with CE and with the margin loss")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.losses_only:
+        rows = [setting("segmentation", None, 1.0, STEPS, N_TEST, DRAWS, loss) for loss in ("ce", "margin")]
+        for r in rows:
+            print(f"{r['loss']}: {headline(r)}", flush=True)
+        print(f"wrote {write_results('physical_tasks_losses', {'settings': rows})}")
+        return
     if args.eot_only:
         rows = eot_segmenter()
         print(f"wrote {write_results('physical_tasks_eot', {'rows': rows, 'transform': printed_digit().describe()})}")

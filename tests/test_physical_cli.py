@@ -40,6 +40,7 @@ def test_patch_command_end_to_end(cnn_file, tmp_path, capsys) -> None:
     assert "universal patch" in printed and "random patch" in printed and "digital PGD" in printed
     summary = json.loads((out / "physical.json").read_text())
     assert [r["name"] for r in summary["results"]][:2] == ["universal patch", "random patch (control)"]
+    assert summary["task"] == "classification" and summary["loss"] == "margin"  # a classifier's default
     assert all(len(r["curve"]) == 5 for r in summary["results"])
     assert all("translation ±0.03" in r["transform"] for r in summary["results"])  # the printed-digit scene
     with Image.open(out / "patch.png") as img:
@@ -110,6 +111,7 @@ def test_patch_command_on_a_detector_reports_its_metrics(tmp_path, capsys, monke
                                                        "digital PGD (l∞ 0.3)"]
     assert all(set(r["metrics"]) == {"clean", "digital", "physical", "baseline"} for r in summary["results"])
     assert all(r["n_points"] == 3 for r in summary["results"])
+    assert summary["task"] == "detection" and summary["loss"] == "ce"  # a dense task's default objective
     page = (out / "report.html").read_text()
     assert "metrics" in page and "mAP@0.5 transformed" in page and "mAP@0.5 against transformation strength" in page
     assert "What the model sees" in page  # the detector's boxes on scenes with and without the patch
