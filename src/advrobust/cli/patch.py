@@ -38,13 +38,11 @@ def _load(task: str, model_spec: str | None, weights: str | None, data_name: str
         train = load_points(data_name, root, "train", None, seed)
         return model, model_name, train, load_points(data_name, root, split, 500 if n_points is None else n_points,
                                                      seed)
-    from advrobust.cli.tasks import BUILTIN, load_task_data, load_task_model
+    from advrobust.cli.tasks import load_task_data, load_task_model
 
-    if task not in BUILTIN:
-        raise InputError(f"--task must be classification, segmentation or detection, got {task!r}")
     if weights is not None:
         raise InputError("--weights is for package.module:factory classifiers; with --task give a checkpoint")
-    model, model_name = load_task_model(task, model_spec, progress)
+    model, model_name = load_task_model(task, model_spec, progress)  # checks the task's name first
     test = load_task_data(task, data_name, root, split, None)
     if data_name.lower() in ("masks", "coco"):
         if len(test) < 2:

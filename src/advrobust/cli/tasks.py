@@ -29,6 +29,8 @@ BUILTIN = {"segmentation": "mnist-seg", "detection": "mnist-det"}
 
 def load_task_model(task: str, spec: str | None, progress: Progress) -> tuple[Any, str]:
     """``--model`` for a dense task: a checkpoint, or the built-in segmenter / detector."""
+    if task not in BUILTIN:
+        raise InputError(f"--task must be classification, segmentation or detection, got {task!r}")
     if spec is None:
         from advrobust.training.dense import default_detector, default_segmenter
 
@@ -94,8 +96,6 @@ def run(
     from advrobust.evaluation.tasks import evaluate_task
     from advrobust.threat import threat_from_name
 
-    if task not in BUILTIN:
-        raise InputError(f"--task must be classification, segmentation or detection, got {task!r}")
     model, model_name = load_task_model(task, model_spec, progress)
     data = load_task_data(task, data_name, root, split, n_points)
     result = evaluate_task(

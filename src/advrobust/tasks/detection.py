@@ -90,6 +90,11 @@ def pack_boxes(y: Any, n: int, device: torch.device) -> Tensor:
     return t
 
 
+def _dropped(y: Tensor, drop: Tensor) -> Tensor:
+    """The box rows ``y`` (``N×M×5``) with those where ``drop`` holds turned into padding."""
+    return torch.where(drop[..., None], y.new_tensor([-1.0, 0.0, 0.0, 0.0, 0.0]), y)
+
+
 def unpack_boxes(packed: Tensor) -> list[dict[str, Tensor]]:
     """The inverse of :func:`pack_boxes`: one ``{"boxes", "labels"}`` dict per image."""
     out = []
@@ -265,8 +270,7 @@ class Detection(Task):
         area = (high - low).prod(dim=-1)
         area_in = (high_in - low_in).clamp_min(0).prod(dim=-1)
         keep = (y[..., 0] >= 0) & (area_in >= 0.5 * area) & (area_in > 0)
-        out = torch.cat([y[..., :1], low_in, high_in], dim=-1)
-        return torch.where(keep[..., None], out, out.new_tensor([-1.0, 0.0, 0.0, 0.0, 0.0]))
+        return _dropped(torch.cat([y[..., :1], low_in, high_in], dim=-1), ~keep)
 
     def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
         """A box more than half hidden under a pasted texture is dropped (label ``−1``): what is left
@@ -283,8 +287,7 @@ class Detection(Task):
         rows = torch.arange(n, device=y.device)[:, None]
         hidden = table[rows, r1, c1] - table[rows, r0, c1] - table[rows, r1, c0] + table[rows, r0, c0]
         area = ((r1 - r0) * (c1 - c0)).to(torch.float64)
-        drop = (y[..., 0] >= 0) & (hidden > 0.5 * area)
-        return torch.where(drop[..., None], y.new_tensor([-1.0, 0.0, 0.0, 0.0, 0.0]), y)
+        return _dropped(y, (y[..., 0] >= 0) & (hidden > 0.5 * area))
 
     def class_target(self, c: int, y: Tensor) -> Tensor:
         """One class per image (``0``: every object vanishes)."""

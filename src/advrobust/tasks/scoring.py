@@ -41,7 +41,7 @@ class RunningMetrics:
     """A dense task's metrics over outputs seen batch by batch (:meth:`add`), so that many images
     (e.g. every draw of a physical evaluation) never sit in memory at once: a segmenter's confusion
     matrix is summed, a detector's detections are kept (mAP ranks them all together). With
-    ``n_images``, a segmenter's confusions are also kept per image (the ``index`` given to
+    ``n_images``, a segmenter's confusions are kept per image instead (the ``index`` given to
     :meth:`add`, e.g. every draw of one scene counted to that scene), for :meth:`interval`."""
 
     def __init__(self, task: Task, n_images: int | None = None) -> None:
@@ -61,6 +61,7 @@ class RunningMetrics:
             k, pred = z.shape[1], z.argmax(dim=1)
             if self.n_images is None:
                 c = confusion_matrix(pred, y, k, self.task.ignore_index)
+                self.confusion = c if self.confusion is None else self.confusion + c
             else:
                 if index is None:
                     raise InputError("RunningMetrics with n_images needs the image index of every row")
@@ -68,8 +69,6 @@ class RunningMetrics:
                 if self.per_image is None:
                     self.per_image = torch.zeros(self.n_images, k, k, dtype=rows.dtype)
                 self.per_image.index_add_(0, index.cpu(), rows)
-                c = rows.sum(dim=0)
-            self.confusion = c if self.confusion is None else self.confusion + c
         else:
             self.detections += self.task.decode(z)
             self.truths += unpack_boxes(y)
@@ -77,9 +76,10 @@ class RunningMetrics:
 
     def result(self) -> dict[str, float]:
         if isinstance(self.task, Segmentation):
-            if self.confusion is None:
+            confusion = self.confusion if self.per_image is None else self.per_image.sum(dim=0)
+            if confusion is None:
                 raise InputError("no outputs were counted")
-            return segmentation_metrics(self.confusion)
+            return segmentation_metrics(confusion)
         return mean_average_precision(self.detections, self.truths, self.task.iou_threshold)
 
     def interval(self) -> tuple[float, float] | None:
