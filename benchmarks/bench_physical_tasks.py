@@ -19,9 +19,11 @@ patch would be measured on what is left.
 
 With ``--losses-only``: the untargeted segmenter patch trained with cross-entropy and with the
 margin loss, otherwise alike (``physical_tasks_losses.json``; the CLI's default objective for dense
-tasks follows it). With ``--eot-only``: per-image PGD on the segmenter (l∞ 0.1 and 0.2, 40 steps, 40 test scenes),
-plain and through ``TransformedModel(segmenter, printed_digit(), draws=4)`` (EOT: each draw's
-scores brought back over the input), both measured under 10 fresh draws (:func:`eot_segmenter`).
+tasks follows it). With ``--eot-only``: per-image PGD (40 steps, 40 test scenes) on the segmenter (l∞ 0.1 and 0.2,
+under ``printed_digit()``) and on the detector (l∞ 0.05 and 0.1, under ``printed_digit(0.5)``),
+plain and through ``TransformedModel(model, scene, draws=4)`` (EOT: each draw's output brought back
+over the input, a detector's boxes with it), both measured under 10 fresh draws (:func:`eot_comparison`),
+after what the pull-back keeps of one draw's outputs (:func:`pull_back_fidelity`).
 
     .venv/bin/python benchmarks/bench_physical_tasks.py [--quick | --speed-only | --eot-only]
 
@@ -89,24 +91,55 @@ def setting(task_name: str, target: int | None, strength: float, steps: int, n_t
             "last_steps_success": sum(h["success"] for h in patch.history[-20:]) / 20}
 
 
-def eot_segmenter(n_test: int = 40, draws: int = 10) -> list[dict]:
-    """Plain PGD against PGD through the transformations (EOT), on the segmenter, judged by mIoU
-    digitally and under fresh draws of the same distribution."""
-    model, _ = default_segmenter()
-    test = load_scenes("mnist-seg", "test", n_test)
-    scene = printed_digit()
+#: (task, scene strength, l∞ budgets) of the EOT comparison
+EOT_SETTINGS = (("segmentation", 1.0, (0.1, 0.2)), ("detection", 0.5, (0.05, 0.1)))
+
+
+def eot_comparison(task_name: str, strength: float, epsilons: tuple[float, ...], n_test: int = 40,
+                   draws: int = 10) -> list[dict]:
+    """Plain PGD against PGD through the transformations (EOT: each draw's output brought back over
+    the input), judged by the task's metrics digitally and under fresh draws of the same distribution."""
+    model, _ = (default_segmenter if task_name == "segmentation" else default_detector)()
+    test = load_scenes("mnist-seg" if task_name == "segmentation" else "mnist-det", "test", n_test)
+    scene = printed_digit(strength)
+    key = "miou" if task_name == "segmentation" else "map"
     rows = []
-    for eps in (0.1, 0.2):
+    for eps in epsilons:
         attack = ar.attacks.PGD(ar.Linf(eps), steps=40, early_stop=False)
         for name, seen in (("plain", model), ("eot", TransformedModel(model, scene, draws=4))):
             start = time.process_time()
-            x_adv = attack(seen, test.x, test.y, task="segmentation").x_adv
+            x_adv = attack(seen, test.x, test.y, task=task_name).x_adv
             seconds = time.process_time() - start
-            r = perturbation_success(model, test.x, x_adv, test.y, transform=scene, n_draws=draws, task="segmentation")
-            rows.append({"eps": eps, "attack": name, "cpu_s": seconds, "metrics": r.metrics})
-            print(f"eps {eps} {name}: mIoU digital {r.metrics['digital']['miou']:.3f}, under transformations "
-                  f"{r.metrics['physical']['miou']:.3f} (alone {r.metrics['baseline']['miou']:.3f})", flush=True)
+            r = perturbation_success(model, test.x, x_adv, test.y, transform=scene, n_draws=draws, task=task_name)
+            rows.append({"task": task_name, "transform": scene.describe(), "eps": eps, "attack": name,
+                         "cpu_s": seconds, "metrics": r.metrics})
+            print(f"{task_name} eps {eps} {name}: {key} digital {r.metrics['digital'][key]:.3f}, under "
+                  f"transformations {r.metrics['physical'][key]:.3f} (alone {r.metrics['baseline'][key]:.3f})",
+                  flush=True)
     return rows
+
+
+def pull_back_fidelity(task_name: str, strength: float, n_test: int = 100, seed: int = 5) -> dict:
+    """What the pull-back keeps: the model's outputs on one draw of moved scenes, judged against the
+    moved labels, next to the same outputs brought back over the unmoved scenes (``Task.pull_back``),
+    judged against the unmoved labels; equal metrics mean nothing is lost on the way back."""
+    from advrobust.tasks.scoring import metrics_of_outputs
+
+    model, _ = (default_segmenter if task_name == "segmentation" else default_detector)()
+    test = load_scenes("mnist-seg" if task_name == "segmentation" else "mnist-det", "test", n_test)
+    task = resolve_task(task_name)
+    scene = printed_digit(strength)
+    y = task.labels(test.y, test.x)
+    params = scene.sample(test.x, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        z = model(scene.apply(test.x, params))
+    size = (test.x.shape[-2], test.x.shape[-1])
+    row = {"task": task_name, "transform": scene.describe(),
+           "moved_vs_moved_labels": metrics_of_outputs(z, task.follow(y, scene, params, size), task),
+           "pulled_back_vs_labels": metrics_of_outputs(task.pull_back(z, scene, params, size), y, task)}
+    print(f"{task_name} pull-back: {row['moved_vs_moved_labels']} moved, {row['pulled_back_vs_labels']} brought back",
+          flush=True)
+    return row
 
 
 def headline(r: dict) -> str:
@@ -126,7 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 steps, 50 scenes, 5 draws")
     parser.add_argument("--speed-only", action="store_true", help="only the speed, three times per model")
-    parser.add_argument("--eot-only", action="store_true", help="only plain against EOT PGD on the segmenter")
+    parser.add_argument("--eot-only", action="store_true",
+                        help="only plain against EOT PGD on the segmenter and the detector")
     parser.add_argument("--losses-only", action="store_true",
                         help="only the untargeted segmenter patch trained with CE and with the margin loss")
     args = parser.parse_args()
@@ -138,8 +172,9 @@ def main() -> None:
         print(f"wrote {write_results('physical_tasks_losses', {'settings': rows})}")
         return
     if args.eot_only:
-        rows = eot_segmenter()
-        print(f"wrote {write_results('physical_tasks_eot', {'rows': rows, 'transform': printed_digit().describe()})}")
+        fidelity = [pull_back_fidelity(task_name, strength) for task_name, strength, _ in EOT_SETTINGS]
+        rows = [row for setting_ in EOT_SETTINGS for row in eot_comparison(*setting_)]
+        print(f"wrote {write_results('physical_tasks_eot', {'rows': rows, 'pull_back': fidelity})}")
         return
     steps, n_test, draws = (100, 50, 5) if args.quick else (STEPS, N_TEST, DRAWS)
     load_before = os.getloadavg()

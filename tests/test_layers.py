@@ -14,10 +14,11 @@ PACKAGE = Path(__file__).parent.parent / "src" / "advrobust"
 #: each top-level module or package of advrobust, by layer (lowest first), as in docs/architecture.md
 LAYERS: list[set[str]] = [
     {"errors", "tensors", "paths", "progress", "version", "lazy", "distributed"},
-    {"threat", "losses", "data", "models", "transforms", "masks", "printability"},
+    {"threat", "losses", "data", "models", "masks", "printability"},
     {"masked"},  # a threat model on a support: threat and masks
     {"runtime"},
     {"tasks"},
+    {"transforms"},  # a transformed model brings outputs back through its task
     {"attacks"},
     {"defences", "faces"},  # certified defences and the face pipeline: built on attacks
     {"evaluation", "training"},

@@ -203,14 +203,66 @@ def test_a_segmenters_scores_of_a_moved_picture_come_back_over_the_input():
     assert (_EchoSegmenter()(t.apply(x, params)) - _EchoSegmenter()(x))[inner].abs().max() > 0.1
 
 
-def test_a_detectors_grid_is_not_carried_through_a_pose_change():
+def _oracle_grid(y: torch.Tensor, classes: int = 4, size: int = 64, stride: int = 4) -> torch.Tensor:
+    """The grid a perfect detector returns for boxes ``y``: a peak at each box's centre cell with its
+    offset and size, its 8 neighbours leaning to the class (as a trained detector's do), and untrained
+    boxes (size 0) everywhere but at the peaks."""
+    from advrobust.training.dense import grid_targets
+
+    cls, reg, _ = grid_targets(y, (size // stride, size // stride), stride)
+    logits = torch.zeros(y.shape[0], classes, size // stride, size // stride)
+    logits[:, 0] = 6.0
+    for c in range(1, classes):
+        logits[:, c][cls == c] = 10.0
+    logits[:, 0][cls > 0] = 0.0
+    near = torch.nn.functional.max_pool2d(logits[:, 1:], 3, 1, 1)
+    logits[:, 1:] = torch.where(logits[:, 1:] > 0, logits[:, 1:], 0.7 * near)
+    return torch.cat([logits, reg[:, :2].clamp(1e-3, 1 - 1e-3).logit(), reg[:, 2:]], dim=1)
+
+
+def _best_ious(task: Detection, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per box of ``y``: the best IoU of a detection with its label (0 if none)."""
+    from advrobust.tasks.metrics import box_iou
+
+    best = []
+    for d, boxes in zip(task.decode(z), y, strict=True):
+        for label, *box in boxes.tolist():
+            same = d.labels == int(label)
+            best.append(float(box_iou(torch.tensor([box]), d.boxes[same]).max()) if bool(same.any()) else 0.0)
+    return torch.tensor(best)
+
+
+@pytest.mark.parametrize("pose, least", [(Geometric(scale=0.3, translation=0.1), 0.95),
+                                         (Geometric(rotation=15, scale=0.1, translation=0.1, perspective=0.05), 0.6)])
+def test_a_detectors_boxes_of_a_moved_picture_come_back_over_the_input(pose, least):
+    task = Detection(stride=4)
+    y = torch.tensor([[[1, 10, 12, 24, 30], [2, 36, 30, 50, 44], [3, 20, 40, 32, 60]]]).float().repeat(6, 1, 1)
+    params = pose.sample(torch.zeros(6, 1, 64, 64), torch.Generator().manual_seed(3))
+    seen = _oracle_grid(task.follow(y, pose, params, (64, 64)))  # what the detector sees in each moved picture
+    back = task.pull_back(seen, pose, params, (64, 64))
+    assert back.shape == seen.shape
+    assert float(_best_ious(task, back, y).min()) >= least  # a shift or zoom comes back exactly
+    assert all(len(d) == 3 for d in task.decode(back))  # every peak once, none lost or doubled
+    assert float(_best_ious(task, pose.pull_back(seen, params), y).median()) < 0.1  # resampling the grid: lost
+    three = task.pull_back(seen, pose, params, (64, 64), draws=3)  # the draws of two images, averaged
+    assert three.shape[0] == 2 and float(_best_ious(task, three, y[:2]).min()) >= min(least, 0.7)
+
+
+def test_a_detector_seen_through_a_pose_change_keeps_its_objects_and_task():
     from advrobust.transforms.model import TransformedModel
 
-    x = torch.rand(2, 1, 16, 16)
-    with pytest.raises(InputError, match="use photometric transforms"):
-        TransformedModel(_square_detector(), Geometric(rotation=10))(x)
+    model = _square_detector()
+    x, y = torch.zeros(4, 1, 16, 16), torch.zeros(4, 1, 5)
+    for i, (r, c) in enumerate([(4, 4), (4, 8), (8, 4), (8, 8)]):  # one object on an inner cell each
+        x[i, 0, r : r + 4, c : c + 4] = 1.0
+        y[i, 0] = torch.tensor([1.0, c - 2, r - 2, c + 6, r + 6])
+    moved = TransformedModel(model, Geometric(rotation=10, scale=0.1), draws=4)
+    assert moved(x).shape == (4, 6, 4, 4) and moved.task == "detection" and moved.stride == 4
+    assert float(_best_ious(Detection(stride=4), moved(x), y).min()) >= 0.5
+    with pytest.raises(InputError, match="not per-pixel scores"):  # a grid of an undeclared task
+        TransformedModel(torch.nn.AvgPool2d(4), Geometric(rotation=10))(x)
     photometric = TransformedModel(_square_detector(), GaussianNoise(0.01), draws=2)
-    assert photometric(x).shape == (2, 6, 4, 4) and photometric.task == "detection" and photometric.stride == 4
+    assert photometric(x).shape == (4, 6, 4, 4)
 
 
 def test_texture_examples_show_the_same_draw_with_and_without_the_texture():

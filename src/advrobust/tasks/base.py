@@ -12,8 +12,9 @@ says
   target is ``None``),
 * and, for dense tasks, the dense classification view DAG attacks (:meth:`Task.dense_view`);
 * where a label lies in the picture, for physical attacks: how it follows a transformation of the
-  scene (:meth:`Task.follow`), what a pasted texture hides (:meth:`Task.occlude`), and the target
-  "every object to class ``c``" (:meth:`Task.class_target`).
+  scene (:meth:`Task.follow`), how an output of the moved scene comes back over the unmoved one
+  (:meth:`Task.pull_back`, for EOT), what a pasted texture hides (:meth:`Task.occlude`), and the
+  target "every object to class ``c``" (:meth:`Task.class_target`).
 
 Metrics live beside the tasks (:mod:`advrobust.tasks.metrics`).
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -30,7 +31,22 @@ from torch import Tensor
 from advrobust.errors import InputError
 from advrobust.losses import Objective
 from advrobust.tensors import class_scores_argmax
-from advrobust.transforms.base import Params, Transform
+
+Params = Any  # a transformation's draw: what its ``sample`` returns
+
+
+class Motion(Protocol):
+    """What a task needs of a transformation to place its labels and outputs in the picture (every
+    :class:`advrobust.transforms.Transform` is one; the transforms, built on the tasks, implement
+    it): where a draw moves points and label maps, and how an output of the moved picture comes back."""
+
+    def move_points(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor: ...
+
+    def move_points_back(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor: ...
+
+    def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor: ...
+
+    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor: ...
 
 
 @dataclass
@@ -92,10 +108,19 @@ class Task(ABC):
         return class_scores_argmax(logits.detach()) == labels
 
     # --- labels in the picture (physical attacks) ---------------------------------------------------
-    def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:
+    def follow(self, y: Tensor, transform: Motion, params: Params, size: tuple[int, int]) -> Tensor:
         """The labels ``y`` of ``size = (h, w)`` images as the images transformed by ``transform``
         with ``params`` show them. Unchanged by default: a class is the same however the picture moves."""
         return y
+
+    def pull_back(self, z: Tensor, transform: Motion, params: Params, size: tuple[int, int],
+                  draws: int = 1) -> Tensor:
+        """The mean over ``draws`` draws of the model's outputs ``z`` on ``size = (h, w)`` pictures
+        moved by ``transform`` with ``params`` (``draws·N`` rows, draw-major), each brought back over
+        the unmoved picture first, in the output's own form, so that it meets the picture's labels:
+        how EOT averages outputs over poses (the inverse of :meth:`follow`). By default only the
+        mean: a class is the same however the picture moves."""
+        return z.reshape(draws, -1, *z.shape[1:]).mean(dim=0)
 
     def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
         """The labels with the pixels ``covered`` (``N×H×W`` bool) by a pasted texture taken out of
@@ -108,6 +133,20 @@ class Task(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def draw_mean(total: Tensor, count: Tensor, draws: int) -> Tensor:
+    """``Σ_k total_k / Σ_k count_k`` over the ``draws`` draws of ``draws·N`` rows (draw-major): a
+    mean of what the draws saw, each counted by ``count``."""
+    total = total.reshape(draws, -1, *total.shape[1:]).sum(dim=0)
+    return total / count.reshape(draws, -1, *count.shape[1:]).sum(dim=0).clamp_min(1e-6)
+
+
+def pulled_mean(maps: Tensor, weight: Tensor, transform: Motion, params: Params, draws: int) -> Tensor:
+    """:func:`draw_mean` of ``maps`` brought back over the input (bilinearly), each pixel of a draw
+    counted by its ``weight``: ``Σ_k back_k(weight_k · maps_k) / Σ_k back_k(weight_k)``."""
+    count = transform.pull_back(weight.expand_as(maps[:, :1]), params)
+    return draw_mean(transform.pull_back(maps * weight, params), count, draws)
 
 
 def as_tensor(name: str, value: Any, device: torch.device) -> Tensor:

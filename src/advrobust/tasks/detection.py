@@ -37,11 +37,10 @@ from torch import Tensor
 
 from advrobust.errors import InputError
 from advrobust.losses import Objective, get_loss
-from advrobust.tasks.base import DenseView, Task, as_tensor, integer_tensor
+from advrobust.tasks.base import DenseView, Motion, Params, Task, as_tensor, draw_mean, integer_tensor
 from advrobust.tasks.classification import check_class_range
 from advrobust.tasks.metrics import box_iou
 from advrobust.tensors import class_scores_argmax
-from advrobust.transforms.base import Params, Transform
 
 FORMAT = "center-grid"
 BACKGROUND = 0
@@ -93,6 +92,14 @@ def pack_boxes(y: Any, n: int, device: torch.device) -> Tensor:
 def _dropped(y: Tensor, drop: Tensor) -> Tensor:
     """The box rows ``y`` (``N×M×5``) with those where ``drop`` holds turned into padding."""
     return torch.where(drop[..., None], y.new_tensor([-1.0, 0.0, 0.0, 0.0, 0.0]), y)
+
+
+def cell_box(head: Sequence[Tensor], i: Tensor, j: Tensor, stride: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The box ``(cx, cy, width, height)`` in pixels a cell ``(i, j)`` reads from its four box channels
+    ``head`` (centre offset logits x, y; log width, height in strides; see the module docstring)."""
+    offset_x, offset_y, log_w, log_h = head
+    return ((j + offset_x.sigmoid()) * stride, (i + offset_y.sigmoid()) * stride,
+            log_w.clamp(max=10).exp() * stride, log_h.clamp(max=10).exp() * stride)
 
 
 def unpack_boxes(packed: Tensor) -> list[dict[str, Tensor]]:
@@ -210,10 +217,8 @@ class Detection(Task):
         peak = (score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]) & (score >= self.score_threshold)
         image, ii, jj = peak.nonzero(as_tuple=True)
         head = z[image, k : k + BOX_CHANNELS, ii, jj].detach().float()  # M×4: offset x, y; log width, height
-        off = head[:, :2].sigmoid()
-        size = head[:, 2:].clamp(max=10).exp() * s
-        cx, cy = (jj + off[:, 0]) * s, (ii + off[:, 1]) * s
-        boxes = torch.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], dim=1)
+        cx, cy, width, height = cell_box(head.unbind(1), ii, jj, s)
+        boxes = torch.stack([cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2], dim=1)
         return image, boxes, score[image, ii, jj], cls[image, ii, jj] + 1
 
     def decode(self, z: Tensor) -> list[Detections]:
@@ -253,7 +258,7 @@ class Detection(Task):
         return torch.where(target == BACKGROUND, counts == 0, (as_target | ~real).all(dim=1))
 
     # --- labels in the picture -----------------------------------------------------------------
-    def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:
+    def follow(self, y: Tensor, transform: Motion, params: Params, size: tuple[int, int]) -> Tensor:
         """Each box becomes the axis-aligned box around its four moved corners, clipped to the
         image; a box with less than half of it left inside the image is dropped (label ``−1``)."""
         n, m = y.shape[:2]
@@ -271,6 +276,51 @@ class Detection(Task):
         area_in = (high_in - low_in).clamp_min(0).prod(dim=-1)
         keep = (y[..., 0] >= 0) & (area_in >= 0.5 * area) & (area_in > 0)
         return _dropped(torch.cat([y[..., :1], low_in, high_in], dim=-1), ~keep)
+
+    def pull_back(self, z: Tensor, transform: Motion, params: Params, size: tuple[int, int],
+                  draws: int = 1) -> Tensor:
+        """The grids of moved pictures over the unmoved one, averaged over the draws.
+
+        Every detection of a moved picture is carried back whole, so that none is lost: each peak
+        cell (a 3×3 local maximum, what :meth:`decode` reads) goes to the cell where its box's centre
+        lands through the inverse motion, with its class scores, and its box's size becomes the
+        extent of its four side midpoints carried back (a tilted object's box keeps about the
+        object's size; for a shift or zoom, the exact inverse of :meth:`follow`). The other cells'
+        class scores come from where each cell landed (bilinearly, as a segmenter's), so that the
+        scores an attack differentiates cover the whole picture. Over the draws, class scores are
+        averaged where the draws saw each cell, boxes weighed by their peak's score."""
+        k = z.shape[1] - BOX_CHANNELS
+        n, _, gh, gw = z.shape
+        s = size[0] / gh
+        ii = torch.arange(gh, dtype=z.dtype, device=z.device)[:, None].expand(gh, gw)
+        jj = torch.arange(gw, dtype=z.dtype, device=z.device)[None, :].expand(gh, gw)
+        cx, cy, width, height = cell_box(z[:, k:].unbind(1), ii, jj, s)
+        half_w, half_h = width / 2, height / 2
+        points = torch.stack([cx, cy, cx, cy - half_h, cx + half_w, cy, cx, cy + half_h, cx - half_w, cy], dim=-1)
+        back = transform.move_points_back(points.reshape(n, -1, 2), params, size).reshape(n, gh, gw, 5, 2)
+        score = z[:, :k].detach().softmax(dim=1)[:, BACKGROUND + 1 :].amax(dim=1)
+        row, pi, pj = (score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]).nonzero(as_tuple=True)
+        centre, sides = back[row, pi, pj, 0], back[row, pi, pj, 1:]
+        ci, cj = (centre[:, 1] / s).floor().long(), (centre[:, 0] / s).floor().long()
+        keep = (ci >= 0) & (ci < gh) & (cj >= 0) & (cj < gw)
+        cell = (row * gh + ci.clamp(0, gh - 1)) * gw + cj.clamp(0, gw - 1)
+        peak_score = score[row, pi, pj]
+        best = score.new_full((n * gh * gw,), -1.0).scatter_reduce(0, cell[keep], peak_score[keep], "amax")
+        keep &= peak_score == best[cell]  # two peaks landing in one cell: the stronger one
+        at = (row[keep], ci[keep], cj[keep])
+
+        def with_peaks(maps: Tensor, values: Tensor) -> Tensor:  # N×C×h×w maps with the carried peaks written in
+            return maps.permute(0, 2, 3, 1).index_put(at, values).permute(0, 3, 1, 2)
+
+        logits = with_peaks(transform.pull_back(z[:, :k], params), z[row[keep], :k, pi[keep], pj[keep]])
+        seen = with_peaks(transform.pull_back(torch.ones_like(z[:, :1]), params), z.new_ones(int(keep.sum()), 1))
+        extent = sides.amax(dim=1) - sides.amin(dim=1)
+        boxes = with_peaks(z.new_zeros(n, 4, gh, gw), torch.cat([centre, extent], dim=1)[keep])
+        weight = with_peaks(z.new_zeros(n, 1, gh, gw), peak_score[keep, None])
+        scores, boxes = draw_mean(logits, seen, draws), draw_mean(boxes * weight, weight, draws)
+        offset = (boxes[:, :2] / s - torch.stack([jj, ii])).clamp(1e-4, 1 - 1e-4).logit()
+        log_size = (boxes[:, 2:] / s).clamp_min(1e-4).log()
+        return torch.cat([scores, offset, log_size], dim=1)
 
     def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
         """A box more than half hidden under a pasted texture is dropped (label ``−1``): what is left

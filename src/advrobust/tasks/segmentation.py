@@ -18,10 +18,9 @@ from torch import Tensor
 
 from advrobust.errors import InputError
 from advrobust.losses import Objective, get_loss
-from advrobust.tasks.base import DenseView, Task, integer_tensor
+from advrobust.tasks.base import DenseView, Motion, Params, Task, integer_tensor, pulled_mean
 from advrobust.tasks.classification import check_class_range
 from advrobust.tensors import class_scores_argmax
-from advrobust.transforms.base import Params, Transform
 
 
 class Segmentation(Task):
@@ -117,10 +116,21 @@ class Segmentation(Task):
     def dense_logits(self, z: Tensor) -> Tensor:
         return z.reshape(z.shape[0], z.shape[1], -1)
 
-    def follow(self, y: Tensor, transform: Transform, params: Params, size: tuple[int, int]) -> Tensor:
+    def follow(self, y: Tensor, transform: Motion, params: Params, size: tuple[int, int]) -> Tensor:
         """The label map moved with the picture (nearest neighbour); pixels moved in from outside
         the image are ignored."""
         return transform.move_map(y, params, self.ignore_index)
+
+    def pull_back(self, z: Tensor, transform: Motion, params: Params, size: tuple[int, int],
+                  draws: int = 1) -> Tensor:
+        """Each pixel's scores from where it landed in each draw (bilinearly), averaged over the
+        draws that kept it in the picture."""
+        if tuple(z.shape[-2:]) != tuple(size):
+            raise InputError(
+                f"the model returns a {tuple(z.shape[-2:])} grid for {tuple(size)} images, not per-pixel scores: "
+                "pass the task it does (a detector's grid is task='detection')"
+            )
+        return pulled_mean(z, torch.ones_like(z[:, :1]), transform, params, draws)
 
     def occlude(self, y: Tensor, covered: Tensor) -> Tensor:
         """Pixels under a pasted texture are ignored: the texture is not the object beneath it."""

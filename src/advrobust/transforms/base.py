@@ -78,6 +78,12 @@ class Transform(ABC):
         label (a box, landmarks) follows the picture. Unchanged by default (photometric edits)."""
         return points
 
+    def move_points_back(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        """The inverse of :meth:`move_points`: where the points ``points`` of the output of
+        :meth:`apply` (``N×P×2`` pixels) were in the ``size = (h, w)`` input; how an output of the
+        transformed picture (a detector's box) is carried back. Unchanged by default."""
+        return points
+
     def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
         """A label map ``maps`` (``N×H×W`` integers, one per pixel of the input) as it lies over the
         output of :meth:`apply` with ``params``: each output pixel takes the label of the input pixel
@@ -90,11 +96,11 @@ class Transform(ABC):
         be moved too; ``False`` by default (photometric edits)."""
         return False
 
-    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
+    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor:
         """Per-pixel outputs ``maps`` (``N×C×h×w``) computed on the output of :meth:`apply` with
-        ``params``, brought back over the input (bilinearly; zero where the input pixel left the
-        picture): how a segmenter's scores of a transformed image line up with the original's
-        labels. Unchanged by default."""
+        ``params``, brought back over the input (bilinearly, or from the nearest output pixel with
+        ``mode="nearest"``; zero where the input pixel left the picture): how a segmenter's scores of
+        a transformed image line up with the original's labels. Unchanged by default."""
         return maps
 
     def describe(self) -> str:
@@ -144,6 +150,11 @@ class Compose(Transform):
             points = t.move_points(points, p, size)
         return points
 
+    def move_points_back(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        for t, p in reversed(list(zip(self.transforms, params, strict=True))):
+            points = t.move_points_back(points, p, size)
+        return points
+
     def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
         for t, p in zip(self.transforms, params, strict=True):
             maps = t.move_map(maps, p, fill)
@@ -152,9 +163,9 @@ class Compose(Transform):
     def moves_pixels(self) -> bool:
         return any(t.moves_pixels() for t in self.transforms)
 
-    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
+    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor:
         for t, p in reversed(list(zip(self.transforms, params, strict=True))):
-            maps = t.pull_back(maps, p)
+            maps = t.pull_back(maps, p, mode)
         return maps
 
     def scaled(self, strength: float) -> Transform:

@@ -87,6 +87,16 @@ def homography(src: Tensor, dst: Tensor) -> Tensor:
 _CORNERS = ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))
 
 
+def _through(points: Tensor, matrix: Tensor, size: tuple[int, int]) -> Tensor:
+    """Pixel points ``N×P×2`` of an ``size = (h, w)`` image through the normalized-coordinate
+    homographies ``matrix`` (``N×3×3``)."""
+    h, w = size
+    half = torch.tensor([w / 2, h / 2], dtype=points.dtype, device=points.device)
+    u = points / half - 1
+    v = torch.einsum("npk,njk->npj", torch.cat([u, torch.ones_like(u[..., :1])], dim=-1), matrix)
+    return (v[..., :2] / v[..., 2:] + 1) * half
+
+
 @dataclass(frozen=True)
 class Geometric(Transform):
     """Random rotation, scale, translation and perspective, in one bilinear resampling.
@@ -139,11 +149,12 @@ class Geometric(Transform):
     def move_points(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
         """The forward motion: input pixels through the inverse of :meth:`matrix` (a homography)."""
         h, w = size
-        half = torch.tensor([w / 2, h / 2], dtype=points.dtype, device=points.device)
-        u = points / half - 1
-        forward = torch.linalg.inv(self.matrix(params, h, w).to(points.dtype))
-        v = torch.einsum("npk,njk->npj", torch.cat([u, torch.ones_like(u[..., :1])], dim=-1), forward)
-        return (v[..., :2] / v[..., 2:] + 1) * half
+        return _through(points, torch.linalg.inv(self.matrix(params, h, w).to(points.dtype)), size)
+
+    def move_points_back(self, points: Tensor, params: Params, size: tuple[int, int]) -> Tensor:
+        """The backward motion: output pixels through :meth:`matrix` itself."""
+        h, w = size
+        return _through(points, self.matrix(params, h, w).to(points.dtype), size)
 
     def move_map(self, maps: Tensor, params: Params, fill: int) -> Tensor:
         """The labels resampled by the same homography as the image, nearest neighbour; pixels read
@@ -158,12 +169,12 @@ class Geometric(Transform):
     def moves_pixels(self) -> bool:
         return True
 
-    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
+    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor:
         """The forward map (the inverse of :meth:`matrix`) resamples the output-frame ``maps`` at each
         input pixel's landing place; normalized coordinates make it hold at the maps' own resolution
         when their aspect ratio is the image's."""
         inverse = torch.linalg.inv(self.matrix(params, *maps.shape[-2:]).to(torch.float64)).to(maps.dtype)
-        return warp(maps, inverse, "zeros")
+        return warp(maps, inverse, "zeros", mode=mode)
 
     def scaled(self, strength: float) -> Transform:
         s = check_range(type(self).__name__, "strength", strength)

@@ -12,32 +12,39 @@ or the probabilities averaged over 8 passes, each a separate call); the second a
 8 draws in one batched pass of ``8·N`` rows (the form of Athalye et al.'s own EOT code for
 classifiers), which the attack then sees as one deterministic-looking pass.
 
-A segmenter's per-pixel scores of a moved picture lie over the moved picture: each draw's scores are
-brought back over the input (:meth:`Transform.pull_back <advrobust.transforms.Transform.pull_back>`)
-so that they meet the input's label map, and averaged where the draws saw each pixel. Any attack on a
-segmenter then optimizes the expectation over poses as well. A detector's grid holds box offsets and
-sizes that a pose change does not carry back: it takes photometric transformations only.
+An output that lies over the picture is brought back over the input before the draws are averaged
+(the model's task says how: :meth:`Task.pull_back <advrobust.tasks.Task.pull_back>`), so that it meets
+the input's labels: a segmenter's per-pixel scores, a detector's class scores and boxes. They are
+averaged where the draws saw each pixel or cell, and any attack on a segmenter or detector then
+optimizes the expectation over poses as well.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from advrobust.errors import InputError
+from advrobust.tasks import Segmentation, resolve_task
 from advrobust.transforms.base import Transform, check_images
 
 
 class TransformedModel(nn.Module):
     """``forward(x) = (1/n) Σ_{k ≤ n} model(t_k(x))`` over ``draws = n`` fresh draws per point and
     call (``n = 1``: the randomized model ``model(t(x))``); ``seed`` seeds the draws (``reseed()``
-    restarts them)."""
+    restarts them). ``task``: what the model does (a name or a :class:`~advrobust.tasks.Task`), by
+    default the model's own ``task``, else a per-pixel output is a segmenter's."""
 
-    def __init__(self, model: nn.Module, transform: Transform, draws: int = 1, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, transform: Transform, draws: int = 1, seed: int = 0,
+                 task: Any = None) -> None:
         super().__init__()
         for name in ("task", "stride"):  # what the attacks read to know the model's task
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
+        if task is not None:
+            self.task = resolve_task(task)
         if isinstance(draws, bool) or int(draws) != draws or draws < 1:
             raise InputError(f"TransformedModel: draws must be an integer >= 1, got {draws!r}")
         self.draws = int(draws)
@@ -52,6 +59,12 @@ class TransformedModel(nn.Module):
     def reseed(self) -> None:
         self.generator.manual_seed(self.seed)
 
+    def _task_of(self, z: Tensor) -> Any:
+        """The task whose :meth:`pull_back` brings ``z`` back: the declared one, else a segmenter's."""
+        if getattr(self, "task", None) is not None:
+            return resolve_task(None, self)
+        return Segmentation() if z.dim() == 4 else resolve_task(None)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.generator.device != x.device:
             self.generator = torch.Generator(device=x.device)
@@ -62,12 +75,4 @@ class TransformedModel(nn.Module):
         z = self.model(self.transform.apply(rows, params))
         if not (self.transform.moves_pixels() and isinstance(z, Tensor) and z.dim() == 4):
             return z.reshape(self.draws, x.shape[0], *z.shape[1:]).mean(dim=0)
-        if z.shape[-2:] != x.shape[-2:]:
-            raise InputError(
-                f"TransformedModel: the model returns a {tuple(z.shape[-2:])} grid for {tuple(x.shape[-2:])} images, "
-                "not per-pixel scores; only those are carried back through a pose change: use photometric transforms"
-            )
-        seen = self.transform.pull_back(torch.ones_like(z[:, :1]), params)
-        z = self.transform.pull_back(z, params)
-        total = z.reshape(self.draws, x.shape[0], *z.shape[1:]).sum(dim=0)
-        return total / seen.reshape(self.draws, x.shape[0], *seen.shape[1:]).sum(dim=0).clamp_min(1e-6)
+        return self._task_of(z).pull_back(z, self.transform, params, tuple(x.shape[-2:]), self.draws)
