@@ -84,3 +84,15 @@ def test_bpda_without_a_defence_is_a_one_line_error(cnn_file, capsys):
     assert info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--defence bit-depth:2 --bpda" in err
+
+
+def test_transform_flag_evaluates_the_model_as_a_camera_sees_it(cnn_file, tmp_path):
+    argv = ["--model", cnn_file, "--attack", "pgd:steps=5", "--eps", "0.1"]
+    plain = _evaluate(argv, tmp_path, "plain")
+    seen = _evaluate([*argv, "--transform", "physical", "--eot", "2"], tmp_path, "physical")
+    assert not plain.randomized and seen.randomized and "draws" in seen.verdict_rule  # a fresh draw per pass
+    assert seen.model_name.endswith("under physical")
+    assert seen.clean_accuracy < plain.clean_accuracy  # physical() moves digits more than this CNN bears
+    assert seen.robust_accuracy_at() <= seen.clean_accuracy
+    queries = [result.per_attack[0].mean_queries for result in (plain, seen)]
+    assert queries[1] > 1.5 * queries[0], queries  # EOT 2: every pass two draws

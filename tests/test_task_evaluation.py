@@ -61,6 +61,27 @@ def test_detection_map_under_dag_vanish(tmp_path):
     assert "<svg" not in write_task_report(tmp_path / "det.html", ev).read_text()  # the boxes are drawn in a PNG
 
 
+def test_a_physical_evaluation_attacks_through_the_transformations_and_judges_under_fresh_draws(tmp_path):
+    from advrobust.transforms import Geometric
+
+    model = _square_detector()
+    x, y = torch.zeros(4, 1, 16, 16), torch.zeros(4, 1, 5)
+    for i, (r, c) in enumerate([(4, 4), (4, 8), (8, 4), (8, 8)]):  # one object on an inner cell each
+        x[i, 0, r : r + 4, c : c + 4] = 1.0
+        y[i, 0] = torch.tensor([1.0, c - 2, r - 2, c + 6, r + 6])
+    store = ResultStore(tmp_path / "results.sqlite")
+    pose = Geometric(rotation=10, scale=0.1)
+    ev = evaluate_task(model, x, y, attacks=["pgd"], epsilons=[0.0, 0.3], transform=pose, eot=2, draws=3, store=store)
+    assert ev.transform == pose.describe() and (ev.eot, ev.draws) == (2, 3)
+    assert ev.physical["0"]["pgd"] == ev.baseline  # no perturbation: the transformations alone, the same draws
+    assert ev.physical["0.3"]["pgd"]["map"] < ev.baseline["map"]
+    rows = store.task_metrics(1)
+    assert ("0.3", "pgd", "physical_map", ev.physical["0.3"]["pgd"]["map"]) in rows
+    assert ("clean", "none", "physical_map", ev.baseline["map"]) in rows
+    page = write_task_report(tmp_path / "det.html", ev).read_text()
+    assert "Under the transformations" in page and "transformations alone" in page
+
+
 @pytest.mark.slow
 def test_cli_evaluate_task_segmentation(tmp_path, capsys):
     model = create_dense("mnist-fcn", 11, (1, 64, 64), seed=0, width=4)
@@ -91,11 +112,27 @@ def test_cli_evaluate_task_segmentation(tmp_path, capsys):
     assert saved["extras"]["unbounded"]["dag"]["iterations"] == 3
     assert saved["extras"]["unbounded"]["dag#2"]["iterations"] == 5
 
+    # physical: PGD through the scene's transformations (EOT 2), judged under 2 fresh draws
+    argv = ["evaluate", "--task", "segmentation", "--model", str(ckpt), "--n", "2", "--eps", "0.1", "--attack",
+            "pgd:steps=2", "--transform", "printed-digit:0.5", "--eot", "2", "--draws", "2", "--no-store",
+            "--json", str(tmp_path / "physical.json")]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr().out
+    assert info.value.code == 0, out
+    assert "transformed" in out and "transformations: " in out
+    saved = json.loads((tmp_path / "physical.json").read_text())
+    assert saved["eot"] == 2 and saved["draws"] == 2 and set(saved["physical"]["0.1"]) == {"pgd"}
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--eps", "none"], "--eps none (no budget) is for DAG with --task"),
     (["--attack", "pgd:stepz=3"], "attack 'pgd' takes no option 'stepz'; its options: "),
     (["--attack", "pgd:steps"], "attack options are OPTION=VALUE"),
+    (["--task", "detection", "--eot", "4"], "--eot with --task averages over draws of --transform"),
+    (["--task", "detection", "--defence", "noise:0.1"], "--defence and --bpda put a defence in front of a classifier"),
+    (["--task", "detection", "--transform", "sunlight"], "unknown transformations 'sunlight'"),
+    (["--task", "detection", "--transform", "physical:strong"], "--transform takes NAME[:STRENGTH]"),
 ])
 def test_cli_budget_and_attack_options_errors(argv, message, capsys):
     """Each is caught before a model loads, in one line."""

@@ -37,6 +37,32 @@ def parse_eps(values: tuple[str, ...], unbounded: bool = False) -> list[float | 
     return out or None
 
 
+#: the scene transformations the CLI names (``advrobust.transforms`` presets)
+SCENES = ("physical", "printed-digit")
+
+
+def scene_transform(name: str, strength: float = 1.0) -> Any:
+    """The preset ``name`` (:data:`SCENES`) at ``strength`` × its documented ranges."""
+    from advrobust.transforms import physical, printed_digit
+
+    if name not in SCENES:
+        raise InputError(f"unknown transformations {name!r}: use {' or '.join(SCENES)}")
+    if not strength >= 0:
+        raise InputError(f"the transformations' strength must be >= 0 (0: none, 1: their documented ranges), "
+                         f"got {strength}")
+    return (printed_digit if name == "printed-digit" else physical)(strength)
+
+
+def parse_scene(spec: str) -> Any:
+    """``--transform NAME[:STRENGTH]`` (e.g. ``printed-digit:0.5``) as a transformation."""
+    name, _, strength = spec.strip().partition(":")
+    try:
+        value = float(strength) if strength else 1.0
+    except ValueError:
+        raise InputError(f"--transform takes NAME[:STRENGTH] (e.g. printed-digit:0.5), got {spec!r}") from None
+    return scene_transform(name.strip().lower(), value)
+
+
 def load_model(spec: str | None, weights: str | None, progress: Progress) -> tuple[Any, str, list[str] | None]:
     """``(model, name, class names or None)`` for ``--model`` (default: the default model)."""
     if spec is None:

@@ -4,6 +4,8 @@
     advrobust evaluate --model net.safetensors --eps 0.1,0.2,0.3 --n 500
     advrobust evaluate --defence bit-depth:2 --bpda      # a non-differentiable defence, through BPDA
     advrobust evaluate --defence noise:0.3               # a randomized one: the rand suite, EOT 20
+    advrobust evaluate --transform printed-digit         # as a camera sees the digits: EOT, verdicts over draws
+    advrobust evaluate --task detection --transform printed-digit:0.5   # EOT through poses, judged under them
     torchrun --nproc_per_node 2 -m advrobust evaluate --points 500   # sharded across 2 processes
 
 Interrupted (Ctrl-C, kill -9), the same command resumes from its run directory (in the cache,
@@ -31,6 +33,7 @@ from advrobust.cli.common import (
     load_points,
     model_options,
     parse_eps,
+    parse_scene,
     pct,
     pct_ci,
     progress_for,
@@ -120,13 +123,20 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
               type=click.Choice(["classification", "segmentation", "detection"]),
               help="What the model does: segmentation/detection report mIoU/mAP under DAG and PGD "
                    "(default model and data: the built-in segmenter/detector on mnist-seg/mnist-det).")
+@click.option("--transform", "transform_spec", metavar="NAME[:STRENGTH]",
+              help="Evaluate the model as a camera sees it, through physical or printed-digit transformations at "
+                   "STRENGTH × their ranges (e.g. printed-digit:0.5). A classifier becomes a randomized model (the "
+                   "rand suite: EOT, verdicts over draws); with --task, attacks run through them (EOT over --eot "
+                   "draws per pass, default 4) and are judged digitally and under --draws fresh ones.")
+@click.option("--draws", type=int, default=20, show_default=True,
+              help="With --transform: the fresh transformations each image is judged under.")
 @defence_options()
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
     attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
     report_path: Path | None, db: Path | None, no_store: bool, plain_forward: bool, task: str,
-    defence: str | None, bpda: bool, eot: int | None,
+    transform_spec: str | None, draws: int, defence: str | None, bpda: bool, eot: int | None,
 ) -> None:
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
     accuracy (worst case per point, with 95% Wilson intervals) and record the result. With --task
@@ -142,11 +152,19 @@ def command(
     if task != "classification":
         from advrobust.cli import tasks
 
+        if defence is not None or bpda:
+            raise InputError("--defence and --bpda put a defence in front of a classifier; with --task, attack the "
+                             "segmenter or detector as it is (a checkpoint with --model)")
+        if eot is not None and transform_spec is None:
+            raise InputError("--eot with --task averages over draws of --transform: name the transformations too "
+                             "(e.g. --transform printed-digit)")
+        physical = None if transform_spec is None else (parse_scene(transform_spec), 4 if eot is None else eot, draws)
         tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm,
                   parse_eps(eps_values, unbounded=True), [parse_entry(a) for a in attack_names],
                   min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
-                  progress_for(0), RuntimePolicy(fast=not plain_forward))
+                  progress_for(0), RuntimePolicy(fast=not plain_forward), physical)
         return
+    scene = None if transform_spec is None else parse_scene(transform_spec)
 
     join()
     rank, _ = rank_and_world()
@@ -155,13 +173,18 @@ def command(
     chosen: str | list[Entry] = [parse_entry(a) for a in attack_names] if attack_names else suite
     model, model_name, classes = load_model(model_spec, weights, progress)
     model, model_name = defend_model(model, model_name, defence, bpda)
+    if scene is not None:  # the model as a camera sees it: a randomized model, one fresh draw per pass
+        from advrobust.transforms.model import TransformedModel
+
+        model, model_name = TransformedModel(model, scene, seed=seed), f"{model_name} under {transform_spec}"
     data = load_points(data_name, root, split, n_points, seed)
     store = None if no_store else ResultStore(db)
     own_run_dir = run_dir is None
     if own_run_dir:
         key = _run_dir_key({"model": ar.models.fingerprint(model), "data": [data.name, root, split, n_points],
                             "norm": norm, "eps": epsilons, "attacks": chosen, "seed": seed, "batch": batch_size,
-                            "defence": [defence, bpda], "eot": eot, "version": ar.__version__})
+                            "defence": [defence, bpda], "eot": eot, "transform": transform_spec,
+                            "version": ar.__version__})
         run_dir = cache_dir() / "runs" / key
     settings = {"threat": threat_from_name(norm), "epsilons": epsilons, "suite": chosen, "batch_size": batch_size,
                 "store": store, "progress": progress, "classes": classes, "model_name": model_name,

@@ -22,6 +22,7 @@ import click
 import torch
 from rich.table import Table
 
+from advrobust.cli.common import SCENES, scene_transform
 from advrobust.cli.console import console
 from advrobust.cli.evaluate import load_model, load_points, model_options, pct, progress_for
 from advrobust.errors import InputError
@@ -85,7 +86,7 @@ def _region(text: str) -> tuple[float, float, float, float]:
 @click.option("--loss", type=click.Choice(["ce", "margin"]),
               help="The objective [default: margin for a classifier; ce, the paper's, for a segmenter or detector "
                    "(on the built-in segmenter it left mIoU 59.1% under transformations, the margin 64.1%)].")
-@click.option("--scene", type=click.Choice(["physical", "printed-digit"]), default="physical", show_default=True,
+@click.option("--scene", type=click.Choice(SCENES), default="physical", show_default=True,
               help="Transformations: physical() or printed_digit() (small pose, for MNIST-like models).")
 @click.option("--strength", type=float, default=1.0, show_default=True,
               help="Scale of the scene's transformations (0: digital).")
@@ -110,7 +111,6 @@ def command(
     from advrobust.printability import load_palette
     from advrobust.report.physical import physical_page
     from advrobust.report.printable import printable_texture, save_preview, save_printable
-    from advrobust.transforms import physical, printed_digit
 
     task = task.strip().lower()
     if shape == "sticker" and task != "classification":
@@ -119,7 +119,7 @@ def command(
     progress = progress_for(0)
     model, model_name, train, test = _load(task, model_spec, weights, data_name, root, split, n_points, seed,
                                            progress)
-    transform = (printed_digit if scene == "printed-digit" else physical)(strength)
+    transform = scene_transform(scene, strength)
     options = {"steps": steps, "lr": lr, "loss": loss, "transform": transform, "nps_weight": nps_weight,
                "tv_weight": tv_weight, "palette": None if palette is None else load_palette(palette), "seed": seed}
     goal = f"target {target}" if target is not None else "untargeted"

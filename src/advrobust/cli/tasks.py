@@ -4,9 +4,12 @@
     advrobust evaluate --task detection --eps 0.05 --report det.html
     advrobust evaluate --task segmentation --model seg.safetensors --data masks --root my_scenes/
     advrobust evaluate --task segmentation --attack dag:gamma=4,targets=0 --eps none   # the paper's unbounded DAG
+    advrobust evaluate --task segmentation --transform printed-digit --eps 0.1   # EOT, judged under 20 fresh draws
 
 Prints the task's metrics (mIoU and pixel accuracy; mAP@0.5 and recall) clean and after each attack
 at each eps, records them in the results store, and can write the HTML report with example images.
+With ``--transform`` every attack runs through the transformations (EOT) and is judged under fresh
+draws of them as well, next to the transformations alone.
 """
 
 from __future__ import annotations
@@ -70,19 +73,31 @@ def load_task_data(task: str, name: str, root: str | None, split: str, n: int | 
 
 
 def metrics_table(result: Any) -> Table:
+    """The metrics per eps and attack; a physical evaluation adds them under the transformations
+    (the clean row: the transformations alone; the per-image worst case is digital only)."""
     names = list(result.clean)
-    table = Table(title=f"{result.model_name} on {result.data_name} ({result.n_points} images), {result.threat}")
+    title = f"{result.model_name} on {result.data_name} ({result.n_points} images), {result.threat}"
+    if result.transform:
+        title += f"; attacks through the transformations (EOT {result.eot}), judged under {result.draws} fresh draws"
+    table = Table(title=title)
     table.add_column("eps", justify="right")
     table.add_column("attack")
     for name in names:
         table.add_column(name, justify="right")
+    for name in names if result.transform else ():
+        table.add_column(f"{name} transformed", justify="right")
     table.add_column("median ‖r‖∞", justify="right")
-    table.add_row("clean", "—", *(f"{100 * result.clean[m]:.1f}%" for m in names), "—")
+
+    def cells(values: dict[str, float] | None) -> list[str]:
+        return [f"{100 * values[m]:.1f}%" if values else "—" for m in names]
+
+    transformed = cells(result.baseline) if result.transform else []
+    table.add_row("clean", "—", *cells(result.clean), *transformed, "—")
     for eps, by_attack in result.metrics.items():
         for attack, values in by_attack.items():
             norm = result.norms[eps].get(attack, {}).get("median_linf")
-            table.add_row(eps, attack, *(f"{100 * values[m]:.1f}%" for m in names),
-                          "—" if norm is None else f"{norm:.4f}")
+            transformed = cells(result.physical.get(eps, {}).get(attack)) if result.transform else []
+            table.add_row(eps, attack, *cells(values), *transformed, "—" if norm is None else f"{norm:.4f}")
     return table
 
 
@@ -90,9 +105,11 @@ def run(
     task: str, model_spec: str | None, data_name: str, root: str | None, split: str, n_points: int | None,
     seed: int, norm: str, epsilons: list[float | None] | None, attacks: list[Any], batch_size: int,
     json_path: Path | None, report_path: Path | None, store: Any, progress: Progress, runtime: Any = None,
+    physical: tuple[Any, int, int] | None = None,
 ) -> None:
     """The ``evaluate --task`` command (after its options are parsed; ``attacks``: registry entries,
-    ``epsilons``: ``None`` in the list for no budget)."""
+    ``epsilons``: ``None`` in the list for no budget; ``physical``: the transformation, the EOT draws
+    per pass and the fresh draws each image is judged under)."""
     from advrobust.evaluation.tasks import evaluate_task
     from advrobust.threat import threat_from_name
 
@@ -102,8 +119,11 @@ def run(
         model, data, task=task, attacks=attacks or DEFAULT_TASK_ATTACKS, threat=threat_from_name(norm),
         epsilons=epsilons or DEFAULT_TASK_EPS, batch_size=batch_size, store=store, progress=progress,
         model_name=model_name, seed=seed, runtime=runtime,
+        **({} if physical is None else dict(zip(("transform", "eot", "draws"), physical, strict=True))),
     )
     console.print(metrics_table(result))
+    if result.transform:
+        console.print(f"transformations: {result.transform}", highlight=False)
     console.print(f"{result.seconds:.1f} s" + (f"; recorded in {store.path}" if store else ""))
     if json_path is not None:
         console.print(f"result saved to {result.save(json_path)}")

@@ -9,7 +9,8 @@ Tables (one row per evaluation in ``runs``, with the full result as JSON so noth
 * ``certified``: per run and eps, the certified accuracy (a lower bound), for smoothed classifiers.
 * ``task_runs`` / ``task_metrics``: evaluations of segmenters and detectors
   (:class:`~advrobust.evaluation.tasks.TaskEvaluation`): one row per run, and its metrics (mIoU,
-  pixel accuracy, mAP, recall) per eps (``"clean"`` for the clean images) and attack.
+  pixel accuracy, mAP, recall) per eps (``"clean"`` for the clean images) and attack; a physical
+  evaluation adds the same under its transformations as ``physical_miou``, ``physical_map``, ….
 
 The default file is ``results.sqlite`` in the advrobust cache directory (``$ADVROBUST_HOME``, else
 ``$XDG_CACHE_HOME/advrobust``, else ``~/.cache/advrobust``; :mod:`advrobust.paths`).
@@ -197,6 +198,10 @@ class ResultStore:
             run_id = int(cur.lastrowid or 0)
             rows = [(run_id, "clean", "none", k, v) for k, v in result.clean.items()]
             rows += [(run_id, eps, attack, k, v) for eps, by_attack in result.metrics.items()
+                     for attack, values in by_attack.items() for k, v in values.items()]
+            # a physical evaluation: the metrics under the transformations, as "physical_<metric>"
+            rows += [(run_id, "clean", "none", f"physical_{k}", v) for k, v in result.baseline.items()]
+            rows += [(run_id, eps, attack, f"physical_{k}", v) for eps, by_attack in result.physical.items()
                      for attack, values in by_attack.items() for k, v in values.items()]
             con.executemany("INSERT INTO task_metrics VALUES (?, ?, ?, ?, ?)", rows)
         return run_id

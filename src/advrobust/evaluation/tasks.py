@@ -28,6 +28,7 @@ from advrobust.tasks import Segmentation, Task, resolve_task
 from advrobust.tasks.metrics import miou_interval, per_image_confusion
 from advrobust.tasks.scoring import metrics_of_outputs, model_metrics, outputs
 from advrobust.threat import Linf, Threat, threat_from_name
+from advrobust.transforms.base import Transform
 
 
 def task_metrics(model: Any, x: Tensor, y: Tensor, task: Task | str | None = None) -> dict[str, float]:
@@ -87,6 +88,14 @@ class TaskEvaluation:
     classes: list[str] = field(default_factory=list)
     #: segmentation: 95% bootstrap intervals of the mIoU over images, ``"clean"`` and per eps and attack
     intervals: dict[str, Any] = field(default_factory=dict)
+    #: with a transformation (physical evaluation): its description, the draws each attack pass
+    #: averaged (EOT), the fresh draws each image was judged under, the metrics under them per eps and
+    #: attack (``physical``) and of the clean images under the transformations alone (``baseline``)
+    transform: str = ""
+    eot: int = 1
+    draws: int = 0
+    physical: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     timestamp: str = ""
 
@@ -146,6 +155,9 @@ def evaluate_task(
     seed: int = 0,
     n_examples: int = 3,
     runtime: Any = None,
+    transform: Transform | None = None,
+    eot: int = 4,
+    draws: int = 20,
 ) -> TaskEvaluation:
     """The task's metrics of ``model`` on ``(x, y)`` (or a scene data set), clean and after each
     attack at each eps. ``attacks``: registry names, ``(name, options)`` pairs or
@@ -153,7 +165,14 @@ def evaluate_task(
     shown as ``name#2``); ``threat``: the norm (default ``Linf``); ``epsilons``: the budgets
     (``None`` in the list: unbounded, for DAG). ``store``: a results store (path or
     :class:`~advrobust.evaluation.store.ResultStore`) to record the result in; ``runtime``: how the
-    attacks run the model (:class:`~advrobust.runtime.RuntimePolicy`)."""
+    attacks run the model (:class:`~advrobust.runtime.RuntimePolicy`).
+
+    ``transform``: a physical evaluation. Every attack then runs through the model seen under the
+    transformations (:class:`~advrobust.transforms.model.TransformedModel` with ``eot`` draws per
+    pass: EOT, each draw's output brought back over the input), and its examples are judged under
+    ``draws`` fresh draws as well (``physical``; labels follow each draw), next to the clean images
+    under the transformations alone (``baseline``); the same draws for every attack."""
+    from advrobust.evaluation.physical import perturbation_success
     from advrobust.evaluation.suites import build_suite
 
     started = time.perf_counter()
@@ -179,6 +198,13 @@ def evaluate_task(
             raise InputError(f"{m.name} needs an eps: the unbounded budget (None) is for DAG")
     names, built = [m.name for m in members], [m.attack for m in members]
     n = x.shape[0]
+    attacked = model
+    if transform is not None:
+        from advrobust.transforms.model import TransformedModel
+
+        if isinstance(draws, bool) or int(draws) != draws or draws < 1:
+            raise InputError(f"draws is the number of fresh transformations each image is judged under, got {draws!r}")
+        attacked = TransformedModel(model, transform, draws=eot, seed=seed, task=task)
     clean_out = outputs(model, x)
     result = TaskEvaluation(
         task=task.name, model_name=model_name or type(model).__name__, model_fingerprint=fingerprint(model),
@@ -186,6 +212,8 @@ def evaluate_task(
         clean=metrics_of_outputs(clean_out, y, task), metrics={}, norms={}, extras={}, classes=classes,
         intervals={"clean": _interval(clean_out, y, task)},
     )
+    if transform is not None:
+        result.transform, result.eot, result.draws = transform.describe(), attacked.draws, int(draws)
     linf, l2 = threat_from_name("linf"), threat_from_name("l2")
     with progress.task(f"{task.name}: {', '.join(names)}", total=len(eps_list) * len(built)) as bar:
         for eps in eps_list:
@@ -194,9 +222,14 @@ def evaluate_task(
             result.metrics[key], result.norms[key], result.extras[key], result.intervals[key] = {}, {}, {}, {}
             for name, attack in zip(names, built, strict=True):
                 attack = attack.with_threat(threat.with_eps(eps))
-                parts = [attack(model, x[i : i + batch_size], y[i : i + batch_size], task=task, runtime=runtime)
+                parts = [attack(attacked, x[i : i + batch_size], y[i : i + batch_size], task=task, runtime=runtime)
                          for i in range(0, n, batch_size)]
                 x_adv = torch.cat([p.x_adv for p in parts])
+                if transform is not None:
+                    judged = perturbation_success(model, x, x_adv, y, transform=transform, n_draws=int(draws),
+                                                  seed=seed, task=task, name=name)
+                    result.physical.setdefault(key, {})[name] = judged.metrics["physical"]
+                    result.baseline = judged.metrics["baseline"]
                 z = outputs(model, x_adv)
                 result.metrics[key][name] = metrics_of_outputs(z, y, task)
                 result.intervals[key][name] = _interval(z, y, task)

@@ -100,6 +100,21 @@ def metrics_table(ev: dict[str, Any]) -> str:
     return html.table(head, rows, [False, False, *([True] * (len(names) + 3))])
 
 
+def physical_table(ev: dict[str, Any]) -> str:
+    """A physical evaluation: the metrics of the same examples under fresh transformations."""
+    names = list(ev["baseline"])
+    intro = (
+        f"<p>Every attack ran through {html.esc(ev['transform'])}, averaging {ev['eot']} draws per step (EOT), "
+        f"and its examples were judged under {ev['draws']} fresh draws (the same for every attack; labels move "
+        "with each draw). The first row is the clean images under the transformations alone.</p>"
+    )
+    rows: list[list[html.Cell]] = [["clean", "transformations alone", *(html.pct(ev["baseline"][m]) for m in names)]]
+    for eps, by_attack in ev["physical"].items():
+        rows += [[eps, attack, *(html.pct(values[m]) for m in names)] for attack, values in by_attack.items()]
+    return intro + html.table(["eps", "attack", *(LABELS.get(m, m) for m in names)], rows,
+                              [False, False, *([True] * len(names))])
+
+
 def write_task_report(path: str | os.PathLike[str], evaluation: Any, title: str | None = None) -> Path:
     """Write the HTML report of a :class:`~advrobust.evaluation.tasks.TaskEvaluation` (or its dict)."""
     ev = evaluation if isinstance(evaluation, dict) else evaluation.to_dict()
@@ -110,10 +125,13 @@ def write_task_report(path: str | os.PathLike[str], evaluation: Any, title: str 
     summary = (
         f"<p>{html.esc(ev['model_name'])} on {html.esc(ev['data_name'])} ({ev['n_points']} images), "
         f"{html.esc(ev['task'])}, threat {html.esc(ev['threat'])}. Metrics on the clean images and after each "
-        "attack; <em>worst</em> takes, per image, the attack that damaged it most. Every number is an upper "
-        "bound on the model's true robustness: a stronger attack can only lower it.</p>"
+        "attack" + (" (digitally: the pictures as they are)" if ev.get("transform") else "") + "; <em>worst</em> "
+        "takes, per image, the attack that damaged it most. Every number is an upper bound on the model's true "
+        "robustness: a stronger attack can only lower it.</p>"
     )
     sections = [("metrics", "Metrics under attack", summary + metrics_table(ev))]
+    if ev.get("transform"):
+        sections.append(("physical", "Under the transformations", physical_table(ev)))
     pngs: dict[str, bytes] = {}
     if ev["examples"]:
         pngs["examples"] = png_bytes(examples_figure(ev["examples"], ev["task"], ev.get("classes") or []))
