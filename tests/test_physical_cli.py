@@ -115,6 +115,7 @@ def test_patch_command_on_a_detector_reports_its_metrics(tmp_path, capsys, monke
     page = (out / "report.html").read_text()
     assert "metrics" in page and "mAP@0.5 transformed" in page and "mAP@0.5 against transformation strength" in page
     assert "What the model sees" in page  # the detector's boxes on scenes with and without the patch
-    # a sticker is a classifier's: refused in one line before anything trains
-    assert _exit_code([*argv[:-2], "--shape", "sticker", "--out", str(out)]) == 1
-    assert "--shape sticker finds a classifier's sticker" in capsys.readouterr().err
+    # RP2's sticker on the detector: its shape found through the task's objective, then its texture
+    assert _exit_code([*argv[:-2], "--shape", "sticker", "--out", str(tmp_path / "sticker")]) == 0
+    summary = json.loads((tmp_path / "sticker" / "physical.json").read_text())
+    assert [r["name"] for r in summary["results"]][:2] == ["universal sticker", "random sticker (control)"]

@@ -66,10 +66,35 @@ def test_a_texture_in_the_found_mask_beats_a_random_texture_in_it():
     assert found.digital == 1.0 and dark.digital == 0.0
 
 
+class PixelVoteSegmenter(PixelVote):
+    """:class:`PixelVote`'s two scores given to every pixel: a segmenter whose whole map follows the
+    vote of the pixels in ``votes``."""
+
+    task = "segmentation"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+
+
+def test_a_segmenters_sticker_lies_where_its_pixels_can_be_moved():
+    from advrobust.transforms import Geometric
+
+    model, votes = PixelVoteSegmenter(_votes()), _votes().bool()
+    x, _ = _images()
+    y = torch.zeros(x.shape[0], SIDE, SIDE, dtype=torch.long)  # every pixel background
+    mask = sticker_mask(model, x, y, target=1, area=6 / SIDE**2, steps=40, batch_size=8)
+    assert int(mask.sum()) == 6 and bool(votes[mask[0, 0].bool()].all())
+    # labels that follow a pose change (pixels moved in from outside are ignored) leave the answer alone
+    moved = sticker_mask(model, x, y, target=1, area=6 / SIDE**2, steps=40, batch_size=8,
+                         transform=Geometric(translation=0.1))
+    assert int(moved.sum()) == 6 and float(votes[moved[0, 0].bool()].float().mean()) >= 5 / 6
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"area": 0.5, "within": torch.eye(SIDE)}, "the allowed surface has 8"),
     ({"area": 0.0}, "area 0 is 0 pixels"),
-    ({"target": 0}, "every image is already of the target class 0"),
+    ({"target": 0}, "every training image is already of the target class 0"),
+    ({"target": 5}, r"target holds class indices outside \[0, 1\] for a model with 2 classes"),
     ({"within": torch.full((SIDE, SIDE), 0.5)}, "within is not binary"),
 ])
 def test_bad_requests_are_one_line_errors(kwargs, message):

@@ -442,14 +442,7 @@ class UniversalTexture:
                 generator.seed()
             else:
                 generator.manual_seed(int(self.seed))
-        with torch.no_grad(), evaluation_mode(model):  # the model's output and the classes, before training
-            z = task.check_output(model(x[:2]), x[:2])
-        task.check_classes(z, y, None if target is None else task.class_target(int(target), y))
-        keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        if target is not None and not task.dense:
-            keep = y != int(target)
-        if not bool(keep.any()):
-            raise InputError(f"every training image is already of the target class {target}")
+        keep = images_to_attack(model, x, y, target, task)
         placement = self.placement
         if isinstance(placement, MaskPlacement) and placement.masks.shape[0] > 1:
             placement = MaskPlacement(placement.masks[keep.to(placement.masks.device)])
@@ -483,6 +476,23 @@ class UniversalMask(UniversalTexture):
 
     def __init__(self, mask: Tensor, **kwargs: Any) -> None:
         super().__init__(MaskPlacement(check_mask(mask, owner="UniversalMask mask")), **kwargs)
+
+
+def images_to_attack(model: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, target: int | None,
+                     task: Task) -> Tensor:
+    """Which training images a universal attack on ``model`` learns from (``y`` in the task's
+    form): all of them, but a classifier's images of the target class (they need no attack). Checks
+    first, in one line each, that the model's output is the task's and that its classes hold the
+    labels and the target."""
+    with torch.no_grad(), evaluation_mode(model):
+        z = task.check_output(model(x[:2]), x[:2])
+    task.check_classes(z, y, None if target is None else task.class_target(int(target), y))
+    keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    if target is not None and not task.dense:
+        keep = y != int(target)
+    if not bool(keep.any()):
+        raise InputError(f"every training image is already of the target class {target}")
+    return keep
 
 
 @contextmanager

@@ -8,10 +8,11 @@ the norm ``p = 1``)::
 
     δ̂ = argmin_δ  λ·‖δ‖₁ − E_{x∼X, t∼T} [ J(f(t(clip(x + δ))), ·) ]
 
-where ``J`` is the package's per-point objective (targeted: ``−CE(z, t)``; untargeted: ``CE(z, y)``),
-and then keeps as the mask the pixels where ``|δ̂|`` is largest, the regions the model is most
-sensitive to. The texture inside the mask is trained afterwards, as any masked texture
-(:class:`~advrobust.attacks.patch.UniversalMask`, RP2's second stage)::
+where ``J`` is the task's per-point objective (targeted: ``−CE(z, t)``; untargeted: ``CE(z, y)``;
+a segmenter's or detector's through :meth:`Task.objective <advrobust.tasks.Task.objective>`, with
+its labels moved with each draw of the scene), and then keeps as the mask the pixels where ``|δ̂|``
+is largest, the regions the model is most sensitive to. The texture inside the mask is trained
+afterwards, as any masked texture (:class:`~advrobust.attacks.patch.UniversalMask`, RP2's second stage)::
 
     mask = sticker_mask(model, x_train, y_train, target=8, area=0.1, transform=printed_digit())
     sticker = UniversalMask(mask, transform=printed_digit()).fit(model, x_train, y_train, target=8)
@@ -32,10 +33,10 @@ from torch import Tensor
 
 from advrobust.attacks.eval_mode import evaluation_mode
 from advrobust.attacks.inputs import check_positive_int
-from advrobust.attacks.patch import parameters_frozen
+from advrobust.attacks.patch import images_to_attack, parameters_frozen
 from advrobust.errors import InputError
-from advrobust.losses import get_loss
 from advrobust.masks import check_mask
+from advrobust.tasks import Task, resolve_task
 from advrobust.transforms import Identity, Transform
 from advrobust.transforms.base import check_images, check_range
 
@@ -54,12 +55,15 @@ def sticker_mask(
     lr: float = 0.05,
     l1_weight: float = 1e-3,
     seed: int = 0,
+    task: Task | str | None = None,
 ) -> Tensor:
     """RP2's mask (see the module docstring): a ``1×1×H×W`` binary mask of ``round(area·H·W)`` pixels,
     from ``steps`` Adam steps (``lr``) on a sparse universal perturbation over batches of
     ``batch_size`` images of ``x`` under fresh draws of ``transform`` (default: none), with the L1
-    weight ``l1_weight`` per pixel. ``target``: a class (images of it are left out); ``None``:
-    untargeted. ``within``: an ``H×W`` (or ``1×1×H×W``) binary mask the sticker must stay in."""
+    weight ``l1_weight`` per pixel. ``target``: a class (a classifier's images of it are left out;
+    a segmenter: the class of every pixel; a detector: ``0`` makes objects vanish); ``None``:
+    untargeted. ``within``: an ``H×W`` (or ``1×1×H×W``) binary mask the sticker must stay in.
+    ``task``: the model's task (by default its own, else inferred from ``y``)."""
     check_images("sticker_mask", x)
     c, h, w = x.shape[1:]
     area = check_range("sticker_mask", "area", area, 1.0)
@@ -70,14 +74,14 @@ def sticker_mask(
     if not 0 < k <= int(allowed.sum()):
         raise InputError(f"sticker_mask: area {area:g} is {k} pixels, but the allowed surface has "
                          f"{int(allowed.sum())}: choose an area in (0, {float(allowed.sum()) / (h * w):.3g}]")
-    keep = torch.ones_like(y, dtype=torch.bool) if target is None else y != int(target)
-    if not bool(keep.any()):
-        raise InputError(f"every image is already of the target class {target}")
+    task = resolve_task(task, model, y)
+    y = task.labels(y, x)
+    keep = images_to_attack(model, x, y, target, task)
     x, y = x[keep], y[keep]
     steps = check_positive_int("sticker_mask", "steps", steps)
     batch = min(check_positive_int("sticker_mask", "batch_size", batch_size), x.shape[0])
     transform = Identity() if transform is None else transform
-    objective = get_loss("ce")
+    objective = task.objective("ce")
     generator = torch.Generator(device=x.device).manual_seed(int(seed))
     delta = torch.zeros(1, c, h, w, dtype=x.dtype, device=x.device, requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=check_range("sticker_mask", "lr", lr))
@@ -86,11 +90,13 @@ def sticker_mask(
         for _ in range(steps):
             index = torch.randint(0, x.shape[0], (batch,), generator=generator, device=x.device)
             xb, yb = x[index], y[index]
-            tb = None if target is None else torch.full_like(yb, int(target))
             masked = delta * allowed
             perturbed = (xb + masked).clamp(0.0, 1.0)
             with torch.no_grad():
                 scene = transform.sample(perturbed, generator)
+                if task.dense:
+                    yb = task.follow(yb, transform, scene, (h, w))
+            tb = None if target is None else task.class_target(int(target), yb)
             attack_term = objective(model(transform.apply(perturbed, scene)), yb, tb).mean()
             loss = -attack_term + l1_weight * masked.abs().sum()
             optimizer.zero_grad(set_to_none=True)

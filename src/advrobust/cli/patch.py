@@ -113,8 +113,6 @@ def command(
     from advrobust.report.printable import printable_texture, save_preview, save_printable
 
     task = task.strip().lower()
-    if shape == "sticker" and task != "classification":
-        raise InputError("--shape sticker finds a classifier's sticker; with --task use --shape square or circle")
     loss = loss or ("margin" if task == "classification" else "ce")
     progress = progress_for(0)
     model, model_name, train, test = _load(task, model_spec, weights, data_name, root, split, n_points, seed,
@@ -133,7 +131,7 @@ def command(
         within = rectangle((h, w), (x0 * w, y0 * h, x1 * w, y1 * h))
         with progress.task(f"finding the sticker's {area:g} of the image ({goal})", total=1) as bar:
             mask = sticker_mask(model, train.x, train.y, target, area=area, transform=transform, within=within,
-                                steps=steps, seed=seed)
+                                steps=steps, seed=seed, task=task)
             bar.advance(1)
         attack = UniversalMask(mask, **options)
     else:
