@@ -128,15 +128,15 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
                    "STRENGTH × their ranges (e.g. printed-digit:0.5). A classifier becomes a randomized model (the "
                    "rand suite: EOT, verdicts over draws); with --task, attacks run through them (EOT over --eot "
                    "draws per pass, default 4) and are judged digitally and under --draws fresh ones.")
-@click.option("--draws", type=int, default=20, show_default=True,
-              help="With --transform: the fresh transformations each image is judged under.")
+@click.option("--draws", type=int,
+              help="With --task and --transform: the fresh transformations each image is judged under [default: 20].")
 @defence_options()
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, norm: str, eps_values: tuple[str, ...], suite: str,
     attack_names: tuple[str, ...], batch_size: int, json_path: Path | None, run_dir: Path | None,
     report_path: Path | None, db: Path | None, no_store: bool, plain_forward: bool, task: str,
-    transform_spec: str | None, draws: int, defence: str | None, bpda: bool, eot: int | None,
+    transform_spec: str | None, draws: int | None, defence: str | None, bpda: bool, eot: int | None,
 ) -> None:
     """Attack a model with an ensemble of attacks at several budgets; print clean accuracy and robust
     accuracy (worst case per point, with 95% Wilson intervals) and record the result. With --task
@@ -155,15 +155,20 @@ def command(
         if defence is not None or bpda:
             raise InputError("--defence and --bpda put a defence in front of a classifier; with --task, attack the "
                              "segmenter or detector as it is (a checkpoint with --model)")
-        if eot is not None and transform_spec is None:
-            raise InputError("--eot with --task averages over draws of --transform: name the transformations too "
+        if (eot is not None or draws is not None) and transform_spec is None:
+            raise InputError("--eot and --draws with --task count draws of --transform: name the transformations too "
                              "(e.g. --transform printed-digit)")
-        physical = None if transform_spec is None else (parse_scene(transform_spec), 4 if eot is None else eot, draws)
+        physical = None if transform_spec is None else {
+            "transform": parse_scene(transform_spec), "eot": 4 if eot is None else eot,
+            "draws": 20 if draws is None else draws}
         tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm,
                   parse_eps(eps_values, unbounded=True), [parse_entry(a) for a in attack_names],
                   min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),
                   progress_for(0), RuntimePolicy(fast=not plain_forward), physical)
         return
+    if draws is not None:
+        raise InputError("--draws counts the draws a segmenter's or detector's attacks are judged under (--task); a "
+                         "classifier under --transform is judged by its majority over draws")
     scene = None if transform_spec is None else parse_scene(transform_spec)
 
     join()

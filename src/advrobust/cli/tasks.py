@@ -105,11 +105,11 @@ def run(
     task: str, model_spec: str | None, data_name: str, root: str | None, split: str, n_points: int | None,
     seed: int, norm: str, epsilons: list[float | None] | None, attacks: list[Any], batch_size: int,
     json_path: Path | None, report_path: Path | None, store: Any, progress: Progress, runtime: Any = None,
-    physical: tuple[Any, int, int] | None = None,
+    physical: dict[str, Any] | None = None,
 ) -> None:
     """The ``evaluate --task`` command (after its options are parsed; ``attacks``: registry entries,
-    ``epsilons``: ``None`` in the list for no budget; ``physical``: the transformation, the EOT draws
-    per pass and the fresh draws each image is judged under)."""
+    ``epsilons``: ``None`` in the list for no budget; ``physical``: ``transform``, ``eot`` and
+    ``draws`` for :func:`~advrobust.evaluation.tasks.evaluate_task`)."""
     from advrobust.evaluation.tasks import evaluate_task
     from advrobust.threat import threat_from_name
 
@@ -119,7 +119,7 @@ def run(
         model, data, task=task, attacks=attacks or DEFAULT_TASK_ATTACKS, threat=threat_from_name(norm),
         epsilons=epsilons or DEFAULT_TASK_EPS, batch_size=batch_size, store=store, progress=progress,
         model_name=model_name, seed=seed, runtime=runtime,
-        **({} if physical is None else dict(zip(("transform", "eot", "draws"), physical, strict=True))),
+        **(physical or {}),
     )
     console.print(metrics_table(result))
     if result.transform:

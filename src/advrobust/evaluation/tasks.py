@@ -29,6 +29,7 @@ from advrobust.tasks.metrics import miou_interval, per_image_confusion
 from advrobust.tasks.scoring import metrics_of_outputs, model_metrics, outputs
 from advrobust.threat import Linf, Threat, threat_from_name
 from advrobust.transforms.base import Transform
+from advrobust.transforms.model import TransformedModel
 
 
 def task_metrics(model: Any, x: Tensor, y: Tensor, task: Task | str | None = None) -> dict[str, float]:
@@ -200,8 +201,6 @@ def evaluate_task(
     n = x.shape[0]
     attacked = model
     if transform is not None:
-        from advrobust.transforms.model import TransformedModel
-
         if isinstance(draws, bool) or int(draws) != draws or draws < 1:
             raise InputError(f"draws is the number of fresh transformations each image is judged under, got {draws!r}")
         attacked = TransformedModel(model, transform, draws=eot, seed=seed, task=task)

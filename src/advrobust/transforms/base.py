@@ -96,11 +96,11 @@ class Transform(ABC):
         be moved too; ``False`` by default (photometric edits)."""
         return False
 
-    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor:
+    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
         """Per-pixel outputs ``maps`` (``N×C×h×w``) computed on the output of :meth:`apply` with
-        ``params``, brought back over the input (bilinearly, or from the nearest output pixel with
-        ``mode="nearest"``; zero where the input pixel left the picture): how a segmenter's scores of
-        a transformed image line up with the original's labels. Unchanged by default."""
+        ``params``, brought back over the input (bilinearly; zero where the input pixel left the
+        picture): how a segmenter's scores of a transformed image line up with the original's
+        labels. Unchanged by default."""
         return maps
 
     def describe(self) -> str:
@@ -163,9 +163,9 @@ class Compose(Transform):
     def moves_pixels(self) -> bool:
         return any(t.moves_pixels() for t in self.transforms)
 
-    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor:
+    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
         for t, p in reversed(list(zip(self.transforms, params, strict=True))):
-            maps = t.pull_back(maps, p, mode)
+            maps = t.pull_back(maps, p)
         return maps
 
     def scaled(self, strength: float) -> Transform:

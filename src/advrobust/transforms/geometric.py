@@ -169,12 +169,12 @@ class Geometric(Transform):
     def moves_pixels(self) -> bool:
         return True
 
-    def pull_back(self, maps: Tensor, params: Params, mode: str = "bilinear") -> Tensor:
+    def pull_back(self, maps: Tensor, params: Params) -> Tensor:
         """The forward map (the inverse of :meth:`matrix`) resamples the output-frame ``maps`` at each
         input pixel's landing place; normalized coordinates make it hold at the maps' own resolution
         when their aspect ratio is the image's."""
         inverse = torch.linalg.inv(self.matrix(params, *maps.shape[-2:]).to(torch.float64)).to(maps.dtype)
-        return warp(maps, inverse, "zeros", mode=mode)
+        return warp(maps, inverse, "zeros")
 
     def scaled(self, strength: float) -> Transform:
         s = check_range(type(self).__name__, "strength", strength)

@@ -21,13 +21,11 @@ optimizes the expectation over poses as well.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from advrobust.errors import InputError
-from advrobust.tasks import Segmentation, resolve_task
+from advrobust.tasks import Segmentation, Task, resolve_task
 from advrobust.transforms.base import Transform, check_images
 
 
@@ -38,7 +36,7 @@ class TransformedModel(nn.Module):
     default the model's own ``task``, else a per-pixel output is a segmenter's."""
 
     def __init__(self, model: nn.Module, transform: Transform, draws: int = 1, seed: int = 0,
-                 task: Any = None) -> None:
+                 task: str | Task | None = None) -> None:
         super().__init__()
         for name in ("task", "stride"):  # what the attacks read to know the model's task
             if hasattr(model, name):
@@ -59,11 +57,10 @@ class TransformedModel(nn.Module):
     def reseed(self) -> None:
         self.generator.manual_seed(self.seed)
 
-    def _task_of(self, z: Tensor) -> Any:
-        """The task whose :meth:`pull_back` brings ``z`` back: the declared one, else a segmenter's."""
-        if getattr(self, "task", None) is not None:
-            return resolve_task(None, self)
-        return Segmentation() if z.dim() == 4 else resolve_task(None)
+    def _task(self) -> Task:
+        """The task whose :meth:`~advrobust.tasks.Task.pull_back` brings a per-pixel or per-cell output
+        back: the declared one, else a segmenter's."""
+        return resolve_task(None, self) if getattr(self, "task", None) is not None else Segmentation()
 
     def forward(self, x: Tensor) -> Tensor:
         if self.generator.device != x.device:
@@ -75,4 +72,4 @@ class TransformedModel(nn.Module):
         z = self.model(self.transform.apply(rows, params))
         if not (self.transform.moves_pixels() and isinstance(z, Tensor) and z.dim() == 4):
             return z.reshape(self.draws, x.shape[0], *z.shape[1:]).mean(dim=0)
-        return self._task_of(z).pull_back(z, self.transform, params, tuple(x.shape[-2:]), self.draws)
+        return self._task().pull_back(z, self.transform, params, tuple(x.shape[-2:]), self.draws)
