@@ -23,13 +23,16 @@ tasks follows it). With ``--eot-only``: per-image PGD (40 steps, 40 test scenes)
 under ``printed_digit()``) and on the detector (l∞ 0.05 and 0.1, under ``printed_digit(0.5)``),
 plain and through ``TransformedModel(model, scene, draws=4)`` (EOT: each draw's output brought back
 over the input, a detector's boxes with it), both measured under 10 fresh draws (:func:`eot_comparison`),
-after what the pull-back keeps of one draw's outputs (:func:`pull_back_fidelity`).
+after what the pull-back keeps of one draw's outputs (:func:`pull_back_fidelity`). With
+``--stickers-only``: the four settings with an RP2 sticker of 10% of the scene instead of the square
+(its shape found by :func:`~advrobust.attacks.sticker_mask.sticker_mask` in as many steps, then its
+texture; it stays where it was found and moves with the scene).
 
-    .venv/bin/python benchmarks/bench_physical_tasks.py [--quick | --speed-only | --eot-only]
+    .venv/bin/python benchmarks/bench_physical_tasks.py [--quick | --speed-only | --eot-only | --stickers-only]
 
 Writes ``benchmarks/results/physical_tasks.json`` (``--speed-only``: ``physical_tasks_speed.json``,
 the speed measured three times per model, as the machine's load moves the floor by up to 40%;
-``--eot-only``: ``physical_tasks_eot.json``).
+``--eot-only``: ``physical_tasks_eot.json``; ``--stickers-only``: ``physical_tasks_stickers.json``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from bench_physical import speed  # noqa: E402
 from common import write_results  # noqa: E402
 
 import advrobust as ar  # noqa: E402
-from advrobust.attacks.patch import UniversalPatch  # noqa: E402
+from advrobust.attacks.patch import UniversalMask, UniversalPatch  # noqa: E402
+from advrobust.attacks.sticker_mask import sticker_mask  # noqa: E402
 from advrobust.data.scenes import load_scenes  # noqa: E402
 from advrobust.evaluation.physical import perturbation_success, texture_success  # noqa: E402
 from advrobust.tasks import resolve_task  # noqa: E402
@@ -62,15 +66,20 @@ SETTINGS = (("segmentation", None, 1.0), ("segmentation", 0, 1.0), ("detection",
 
 
 def setting(task_name: str, target: int | None, strength: float, steps: int, n_test: int, draws: int,
-            loss: str = "ce") -> dict:
+            loss: str = "ce", shape: str = "square") -> dict:
     model, meta = (default_segmenter if task_name == "segmentation" else default_detector)()
     data = "mnist-seg" if task_name == "segmentation" else "mnist-det"
     train, test = load_scenes(data, "train", N_TRAIN), load_scenes(data, "test", n_test)
     task = resolve_task(task_name)
     scene = printed_digit(strength)
-    attack = UniversalPatch(0.1, scale_min=0.9, rotation=10, transform=scene, steps=steps, batch_size=32, lr=0.05,
-                            loss=loss)
+    options = {"transform": scene, "steps": steps, "batch_size": 32, "lr": 0.05, "loss": loss}
     start = time.process_time()
+    if shape == "sticker":  # RP2: the shape first (as many steps), then the texture in it
+        mask = sticker_mask(model, train.x, train.y, target, area=0.1, transform=scene, steps=steps, batch_size=32,
+                            task=task)
+        attack = UniversalMask(mask, **options)
+    else:
+        attack = UniversalPatch(0.1, scale_min=0.9, rotation=10, **options)
     patch = attack.fit(model, train.x, train.y, target, task=task)
     train_s = time.process_time() - start
     trained = texture_success(model, patch, test.x, test.y, transform=scene, n_draws=draws)
@@ -83,7 +92,8 @@ def setting(task_name: str, target: int | None, strength: float, steps: int, n_t
     pgd = ar.attacks.PGD(ar.Linf(0.3), steps=40)(model, test.x, y, goal, task=task)
     digital = perturbation_success(model, test.x, pgd.x_adv, y, target, transform=scene, n_draws=draws, task=task,
                                    name="PGD l∞ 0.3")
-    return {"task": task_name, "target": target, "loss": loss, "transform": scene.describe(), "strength": strength,
+    return {"task": task_name, "target": target, "shape": shape, "loss": loss, "transform": scene.describe(),
+            "strength": strength,
             "train_cpu_s": train_s, "steps": steps, "nps": patch.nps, "tv": patch.tv,
             "patch": trained.to_dict() | {"per_point": None},
             "random": [c.to_dict() | {"per_point": None} for c in controls],
@@ -161,6 +171,8 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="only the speed, three times per model")
     parser.add_argument("--eot-only", action="store_true",
                         help="only plain against EOT PGD on the segmenter and the detector")
+    parser.add_argument("--stickers-only", action="store_true",
+                        help="only RP2 stickers (the shape found first, then the texture) in the four settings")
     parser.add_argument("--losses-only", action="store_true",
                         help="only the untargeted segmenter patch trained with CE and with the margin loss")
     args = parser.parse_args()
@@ -170,6 +182,13 @@ def main() -> None:
         for r in rows:
             print(f"{r['loss']}: {headline(r)}", flush=True)
         print(f"wrote {write_results('physical_tasks_losses', {'settings': rows})}")
+        return
+    if args.stickers_only:
+        rows = [setting(task_name, target, strength, STEPS, N_TEST, DRAWS, shape="sticker")
+                for task_name, target, strength in SETTINGS]
+        for r in rows:
+            print(f"sticker: {headline(r)}", flush=True)
+        print(f"wrote {write_results('physical_tasks_stickers', {'settings': rows})}")
         return
     if args.eot_only:
         fidelity = [pull_back_fidelity(task_name, strength) for task_name, strength, _ in EOT_SETTINGS]

@@ -162,7 +162,8 @@ def command(
     html = physical_page(f"Physical attack on {model_name}", results,
                          texture_png=Path(texture_preview.path).read_bytes(),
                          preview_png=preview.read_bytes(),
-                         outputs_png=_outputs_png(model, patch, test, transform, seed), notes=notes)
+                         outputs_png=_outputs_png(model, patch, test, transform, seed, f"universal {kind}"),
+                         notes=notes)
     (out_dir / "report.html").write_text(html)
     summary = {"model": model_name, "task": task, "target": target, "area": area, "loss": loss, "nps": patch.nps,
                "tv": patch.tv,
@@ -206,14 +207,15 @@ def _digital_pgd(model: Any, x: torch.Tensor, y: torch.Tensor, target: int | Non
                                 name="digital PGD (l∞ 0.3)", task=task)
 
 
-def _outputs_png(model: Any, patch: Any, test: Any, transform: Any, seed: int) -> bytes | None:
-    """A dense model's outputs on four test scenes under one draw, without and with the patch."""
+def _outputs_png(model: Any, patch: Any, test: Any, transform: Any, seed: int, name: str) -> bytes | None:
+    """A dense model's outputs on four test scenes under one draw, without and with the texture
+    (``name``: what it is called)."""
     if not patch.task.dense:
         return None
     from advrobust.evaluation.physical import texture_examples
     from advrobust.report.figures import png_bytes
     from advrobust.report.tasks import examples_figure
 
-    examples = texture_examples(model, patch, test.x, test.y, transform=transform, seed=seed)
+    examples = texture_examples(model, patch, test.x, test.y, transform=transform, seed=seed, name=name)
     drawn = [{**e.to_dict(), "title": f"{e.attack}, transformed"} for e in examples]
     return png_bytes(examples_figure(drawn, patch.task.name, list(getattr(test, "classes", []))))
