@@ -13,6 +13,9 @@ from advrobust.attacks.oracle import Oracle
 from advrobust.runtime import FrozenCopies, Runner, RuntimePolicy
 from advrobust.runtime.chunks import CPU_ROWS
 from advrobust.runtime.fast_forward import FROZEN_AFTER_ROWS, FastForward
+from advrobust.runtime.randomness import check_randomness, replay_point
+from advrobust.transforms import Geometric
+from advrobust.transforms.model import TransformedModel
 
 
 def _cnn(seed: int = 0) -> nn.Module:
@@ -119,6 +122,33 @@ def test_the_plain_model_is_used_when_the_fast_path_fails_or_differs(make):
         out = fast(x)
         assert fast.layout == "default"
         torch.testing.assert_close(out, model(x))
+
+
+class _NoisyInput(nn.Module):
+    """A randomized defence: Gaussian noise on the input from torch's default generator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _cnn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + 0.1 * torch.randn_like(x))
+
+
+@pytest.mark.parametrize("make", [_NoisyInput, lambda: TransformedModel(_cnn(), Geometric(rotation=20), draws=2)],
+                         ids=["global-generator", "own-generator"])
+def test_a_randomized_model_takes_the_fast_path_checked_on_the_same_draws(make):
+    model, x = make().eval(), _x(16)
+    fast = FastForward(model)
+    with torch.no_grad():
+        assert check_randomness(model, x).randomized  # two passes differ ...
+        fast(x)
+        assert fast.layout == "channels_last"  # ... yet the fast path was checked on one draw, and kept
+        replay = replay_point(model)
+        out = fast(x)
+        replay()
+        plain = model(x)
+    torch.testing.assert_close(out, plain, rtol=1e-4, atol=1e-5)  # the same function, draw for draw
 
 
 def test_reported_successes_are_decided_by_the_plain_model(monkeypatch):

@@ -21,7 +21,8 @@ things matter on a CPU, all measured in ``benchmarks/bench_fast_forward.py``:
   model's current weights), and the copy is checked against the plain model like the rest.
 
 The fast path is only a faster way of computing the same function: on its first call it is checked
-against the model's own forward pass on a few rows, and a model whose output differs (beyond float
+against the model's own forward pass on a few rows (a randomized model's two passes on the same
+draws), and a model whose output differs (beyond float
 rounding) or that fails on the layout — e.g. a ``forward`` that calls ``.view`` on a convolution's
 output, which needs the default strides — falls back to the plain model for the whole call. Attacks
 confirm every success with the plain model (:meth:`FastForward.exact`), so a reported success never
@@ -40,6 +41,7 @@ from torch.func import functional_call
 from advrobust.runtime.chunks import CPU_ROWS, chunked
 from advrobust.runtime.frozen import CHECK_ROWS, Frozen, FrozenCopies, same_scores
 from advrobust.runtime.local_forward import LocalForward, local_forward
+from advrobust.runtime.randomness import replay_point
 from advrobust.runtime.runner import Runner
 from advrobust.runtime.square_edits import SquareEdits, square_edits
 
@@ -144,8 +146,10 @@ class FastForward(Runner):
         """Use the fast path only if it computes the model's function on the first rows of ``x``."""
         self._checked = True
         probe = x[:CHECK_ROWS].detach()
+        replay = replay_point(self.model)  # a randomized model: both passes on the same draws
         with torch.no_grad():
             plain = self.model(probe)
+            replay()
             try:
                 fast = self._pass(probe)
             except RuntimeError:  # e.g. ``.view`` on a channels-last activation
