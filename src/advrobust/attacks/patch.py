@@ -38,6 +38,7 @@ from advrobust.errors import InputError
 from advrobust.losses import get_loss
 from advrobust.masks import check_mask
 from advrobust.printability import check_palette, default_palette, nps, total_variation
+from advrobust.runtime import RuntimePolicy
 from advrobust.tasks import CLASSIFICATION, Task, resolve_task
 from advrobust.transforms import Transform, physical
 from advrobust.transforms.base import check_images, check_range
@@ -332,6 +333,7 @@ def train_texture(
     texture = torch.rand(c, h, w, generator=generator, dtype=x.dtype, device=x.device).requires_grad_(True)
     optimizer = torch.optim.Adam([texture], lr=config.lr)
     objective = task.objective(config.loss)
+    runner = RuntimePolicy().runner(model)  # the CPU fast path where it applies: the same function, faster
     support = placement.support(texture.detach())
     palette = config.palette.to(x)
     history: list[dict[str, float]] = []
@@ -346,7 +348,7 @@ def train_texture(
                 hidden = task.occlude(yb, placement.covered(xb, texture.detach(), params))
                 yb = task.follow(hidden, transform, scene, (x.shape[-2], x.shape[-1]))
         tb = None if target is None else task.class_target(target, yb)
-        z = model(transform.apply(placement.paste(xb, texture, params), scene))
+        z = runner.forward(transform.apply(placement.paste(xb, texture, params), scene))
         attack_term = objective(z, yb, tb).mean()
         printability = nps(texture, palette, support) if config.nps_weight else texture.new_zeros(())
         smoothness = total_variation(texture, support) if config.tv_weight else texture.new_zeros(())
