@@ -155,6 +155,22 @@ def test_ar_evaluate_hands_a_segmenter_to_evaluate_task():
     assert ev.task == "segmentation" and ev.attacks == ["pgd"] and ev.metrics["0.2"]["pgd"]["pixel_accuracy"] < 0.05
 
 
+def test_ar_evaluate_through_a_transform_for_a_segmenter_and_a_classifier(small_cnn):
+    import advrobust as ar
+    from advrobust.transforms import Geometric
+
+    model, pose = per_pixel_linear(), Geometric(rotation=20)
+    x = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(1)) * 0.2 + 0.4
+    y = model(x).argmax(dim=1)
+    ev = ar.evaluate(model, x, y, epsilons=[0.2], suite=["pgd"], transform=pose, eot=2)
+    assert ev.transform == pose.describe() and ev.eot == 2 and set(ev.physical["0.2"]) == {"pgd"}
+    with pytest.raises(InputError, match="eot for a segmenter or detector counts draws of a transform"):
+        ar.evaluate(model, x, y, epsilons=[0.2], suite=["pgd"], eot=2)
+    digits = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    seen = ar.evaluate(small_cnn, digits, small_cnn(digits).argmax(1), suite=["fgsm"], transform=pose, eot=2)
+    assert seen.randomized and "draws" in seen.verdict_rule  # the classifier as a camera sees it
+
+
 def test_only_dag_runs_without_a_budget():
     model = per_pixel_linear()
     x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1))

@@ -179,9 +179,7 @@ def command(
     model, model_name, classes = load_model(model_spec, weights, progress)
     model, model_name = defend_model(model, model_name, defence, bpda)
     if scene is not None:  # the model as a camera sees it: a randomized model, one fresh draw per pass
-        from advrobust.transforms.model import TransformedModel
-
-        model, model_name = TransformedModel(model, scene, seed=seed), f"{model_name} under {transform_spec}"
+        model_name = f"{model_name} under {transform_spec}"
     data = load_points(data_name, root, split, n_points, seed)
     store = None if no_store else ResultStore(db)
     own_run_dir = run_dir is None
@@ -193,7 +191,8 @@ def command(
         run_dir = cache_dir() / "runs" / key
     settings = {"threat": threat_from_name(norm), "epsilons": epsilons, "suite": chosen, "batch_size": batch_size,
                 "store": store, "progress": progress, "classes": classes, "model_name": model_name,
-                "data_name": data.name, "seed": seed, "runtime": RuntimePolicy(fast=not plain_forward), "eot": eot}
+                "data_name": data.name, "seed": seed, "runtime": RuntimePolicy(fast=not plain_forward), "eot": eot,
+                "transform": scene}
     try:
         result = ar.evaluate(model, data, run_dir=run_dir, **settings)
     except RunDirMismatch:

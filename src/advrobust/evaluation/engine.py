@@ -56,6 +56,8 @@ from advrobust.runtime.policy import RuntimePolicy
 from advrobust.runtime.randomness import check_randomness
 from advrobust.runtime.runner import Model
 from advrobust.threat import Linf, Threat, within_budget
+from advrobust.transforms.base import Transform
+from advrobust.transforms.model import TransformedModel
 from advrobust.version import __version__
 
 #: points of the batch run twice to tell whether the model is randomized
@@ -336,6 +338,7 @@ def evaluate(
     runtime: RuntimePolicy | None = None,
     task: Any = None,
     eot: int | None = None,
+    transform: Transform | None = None,
 ) -> Any:
     """Robust accuracy of ``model`` on ``(x, y)`` (or a Dataset) under ``threat`` at every eps.
 
@@ -352,6 +355,12 @@ def evaluate(
     the suite averages its gradients (or scores) over that many draws of the model (default: the
     suite's own; ``rand``'s is 20), for a randomized model.
 
+    ``transform`` (a :class:`~advrobust.transforms.Transform`): the model as a camera sees it, through
+    those transformations. A classifier becomes the randomized model ``f(t(x))``, one fresh draw per
+    pass (:class:`~advrobust.transforms.model.TransformedModel`), evaluated like any randomized model;
+    a segmenter's or detector's attacks run through ``eot`` draws per pass (default 4) and are judged
+    under fresh draws as well (:func:`advrobust.evaluation.tasks.evaluate_task`).
+
     A smoothed classifier is evaluated as an interval: certified accuracy (lower bound) and attacked
     robust accuracy (upper bound) per eps, in ``result.certified_accuracy`` and
     ``result.robust_accuracy`` (:mod:`~advrobust.evaluation.certified`): per l2 eps for
@@ -367,12 +376,18 @@ def evaluate(
     if dense is not None:
         from advrobust.evaluation.tasks import evaluate_task
 
+        if eot is not None and transform is None:
+            raise InputError("eot for a segmenter or detector counts draws of a transform: pass transform= too")
         threat, eps_list = resolve_threat(threat, epsilons)
+        physical = {} if transform is None else {"transform": transform, "eot": 4 if eot is None else eot}
         return evaluate_task(
             model, x, y, task=dense, attacks=suite if isinstance(suite, list) else ["dag", "pgd"], threat=threat,
             epsilons=eps_list, batch_size=min(int(batch_size), 64), store=store, progress=progress,
             model_name=model_name, data_name=data_name, seed=seed, n_examples=n_examples, runtime=runtime,
+            **physical,
         )
+    if transform is not None:
+        model = TransformedModel(model, transform, seed=seed)
     started = time.perf_counter()
     x, y, data_classes, data_label = _as_data(x, y)
     if getattr(model, "certifies", None) in ("l2", "patch"):  # a smoothed classifier: [certified, attacked] per eps
