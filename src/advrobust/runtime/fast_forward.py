@@ -22,12 +22,12 @@ things matter on a CPU, all measured in ``benchmarks/bench_fast_forward.py``:
 
 The fast path is only a faster way of computing the same function: on its first call it is checked
 against the model's own forward pass on a few rows (a randomized model's two passes on the same
-draws), and a model whose output differs (beyond float
-rounding) or that fails on the layout — e.g. a ``forward`` that calls ``.view`` on a convolution's
-output, which needs the default strides — falls back to the plain model for the whole call. Attacks
-confirm every success with the plain model (:meth:`FastForward.exact`), so a reported success never
-depends on the fast path. Whether a model runs on it is decided by
-:class:`advrobust.runtime.policy.RuntimePolicy` (``ADVROBUST_FAST_FORWARD=0`` turns it off).
+draws), and a model whose output differs (beyond float rounding) or that fails on the layout — e.g.
+a ``forward`` that calls ``.view`` on a convolution's output, which needs the default strides —
+falls back to the plain model for the whole call. Attacks confirm every success with the plain
+model (:meth:`FastForward.exact`), so a reported success never depends on the fast path. Whether a
+model runs on it is decided by :class:`advrobust.runtime.policy.RuntimePolicy`
+(``ADVROBUST_FAST_FORWARD=0`` turns it off).
 """
 
 from __future__ import annotations
