@@ -11,7 +11,9 @@ than half of them):
   ``version='rand'``), which ``ar.evaluate`` chooses by itself for a randomized model.
 
 Each with its wall time and the ratio to its floor (the same number of forward+backward passes of
-the defended model on the same batch).
+the defended model on the same batch, run as the attacks run it: the runtime's CPU fast path, which
+randomized models take since its first-call check replays their draws). PGD stops a point at its
+first success, so an attack can run fewer passes than its floor counts.
 
     .venv/bin/python benchmarks/bench_randomized.py [--n 200] [--eps 0.2] [--model CHECKPOINT]
 
@@ -33,6 +35,7 @@ from common import floor_seconds, write_results  # noqa: E402
 import advrobust as ar  # noqa: E402
 from advrobust.data import load  # noqa: E402
 from advrobust.models.defences import GaussianNoise, RandomResizePad  # noqa: E402
+from advrobust.runtime import RuntimePolicy  # noqa: E402
 
 EOT = 20
 
@@ -71,7 +74,8 @@ def main() -> None:
             res = attack(defended, x, y)
             seconds = time.perf_counter() - start
             passes = 40 * (EOT if label == "pgd-eot" else 1)
-            floor = floor_seconds(defended, x, y, 5, repeats=1) / 5 * passes  # per pass, times the passes
+            runner = RuntimePolicy().runner(defended)  # the model as the attacks run it (the CPU fast path)
+            floor = floor_seconds(runner.forward, x, y, 5, repeats=1) / 5 * passes  # per pass, times the passes
             rows[label] = {"robust_accuracy": robust_accuracy(res.success, correct), "seconds": seconds,
                            "floor_seconds": floor, "ratio_to_floor": seconds / floor}
         start = time.perf_counter()
