@@ -124,8 +124,8 @@ def test_the_plain_model_is_used_when_the_fast_path_fails_or_differs(make):
         torch.testing.assert_close(out, model(x))
 
 
-class _NoisyInput(nn.Module):
-    """A randomized defence: Gaussian noise on the input from torch's default generator."""
+class _Noisy(nn.Module):
+    """A randomized forward pass (as in randomized-smoothing defenses): no two passes agree."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -135,7 +135,7 @@ class _NoisyInput(nn.Module):
         return self.inner(x + 0.1 * torch.randn_like(x))
 
 
-@pytest.mark.parametrize("make", [_NoisyInput, lambda: TransformedModel(_cnn(), Geometric(rotation=20), draws=2)],
+@pytest.mark.parametrize("make", [_Noisy, lambda: TransformedModel(_cnn(), Geometric(rotation=20), draws=2)],
                          ids=["global-generator", "own-generator"])
 def test_a_randomized_model_takes_the_fast_path_checked_on_the_same_draws(make):
     model, x = make().eval(), _x(16)
@@ -213,17 +213,6 @@ class _Branchy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.a(x) if bool(x.mean() > 0.5) else self.b(x)
-
-
-class _Noisy(nn.Module):
-    """A randomized forward pass (as in randomized-smoothing defenses): no two passes agree."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = _cnn()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x + 0.1 * torch.randn_like(x))
 
 
 @pytest.mark.parametrize("arch", ["mnist-cnn", "small-resnet"])
