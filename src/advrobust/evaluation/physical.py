@@ -209,6 +209,18 @@ def texture_examples(model, texture, x: Tensor, y: Any, *, transform: Transform 
             for i in range(x.shape[0])]
 
 
+def metrics_under(model, x: Tensor, y: Tensor, task: Task, transform: Transform, n_draws: int,
+                  seed: int = 0) -> dict[str, float]:
+    """A segmenter's or detector's metrics on the images ``x`` (labels ``y`` in the task's form)
+    under ``n_draws`` fresh draws of ``transform`` each, labels following every draw; the draws
+    depend only on ``seed`` and the number of images, so calls on other images of the same count
+    (clean, and each attack's examples) are judged under the same draws."""
+    metrics = RunningMetrics(task, n_images=x.shape[0])
+    generator = torch.Generator(device=x.device).manual_seed(int(seed))
+    success_matrix(model, _unchanged, x, y, None, transform, n_draws, generator, task=task, metrics=metrics)
+    return metrics.result()
+
+
 def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Any, target: Tensor | int | None = None, *,
                          transform: Transform | None = None, n_draws: int = 100, seed: int = 0,
                          strengths: Sequence[float] = (), curve_draws: int | None = None,

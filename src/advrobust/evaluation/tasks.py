@@ -172,8 +172,8 @@ def evaluate_task(
     transformations (:class:`~advrobust.transforms.model.TransformedModel` with ``eot`` draws per
     pass: EOT, each draw's output brought back over the input), and its examples are judged under
     ``draws`` fresh draws as well (``physical``; labels follow each draw), next to the clean images
-    under the transformations alone (``baseline``); the same draws for every attack."""
-    from advrobust.evaluation.physical import perturbation_success
+    under the transformations alone (``baseline``), all under the same draws."""
+    from advrobust.evaluation.physical import metrics_under
     from advrobust.evaluation.suites import build_suite
 
     started = time.perf_counter()
@@ -213,6 +213,7 @@ def evaluate_task(
     )
     if transform is not None:
         result.transform, result.eot, result.draws = transform.describe(), attacked.draws, int(draws)
+        result.baseline = metrics_under(model, x, y, task, transform, int(draws), seed)
     linf, l2 = threat_from_name("linf"), threat_from_name("l2")
     with progress.task(f"{task.name}: {', '.join(names)}", total=len(eps_list) * len(built)) as bar:
         for eps in eps_list:
@@ -225,10 +226,8 @@ def evaluate_task(
                          for i in range(0, n, batch_size)]
                 x_adv = torch.cat([p.x_adv for p in parts])
                 if transform is not None:
-                    judged = perturbation_success(model, x, x_adv, y, transform=transform, n_draws=int(draws),
-                                                  seed=seed, task=task, name=name)
-                    result.physical.setdefault(key, {})[name] = judged.metrics["physical"]
-                    result.baseline = judged.metrics["baseline"]
+                    result.physical.setdefault(key, {})[name] = metrics_under(model, x_adv, y, task, transform,
+                                                                              int(draws), seed)
                 z = outputs(model, x_adv)
                 result.metrics[key][name] = metrics_of_outputs(z, y, task)
                 result.intervals[key][name] = _interval(z, y, task)
