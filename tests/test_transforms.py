@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from advrobust.errors import InputError
+from advrobust.tensors import clamp_unit
 from advrobust.transforms import (
     Brightness,
     ColorJitter,
@@ -65,6 +66,22 @@ def test_differentiable_gradcheck(name: str) -> None:
     x = (0.3 + 0.4 * torch.rand(2, 3, 7, 6, generator=gen(5), dtype=torch.float64)).requires_grad_(True)
     params = t.sample(x.detach(), gen(6))
     assert torch.autograd.gradcheck(lambda v: t.apply(v, params), (x,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clamp_unit_has_clamps_values_and_gradient_at_the_bounds_too(dtype) -> None:
+    # the transformations saturate with clamp_unit (a faster backward); a pixel exactly at 0 or 1 (a
+    # patch's texture is clamped to [0, 1] after every step) must keep its gradient, as under clamp
+    one_up = torch.nextafter(torch.ones((), dtype=dtype), torch.full((), 2.0, dtype=dtype))
+    x = torch.cat([torch.tensor([-1.0, -0.0, 0.0, 1e-30, 0.5, 1.0, 2.0], dtype=dtype), one_up[None],
+                   torch.rand(200, generator=gen(1), dtype=dtype) * 1.4 - 0.2])
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    weights = torch.rand(x.shape, generator=gen(2), dtype=dtype)
+    (grad_clamp,) = torch.autograd.grad((a.clamp(0, 1) * weights).sum(), a)
+    (grad_unit,) = torch.autograd.grad((clamp_unit(b) * weights).sum(), b)
+    assert torch.equal(clamp_unit(x), x.clamp(0, 1))
+    assert torch.equal(grad_unit, grad_clamp)
+    assert grad_unit[:8].tolist() == [0.0, *weights[1:6].tolist(), 0.0, 0.0]
 
 
 def test_geometric_ranges_respected() -> None:

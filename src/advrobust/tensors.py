@@ -16,6 +16,31 @@ def per_point(values: Tensor, like: Tensor) -> Tensor:
     return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def clamp_unit(x: Tensor) -> Tensor:
+    """``x.clamp(0, 1)`` with the same gradient (``1`` where ``0 ≤ x ≤ 1``, ``0`` elsewhere), computed
+    by one fused kernel: on a CPU, clamp's own backward builds two boolean masks and a ``where``, which
+    took 5–8 ns a pixel here (four times the forward and backward of the multiplication before it);
+    the saturating transformations of a physical scene run it on every EOT draw. Differentiable once."""
+    return _UnitClamp.apply(x)
+
+
+class _UnitClamp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        # hardtanh's backward passes the gradient strictly inside (lo, hi); bounds one step outside
+        # [0, 1] in x's dtype make that 0 ≤ x ≤ 1 (the smallest normal below 0, so that flushing
+        # subnormals to zero cannot shut out exact zeros; only negative subnormals differ from clamp)
+        info = torch.finfo(x.dtype)
+        return torch.ops.aten.hardtanh_backward(grad, x, -info.tiny, 1.0 + info.eps)
+
+
 def class_scores_argmax(z: Tensor) -> Tensor:
     """``z.argmax(dim=1)`` (the first maximal index, as :func:`torch.max` documents) computed as
     ``z.max(dim=1).indices``: on CPU the same result about four times faster for dense outputs

@@ -38,6 +38,7 @@ from advrobust.errors import InputError
 from advrobust.masks import check_mask
 from advrobust.runtime import RuntimePolicy
 from advrobust.tasks import Task, resolve_task
+from advrobust.tensors import clamp_unit
 from advrobust.transforms import Identity, Transform
 from advrobust.transforms.base import check_images, check_range
 
@@ -93,7 +94,7 @@ def sticker_mask(
             index = torch.randint(0, x.shape[0], (batch,), generator=generator, device=x.device)
             xb, yb = x[index], y[index]
             masked = delta * allowed
-            perturbed = (xb + masked).clamp(0.0, 1.0)
+            perturbed = clamp_unit(xb + masked)
             with torch.no_grad():
                 scene = transform.sample(perturbed, generator)
                 if task.dense:

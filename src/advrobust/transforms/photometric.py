@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from advrobust.tensors import per_point
+from advrobust.tensors import clamp_unit, per_point
 from advrobust.transforms.base import Params, Transform, check_range, uniform
 
 
@@ -31,7 +31,7 @@ class Brightness(Transform):
         return {"b": uniform(x.shape[0], self.delta, x, generator)}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        return (x + per_point(params["b"], x)).clamp(0.0, 1.0)
+        return clamp_unit(x + per_point(params["b"], x))
 
     def scaled(self, strength: float) -> Transform:
         return replace(self, delta=min(self.delta * check_range("Brightness", "strength", strength), 1.0))
@@ -55,7 +55,7 @@ class Contrast(Transform):
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        return (mean + per_point(params["c"], x) * (x - mean)).clamp(0.0, 1.0)
+        return clamp_unit(mean + per_point(params["c"], x) * (x - mean))
 
     def scaled(self, strength: float) -> Transform:
         return replace(self, factor=min(self.factor * check_range("Contrast", "strength", strength), 1.0))
@@ -84,7 +84,7 @@ class ColorJitter(Transform):
         return {"gain": gain, "offset": offset}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        return (params["gain"] * x + params["offset"]).clamp(0.0, 1.0)
+        return clamp_unit(params["gain"] * x + params["offset"])
 
     def scaled(self, strength: float) -> Transform:
         s = check_range("ColorJitter", "strength", strength)
@@ -107,7 +107,7 @@ class GaussianNoise(Transform):
         return {"noise": torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) * self.std}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        return (x + params["noise"]).clamp(0.0, 1.0)
+        return clamp_unit(x + params["noise"])
 
     def scaled(self, strength: float) -> Transform:
         return replace(self, std=min(self.std * check_range("GaussianNoise", "strength", strength), 1.0))

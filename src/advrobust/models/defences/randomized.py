@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advrobust.errors import InputError
+from advrobust.tensors import clamp_unit
 
 
 class _Randomized(nn.Module):
@@ -38,7 +39,7 @@ class GaussianNoise(_Randomized):
 
     def forward(self, x: Tensor) -> Tensor:
         noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
-        return self.model((x + self.sigma * noise).clamp(0.0, 1.0))
+        return self.model(clamp_unit(x + self.sigma * noise))
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"
