@@ -40,6 +40,7 @@ from advrobust.cli.common import (
 )
 from advrobust.cli.console import console, err_console
 from advrobust.errors import InputError
+from advrobust.evaluation.tasks import PHYSICAL_DRAWS, PHYSICAL_EOT
 
 #: the default budget per norm for 28×28 digits: l∞ 0.3 (Madry et al. 2018), l2 2 and l1 10 (the MNIST
 #: budgets of Croce & Hein 2020/2021), l0 20 pixels. One budget: a strong suite at a small eps runs its
@@ -127,9 +128,10 @@ def _run_dir_key(parts: dict[str, Any]) -> str:
               help="Evaluate the model as a camera sees it, through physical or printed-digit transformations at "
                    "STRENGTH × their ranges (e.g. printed-digit:0.5). A classifier becomes a randomized model (the "
                    "rand suite: EOT, verdicts over draws); with --task, attacks run through them (EOT over --eot "
-                   "draws per pass, default 4) and are judged digitally and under --draws fresh ones.")
+                   f"draws per pass, default {PHYSICAL_EOT}) and are judged digitally and under --draws fresh ones.")
 @click.option("--draws", type=int,
-              help="With --task and --transform: the fresh transformations each image is judged under [default: 20].")
+              help="With --task and --transform: the fresh transformations each image is judged under "
+                   f"[default: {PHYSICAL_DRAWS}].")
 @defence_options()
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
@@ -158,9 +160,8 @@ def command(
         if (eot is not None or draws is not None) and transform_spec is None:
             raise InputError("--eot and --draws with --task count draws of --transform: name the transformations too "
                              "(e.g. --transform printed-digit)")
-        physical = None if transform_spec is None else {
-            "transform": parse_scene(transform_spec), "eot": 4 if eot is None else eot,
-            "draws": 20 if draws is None else draws}
+        physical = None if transform_spec is None else {"transform": parse_scene(transform_spec), "eot": eot,
+                                                        "draws": draws}
         tasks.run(task, model_spec, data_name, root, split, n_points, seed, norm,
                   parse_eps(eps_values, unbounded=True), [parse_entry(a) for a in attack_names],
                   min(batch_size, 64), json_path, report_path, None if no_store else ResultStore(db),

@@ -379,7 +379,7 @@ def evaluate(
         if eot is not None and transform is None:
             raise InputError("eot for a segmenter or detector counts draws of a transform: pass transform= too")
         threat, eps_list = resolve_threat(threat, epsilons)
-        physical = {} if transform is None else {"transform": transform, "eot": 4 if eot is None else eot}
+        physical = {} if transform is None else {"transform": transform, "eot": eot}
         return evaluate_task(
             model, x, y, task=dense, attacks=suite if isinstance(suite, list) else ["dag", "pgd"], threat=threat,
             epsilons=eps_list, batch_size=min(int(batch_size), 64), store=store, progress=progress,

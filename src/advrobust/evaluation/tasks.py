@@ -31,6 +31,10 @@ from advrobust.threat import Linf, Threat, threat_from_name
 from advrobust.transforms.base import Transform
 from advrobust.transforms.model import TransformedModel
 
+#: a physical evaluation's defaults: draws averaged per attack pass (EOT), and fresh draws each
+#: attacked image is judged under
+PHYSICAL_EOT = 4
+PHYSICAL_DRAWS = 20
 
 def task_metrics(model: Any, x: Tensor, y: Tensor, task: Task | str | None = None) -> dict[str, float]:
     """The metrics of ``model`` on images ``x`` with labels ``y`` (the task's tensor form)."""
@@ -157,8 +161,8 @@ def evaluate_task(
     n_examples: int = 3,
     runtime: Any = None,
     transform: Transform | None = None,
-    eot: int = 4,
-    draws: int = 20,
+    eot: int | None = None,
+    draws: int | None = None,
 ) -> TaskEvaluation:
     """The task's metrics of ``model`` on ``(x, y)`` (or a scene data set), clean and after each
     attack at each eps. ``attacks``: registry names, ``(name, options)`` pairs or
@@ -170,9 +174,10 @@ def evaluate_task(
 
     ``transform``: a physical evaluation. Every attack then runs through the model seen under the
     transformations (:class:`~advrobust.transforms.model.TransformedModel` with ``eot`` draws per
-    pass: EOT, each draw's output brought back over the input), and its examples are judged under
-    ``draws`` fresh draws as well (``physical``; labels follow each draw), next to the clean images
-    under the transformations alone (``baseline``), all under the same draws."""
+    pass, default :data:`PHYSICAL_EOT`: EOT, each draw's output brought back over the input), and its
+    examples are judged under ``draws`` fresh draws as well (default :data:`PHYSICAL_DRAWS`;
+    ``physical``; labels follow each draw), next to the clean images under the transformations alone
+    (``baseline``), all under the same draws."""
     from advrobust.evaluation.physical import metrics_under
     from advrobust.evaluation.suites import build_suite
 
@@ -201,6 +206,7 @@ def evaluate_task(
     n = x.shape[0]
     attacked = model
     if transform is not None:
+        eot, draws = PHYSICAL_EOT if eot is None else eot, PHYSICAL_DRAWS if draws is None else draws
         if isinstance(draws, bool) or int(draws) != draws or draws < 1:
             raise InputError(f"draws is the number of fresh transformations each image is judged under, got {draws!r}")
         attacked = TransformedModel(model, transform, draws=eot, seed=seed, task=task)
