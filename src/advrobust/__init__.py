@@ -1,4 +1,4 @@
-"""advrobust: the adversarial robustness of image classifiers, in PyTorch.
+"""advrobust: the adversarial robustness of image models (classifiers, segmenters, detectors, faces), in PyTorch.
 
     import advrobust as ar
     attack = ar.attacks.PGD(ar.Linf(eps=0.3), steps=40)

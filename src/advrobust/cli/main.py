@@ -52,7 +52,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="advrobust")
 def cli() -> None:
-    """advrobust: attack, evaluate, defend and report the adversarial robustness of image classifiers.
+    """advrobust: attack, evaluate, defend and report the adversarial robustness of image models
+    (classifiers, segmenters, detectors, face recognition).
 
     Start with `advrobust evaluate`: it trains (once, then cached) the default CNN on the built-in
     MNIST digits and prints its robustness.
