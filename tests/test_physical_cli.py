@@ -76,6 +76,17 @@ def test_patch_command_user_errors_are_one_line(cnn_file, tmp_path, capsys, extr
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_preview_spreads_over_the_classes_and_leaves_out_the_target() -> None:
+    from advrobust.cli.patch import _preview_points
+
+    y = torch.arange(10).repeat_interleave(5)  # a stratified subset: sorted by class
+    shown = _preview_points(y, target=3, dense=False)
+    assert len(shown) == 8 and 3 not in y[shown].tolist()
+    assert len(set(y[shown].tolist())) == 8
+    assert len(_preview_points(y, target=None, dense=False)) == 8
+    assert _preview_points(y[:3], target=None, dense=False).tolist() == [0, 1, 2]
+
+
 def test_physical_page_escapes_names() -> None:
     r = PhysicalSuccess(name="<script>x</script>", digital=1.0, physical=0.5, baseline=0.1, n_points=3,
                         n_draws=2, transform="rotation & <b>", curve=[(0.0, 1.0), (1.0, 0.5)])

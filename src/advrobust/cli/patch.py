@@ -153,7 +153,7 @@ def command(
     out_dir.mkdir(parents=True, exist_ok=True)
     rgb, alpha = printable_texture(patch)
     printed = save_printable(rgb, out_dir / "patch.png", width_mm=width_mm, dpi=dpi, alpha=alpha)
-    show = test.x[:8]
+    show = test.x[_preview_points(test.y, target, patch.task.dense)]
     generator = torch.Generator().manual_seed(seed)
     preview = save_preview([show, transform(patch.apply(show, generator), generator)], out_dir / "preview.png")
     notes = [f"Model {model_name}; {kind} area {area:g} of the image, {goal}; NPS {patch.nps:.4f}, "
@@ -185,6 +185,17 @@ def command(
         console.print(metrics)
     console.print(f"patch: {printed.path} ({printed.width_px}×{printed.height_px} px = {printed.width_mm:.1f} mm "
                   f"at {dpi:g} dpi); report: {out_dir / 'report.html'}")
+
+
+def _preview_points(y: torch.Tensor, target: int | None, dense: bool, count: int = 8) -> torch.Tensor:
+    """Indices of ``count`` test points spread evenly over the set (a stratified subset is sorted by
+    class, so its first points would all show one digit), leaving out a classifier's points of the
+    target class, which the patch is not trained to move."""
+    candidates = torch.arange(y.shape[0])
+    if not dense and target is not None and bool((y != target).any()):
+        candidates = candidates[y != target]
+    spread = torch.linspace(0, candidates.numel() - 1, min(count, candidates.numel())).round().long()
+    return candidates[spread.unique()]
 
 
 def _digital_pgd(model: Any, x: torch.Tensor, y: torch.Tensor, target: int | None, task: Any, transform: Any,
