@@ -113,3 +113,16 @@ def test_an_untouched_image_vanishes_exactly_as_often_as_the_clean_one():
     result = vanish_success(detector, image, image.clone(), (8.0, 8.0, 40.0, 40.0), n_draws=6, batch_size=4)
     assert result.physical == result.baseline
     assert result.n_draws == 6 and 0.0 <= result.physical <= 1.0
+
+
+def test_vanishing_against_strength_starts_at_the_digital_outcome():
+    detector = _detector()
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    found = detector.detect(image, 0.3)[0].box  # a face the detector finds: it vanishes only when moved away
+    for box, vanished in ((found, 0.0), ((0.0, 0.0, 6.0, 6.0), 1.0)):
+        result = vanish_success(detector, image, image.clone(), box, n_draws=4, strengths=(0.0, 0.5, 1.0),
+                                curve_draws=3, score_threshold=0.3)
+        assert result.digital == vanished
+        assert [s for s, _ in result.curve] == [0.0, 0.5, 1.0]
+        assert result.curve[0][1] == vanished  # strength 0: every draw is the digital picture
+        assert all(0.0 <= v <= 1.0 for _, v in result.curve)

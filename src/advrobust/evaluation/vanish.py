@@ -9,6 +9,8 @@ returns no box at IoU ≥ 0.5 with the face where it now is. The result is the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -32,11 +34,14 @@ def _found(detections, box: Tensor) -> bool:
 @torch.no_grad()
 def vanish_success(detector: TinyFaceDetector, image: Tensor, image_adv: Tensor, box: Box, *,
                    transform: Transform | None = None, n_draws: int = 100, seed: int = 0, batch_size: int = 25,
-                   score_threshold: float = DEFAULT_SCORE_THRESHOLD, name: str = "vanish") -> PhysicalSuccess:
+                   score_threshold: float = DEFAULT_SCORE_THRESHOLD, strengths: Sequence[float] = (),
+                   curve_draws: int | None = None, name: str = "vanish") -> PhysicalSuccess:
     """Digital and physical vanishing of the face in ``box`` (pixels) of ``image`` (3×H×W), attacked
     into ``image_adv``: the fraction of ``n_draws`` fresh transformations after which the detector
     (threshold, NMS) returns no box at IoU ≥ 0.5 with the moved face. The same draws are applied to
-    ``image``: ``baseline`` is how often the transformations alone lose the face."""
+    ``image``: ``baseline`` is how often the transformations alone lose the face. ``strengths``:
+    the vanishing rate under ``transform.scaled(s)`` for each, on ``curve_draws`` draws (default
+    ``n_draws``), as the result's ``curve``."""
     if image_adv.shape != image.shape or image.dim() != 3:
         raise InputError(f"vanish_success takes two 3×H×W images of one size, got {tuple(image.shape)} "
                          f"and {tuple(image_adv.shape)}")
@@ -46,20 +51,31 @@ def vanish_success(detector: TinyFaceDetector, image: Tensor, image_adv: Tensor,
     generator = torch.Generator().manual_seed(seed)
     face = torch.tensor(box, dtype=torch.float64)
     digital = not _found(detector.detect(image_adv, score_threshold), face)
-    hits, clean = [], []
-    for start in range(0, n_draws, batch_size):
-        count = min(batch_size, n_draws - start)
-        pair = torch.stack([image_adv, image]).repeat(count, 1, 1, 1)  # the same draw for both
-        params = transform.sample(pair[::2], generator)
-        params_pair = _repeat_interleave(params)
-        boxes = moved_boxes(transform, params, box, pair[::2])
-        found = detector.detect_batch(transform.apply(pair, params_pair), score_threshold)
-        for k in range(count):
-            hits.append(not _found(found[2 * k], boxes[k]))
-            clean.append(not _found(found[2 * k + 1], boxes[k]))
-    physical_rate = sum(hits) / n_draws
-    return PhysicalSuccess(name=name, digital=float(digital), physical=physical_rate, baseline=sum(clean) / n_draws,
-                           n_points=1, n_draws=n_draws, transform=transform.describe(), per_point=[physical_rate])
+
+    def vanished(t: Transform, draws: int) -> tuple[list[bool], list[bool]]:
+        """Per draw of ``t``: whether the attacked face vanished, and whether the clean one did."""
+        hits, clean = [], []
+        for start in range(0, draws, batch_size):
+            count = min(batch_size, draws - start)
+            pair = torch.stack([image_adv, image]).repeat(count, 1, 1, 1)  # the same draw for both
+            params = t.sample(pair[::2], generator)
+            boxes = moved_boxes(t, params, box, pair[::2])
+            found = detector.detect_batch(t.apply(pair, _repeat_interleave(params)), score_threshold)
+            for k in range(count):
+                hits.append(not _found(found[2 * k], boxes[k]))
+                clean.append(not _found(found[2 * k + 1], boxes[k]))
+        return hits, clean
+
+    hits, clean = vanished(transform, n_draws)
+    per_strength = n_draws if curve_draws is None else max(1, int(curve_draws))
+    curve = [(float(s), _share(vanished(transform.scaled(s), per_strength)[0])) for s in strengths]
+    return PhysicalSuccess(name=name, digital=float(digital), physical=_share(hits), baseline=_share(clean),
+                           n_points=1, n_draws=n_draws, transform=transform.describe(), per_point=[_share(hits)],
+                           curve=curve)
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
 
 
 def _repeat_interleave(params):
