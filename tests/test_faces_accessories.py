@@ -76,3 +76,38 @@ def test_an_attack_on_the_frames_changes_nothing_outside_them():
 def test_eyes_in_one_place_are_a_one_line_error():
     with pytest.raises(ar.InputError, match="eyes are 0 pixels apart"):
         eyeglass_mask(_face((110, 140), (110, 140)))
+
+
+def _tilted_face(degrees: float = 20.0) -> tuple[Face, torch.Tensor, torch.Tensor]:
+    """A face whose eye line is tilted, its eyes 40 crop pixels apart around (75, 70)."""
+    angle = math.radians(degrees)
+    centre, along = torch.tensor([75.0, 70.0]), torch.tensor([math.cos(angle), math.sin(angle)])
+    left, right = centre - 20 * along, centre + 20 * along
+    to_photo = torch.tensor([10.0, 20.0])
+    return _face(tuple((left * 2 + to_photo).tolist()), tuple((right * 2 + to_photo).tolist())), left, right
+
+
+def test_printable_frames_are_level_cut_out_and_sized_to_the_eyes():
+    from advrobust.faces.accessories import printable_frames
+
+    face, _, _ = _tilted_face(20.0)
+    mask = eyeglass_mask(face)
+    colour = torch.tensor([0.9, 0.2, 0.4])
+    image = torch.where(mask[0].bool(), colour[:, None, None], torch.tensor(0.5))  # frames in one colour
+    frames = printable_frames(face, image, mask)
+    assert frames.rgb.shape[0] == 3 and frames.rgb.shape[1:] == frames.alpha.shape
+    assert abs(float(frames.alpha.sum()) / float(mask.sum()) - 1) < 0.1  # the same frames, resampled
+    assert torch.equal(frames.rgb * (1 - frames.alpha), torch.zeros_like(frames.rgb))  # nothing printed around
+    inside = frames.rgb[:, frames.alpha.bool()]
+    assert torch.allclose(inside.median(dim=1).values, colour, atol=0.02)  # the frames' own colours
+    # level: a frame is symmetric left to right once its eye line is horizontal (the tilted mask is not)
+    mirrored = frames.alpha.flip(-1)
+    assert float((frames.alpha * mirrored).sum() / frames.alpha.sum()) > 0.85
+    # the rims' centres 63 mm apart: the frames, temples included, are 2.5 eye distances wide
+    assert abs(frames.width_mm - 2.5 * 63) < 2 * 63 / 40 + 1e-6
+    assert frames.alpha[0].any() and frames.alpha[-1].any() and frames.alpha[:, 0].any()  # cut to the frames
+    assert abs(printable_frames(face, image, mask, eye_distance_mm=70).width_mm / frames.width_mm - 70 / 63) < 1e-9
+    with pytest.raises(ar.InputError, match="must both be 150×150"):
+        printable_frames(face, image[:, :100], mask)
+    with pytest.raises(ar.InputError, match="eye_distance_mm"):
+        printable_frames(face, image, mask, eye_distance_mm=0)
