@@ -81,9 +81,19 @@ def test_frames_attack_reports_its_physical_success_and_stays_in_the_frames(tmp_
     argv = ["faces", "attack", "--mode", "dodge", "--frames", "--steps", "2", "--eot-draws", "1",
             "--physical-draws", "3", "--out", str(out), str(photo)]
     assert _exit_code(argv) == 0
-    said = capsys.readouterr().out
-    assert "physical success under 3 fresh transformations" in said
-    assert "eyeglass frames" in (out / "report.html").read_text()
+    said = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert "physical success under 3 fresh transformations" in said and "random frames" in said
+    page = (out / "report.html").read_text()
+    for shown in ("eyeglass frames", "random frames (control)", "What the camera sees", "The frames, as printed",
+                  "Success against transformation strength"):
+        assert shown in page
+    from PIL import Image
+
+    with Image.open(out / "frames.png") as printed:  # level frames at the wearer's scale, see-through around
+        assert printed.mode == "RGBA" and round(printed.info["dpi"][0]) == 300
+        width_mm = printed.width / 300 * 25.4
+        assert 120 < width_mm < 190 and printed.height < printed.width / 2  # eyes 63 mm apart: ~2.5 × 63 mm
+        assert printed.getchannel("A").getextrema() == (0, 255)
     face = FacePipeline.load().best_face(photo)
     after = load_image(out / "dodge.png")[None]  # the attacked crop, saved as 8 bits
     outside = (1 - eyeglass_mask(face)).bool().expand_as(after)

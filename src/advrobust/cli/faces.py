@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from advrobust.cli.console import console
 from advrobust.errors import InputError
+from advrobust.faces.accessories import EYE_DISTANCE_MM
 
 ATTACK_CHOICES = ("pgd", "apgd", "mifgsm", "cw")
 NORM_CHOICES = ("linf", "l2")
@@ -77,11 +80,15 @@ def verify_command(first: Path, second: Path) -> None:
               help="with --frames: transformations averaged per step")
 @click.option("--physical-draws", type=click.IntRange(min=1), default=100, show_default=True,
               help="with --frames: fresh transformations the result is judged under")
+@click.option("--eye-distance-mm", type=click.FloatRange(min=0, min_open=True), default=EYE_DISTANCE_MM,
+              show_default=True, help="with --frames: the wearer's eye distance; frames.png is printed to fit it")
+@click.option("--dpi", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="with --frames: printer resolution of frames.png")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
 def attack_command(
     mode: str, eps_text: str, norm: str, attack_name: str, steps: int, out: Path, frames: bool, eot_draws: int,
-    physical_draws: int, image: Path, target: Path | None
+    physical_draws: int, eye_distance_mm: float, dpi: float, image: Path, target: Path | None
 ) -> None:
     """Attack the best face of IMAGE: dodge (stop matching itself), impersonate TARGET, or vanish."""
     from advrobust.faces import FacePipeline, load_image, save_image
@@ -94,37 +101,46 @@ def attack_command(
     photo = load_image(image)
     face = pipeline.best_face(photo)
     target_face = pipeline.best_face(target) if target is not None else None
+    evidence = None
     if frames:
         if attack_name != "pgd":
             raise InputError("--frames runs PGD inside the frames: leave --attack at pgd")
         with console.status(f"eyeglass frames, {mode}: {steps} PGD steps × {eot_draws} transformations"):
-            outcome, measured = _frames_attack(pipeline, photo, face, target_face, mode, steps, eot_draws,
-                                               physical_draws)
+            outcome, frames_at = _frames_attack(pipeline, photo, face, target_face, mode, steps, eot_draws)
+        with console.status(f"judging the frames under {physical_draws} fresh transformations"):
+            evidence = _frames_evidence(pipeline, face, target_face, outcome, frames_at, physical_draws)
+        measured = evidence.results[0]
         threat = (f"eyeglass frames, any colour; EOT over physical(), {eot_draws} draws per step; judged under "
                   f"{physical_draws} fresh draws: {measured.physical:.1%} physical success (transformations alone: "
                   f"{measured.baseline:.1%})")
     else:
-        with console.status(f"{attack_name} {mode}, {norm} eps {eps:.4g}"):
+        with console.status(f"{attack_name} {mode}, {norm} eps {eps_text}"):
             outcome = _digital_attack(pipeline, photo, face, target_face, mode,
                                       build_attack(attack_name, norm, eps, steps))
         threat = f"{norm}, eps {eps_text} = {eps:.4g}"
     out.mkdir(parents=True, exist_ok=True)
     saved = save_image(outcome.after, out / f"{mode}.png")
+    if evidence is not None:
+        evidence = _print_frames(face, outcome, frames_at, evidence, out, eye_distance_mm, dpi)
     description = [("image", image.name), ("mode", mode), ("attack", f"{attack_name}, {steps} steps"),
                    ("threat", threat)]
     if target is not None:
         description.append(("target", target.name))
     report = out / "report.html"
-    report.write_text(face_attack_page(outcome, description, None if target_face is None else target_face.crop))
+    report.write_text(face_attack_page(outcome, description, None if target_face is None else target_face.crop,
+                                       evidence))
     verdict = "succeeded" if outcome.success else "failed"
     if outcome.distance_after is not None:
         console.print(f"{mode} {verdict}: distance {outcome.distance_before:.4f} → {outcome.distance_after:.4f}")
     else:
         counts = f"{len(outcome.detections_before)} → {len(outcome.detections_after)} detections"
         console.print(f"{mode} {verdict}: {counts}")
-    if frames:
+    if evidence is not None:
+        control = evidence.results[1]
         console.print(f"physical success under {physical_draws} fresh transformations: {measured.physical:.1%} "
-                      f"(digital {measured.digital:.0%}; the transformations alone {measured.baseline:.1%})")
+                      f"(digital {measured.digital:.0%}; random frames {control.physical:.1%}; the transformations "
+                      f"alone {measured.baseline:.1%})")
+        console.print(f"frames to print: {out / 'frames.png'} ({evidence.printed})")
     console.print(f"wrote {saved} and {report}")
 
 
@@ -138,14 +154,20 @@ def _digital_attack(pipeline, photo, face, target_face, mode: str, attack):
     return vanish(pipeline, photo, face, attack)
 
 
-def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, draws: int, physical_draws: int):
-    """Eyeglass frames through physical() (EOT), then the physical success rate of the result."""
-    import torch
+@dataclass
+class _FramesAt:
+    """Where the frames were attacked: the ``mask`` in the attacked picture, which shows the photo's
+    ``region`` at ``size`` (the face's crop: ``None``, ``None``), and the face's ``box`` there (vanish)."""
 
+    mask: Any
+    region: Any = None
+    size: Any = None
+    box: Any = None
+
+
+def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, draws: int):
+    """Eyeglass frames through physical() (EOT): the outcome, and where the frames are."""
     import advrobust as ar
-    from advrobust.evaluation.physical import perturbation_success
-    from advrobust.evaluation.vanish import vanish_success
-    from advrobust.faces import DIFFERENT, SAME, VerificationClassifier
     from advrobust.faces.accessories import eyeglass_mask
     from advrobust.faces.attack import dodge, impersonate, vanish
     from advrobust.faces.physical import face_scene
@@ -156,18 +178,78 @@ def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, dr
 
     if mode == "vanish":
         scene = face_scene(photo, face, context=4.0)
-        mask = eyeglass_mask(face, region=scene.region, size=tuple(scene.image.shape[-2:]))
-        outcome = vanish(pipeline, scene.image, face, frames_pgd(mask), transform=physical(), draws=draws,
+        size = tuple(scene.image.shape[-2:])
+        at = _FramesAt(eyeglass_mask(face, region=scene.region, size=size), scene.region, size, scene.box)
+        outcome = vanish(pipeline, scene.image, face, frames_pgd(at.mask), transform=physical(), draws=draws,
                          box=scene.box)
-        measured = vanish_success(pipeline.detector, scene.image, outcome.after, scene.box, n_draws=physical_draws)
-        return outcome, measured
-    attack = frames_pgd(eyeglass_mask(face))
+        return outcome, at
+    at = _FramesAt(eyeglass_mask(face))
     if mode == "dodge":
-        outcome, reference = dodge(pipeline, face, attack, transform=physical(), draws=draws), face.descriptor
-        y, goal = torch.tensor([SAME]), None
+        return dodge(pipeline, face, frames_pgd(at.mask), transform=physical(), draws=draws), at
+    return impersonate(pipeline, face, target_face, frames_pgd(at.mask), transform=physical(), draws=draws), at
+
+
+def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physical_draws: int, views: int = 6):
+    """The frames and random frames in the same place (the control) under ``physical_draws`` fresh
+    transformations and against their strength, and ``views`` draws of the picture as a camera sees it."""
+    import torch
+
+    from advrobust.evaluation.physical import perturbation_success
+    from advrobust.evaluation.vanish import vanish_success
+    from advrobust.faces import DIFFERENT, SAME, VerificationClassifier
+    from advrobust.faces.attack import still_detected
+    from advrobust.faces.physical import moved_boxes
+    from advrobust.report.faces import CameraView, FramesEvidence
+    from advrobust.transforms import physical
+
+    scene = physical()
+    noise = torch.rand(outcome.before.shape, generator=torch.Generator().manual_seed(1))
+    control = outcome.before * (1 - at.mask[0]) + noise * at.mask[0]
+    curve = {"strengths": (0.0, 0.25, 0.5, 0.75, 1.0), "curve_draws": max(1, physical_draws // 5)}
+    pictures = {"eyeglass frames": outcome.after, "random frames (control)": control}
+    generator = torch.Generator().manual_seed(2)
+    clean = outcome.before.expand(views, *outcome.before.shape)
+    params = scene.sample(clean, generator)
+    seen = [scene.apply(clean, params), scene.apply(outcome.after.expand_as(clean), params)]
+    if outcome.mode == "vanish":
+        results = [vanish_success(pipeline.detector, outcome.before, picture, at.box, n_draws=physical_draws,
+                                  name=name, **curve) for name, picture in pictures.items()]
+        boxes = moved_boxes(scene, params, at.box, clean).tolist()
+        rows = []
+        for pictures_seen in seen:
+            found = pipeline.detector.detect_batch(pictures_seen, pipeline.score_threshold)
+            rows.append([CameraView(p, "found" if still_detected(f, tuple(b)) else "vanished",
+                                    not still_detected(f, tuple(b)), [(d.box, "#00c853") for d in f] + [(b, "#ff6d00")])
+                         for p, f, b in zip(pictures_seen, found, boxes, strict=True)])
     else:
-        outcome = impersonate(pipeline, face, target_face, attack, transform=physical(), draws=draws)
-        reference, y, goal = target_face.descriptor, torch.tensor([DIFFERENT]), torch.tensor([SAME])
-    model = VerificationClassifier(pipeline.recognizer, reference, pipeline.threshold)
-    measured = perturbation_success(model, face.crop[None], outcome.after[None], y, goal, n_draws=physical_draws)
-    return outcome, measured
+        reference = face.descriptor if outcome.mode == "dodge" else target_face.descriptor
+        model = VerificationClassifier(pipeline.recognizer, reference, pipeline.threshold)
+        y, goal = (torch.tensor([SAME]), None) if outcome.mode == "dodge" else (torch.tensor([DIFFERENT]),
+                                                                               torch.tensor([SAME]))
+        results = [perturbation_success(model, outcome.before[None], picture[None], y, goal, n_draws=physical_draws,
+                                        name=name, **curve) for name, picture in pictures.items()]
+        rows = []
+        for pictures_seen in seen:
+            with torch.no_grad():
+                distances = model.distance(pictures_seen).tolist()
+            same = [d < pipeline.threshold for d in distances]
+            rows.append([CameraView(p, f"d {d:.2f}: {'same' if s else 'different'}",
+                                    s if outcome.mode == "impersonate" else not s)
+                         for p, d, s in zip(pictures_seen, distances, same, strict=True)])
+    return FramesEvidence(results, rows)
+
+
+def _print_frames(face, outcome, at: _FramesAt, evidence, out: Path, eye_distance_mm: float, dpi: float):
+    """``OUT/frames.png``: the attacked frames, level and cut out, at the size that fits the wearer's
+    eyes; the evidence with its preview and how it prints."""
+    from dataclasses import replace
+
+    from advrobust.faces.accessories import printable_frames
+    from advrobust.report.printable import save_printable
+
+    cut = printable_frames(face, outcome.after, at.mask, at.region, at.size, eye_distance_mm)
+    printed = save_printable(cut.rgb, out / "frames.png", width_mm=cut.width_mm, dpi=dpi, alpha=cut.alpha)
+    preview = save_printable(cut.rgb, out / "frames-preview.png", width_in=3.0, dpi=100, alpha=cut.alpha)
+    line = (f"{printed.width_mm:.0f} × {printed.height_mm:.0f} mm at {dpi:g} dpi, for eyes {eye_distance_mm:g} mm "
+            "apart: print at 100%, cut along the frames")
+    return replace(evidence, printable_png=Path(preview.path).read_bytes(), printed=line)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
+from matplotlib.patches import Rectangle
 
+from advrobust.evaluation.physical import PhysicalSuccess
 from advrobust.faces.attack import FaceAttackOutcome
 from advrobust.faces.detection import Detection
-from advrobust.report.html import Raw, image, num, page, table
+from advrobust.report.figures import BAD, GOOD, _grid, _show, png_bytes
+from advrobust.report.html import Raw, esc, image, num, page, table
+from advrobust.report.physical import strength_section, success_table
 
 PHOTO_WIDTH = 900  # pixels of the photos shown
 
@@ -46,10 +51,67 @@ def _detections(found: Sequence[Detection], face_box: tuple[float, ...]) -> list
     return [(d.box, "#00c853") for d in found] + [(face_box, "#ff6d00")]
 
 
+@dataclass
+class CameraView:
+    """One picture as a camera saw it (a draw of the transformations): ``image`` (``3×H×W``), what
+    the model made of it (``title``), whether that is the attacker's goal (``reached``), and boxes
+    to draw (``(x, y, width, height)``, colour)."""
+
+    image: torch.Tensor
+    title: str
+    reached: bool
+    boxes: list[tuple[tuple[float, ...], str]] = field(default_factory=list)
+
+
+@dataclass
+class FramesEvidence:
+    """What the page shows of frames attacked through transformations: their ``results`` (the
+    frames, and a control) under fresh draws, ``views`` (rows of :class:`CameraView`: the clean
+    picture and the attacked one under the same draws), the frames ready to print (``printable_png``)
+    and a line on how they print (``printed``)."""
+
+    results: Sequence[PhysicalSuccess]
+    views: Sequence[Sequence[CameraView]]
+    printable_png: bytes | None = None
+    printed: str = ""
+
+
+def camera_views_figure(rows: Sequence[Sequence[CameraView]]) -> bytes:
+    """The views as a grid, one row per sequence; titles green where the attacker's goal holds."""
+    columns = max(len(r) for r in rows)
+    fig, axes = _grid(columns * len(rows), ncols=columns, size=1.9)
+    for row, views in enumerate(rows):
+        for col, view in enumerate(views):
+            ax = axes[row * columns + col]
+            _show(ax, view.image.detach().permute(1, 2, 0).cpu().numpy(), view.title, GOOD if view.reached else BAD)
+            for (x, y, w, h), colour in view.boxes:
+                ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec=colour, lw=1.2))
+    return png_bytes(fig)
+
+
+def _frames_sections(frames: FramesEvidence) -> list[tuple[str, str, str]]:
+    sections = [("physical", "Under the transformations", success_table(frames.results))]
+    caption = ("each column one fresh draw of the transformations, for illustration (the rates above count every "
+               "draw); top: the clean picture, below: with the frames (green: the attacker's goal holds under "
+               "that draw)")
+    sections.append(("camera", "What the camera sees", image(camera_views_figure(frames.views),
+                                                             "the pictures under fresh transformations", caption)))
+    if frames.printable_png is not None:
+        sections.append(("frames", "The frames, as printed",
+                         image(frames.printable_png, "the eyeglass frames to print",
+                               "level, as cut out (checkerboard: nothing printed there)", transparent=True)
+                         + f'<p class="note">{esc(frames.printed)}</p>'))
+    if (curve := strength_section(frames.results)) is not None:
+        sections.append(curve)
+    return sections
+
+
 def face_attack_page(
-    outcome: FaceAttackOutcome, description: Sequence[tuple[str, str]], target: torch.Tensor | None = None
+    outcome: FaceAttackOutcome, description: Sequence[tuple[str, str]], target: torch.Tensor | None = None,
+    frames: FramesEvidence | None = None,
 ) -> str:
-    """The HTML page of ``outcome``; ``description``: (field, value) rows (images, attack, eps…)."""
+    """The HTML page of ``outcome``; ``description``: (field, value) rows (images, attack, eps…);
+    ``frames``: a physical attack's evidence under fresh transformations."""
     verdict = "succeeded" if outcome.success else "failed"
     rows: list[list[str | Raw]] = [[key, value] for key, value in description]
     rows.append(["result", f"attack {verdict}"])
@@ -79,5 +141,7 @@ def face_attack_page(
         if target is not None:
             body += image(_png(target), "target face", "the face to impersonate")
         sections.append(("faces", "Faces", Raw(f'<div class="cards">{body}</div>').markup))
+    if frames is not None:
+        sections += _frames_sections(frames)
     title = f"Face attack: {outcome.mode}"
     return page(title, sections, "advrobust faces attack")

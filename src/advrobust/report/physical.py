@@ -49,6 +49,37 @@ def metric_rows(results: Sequence[PhysicalSuccess]) -> tuple[list[str], list[lis
     return head, rows
 
 
+def success_table(results: Sequence[PhysicalSuccess]) -> str:
+    """The digital and physical success of each attack (and the transformations alone) as an HTML
+    table, with a note on what each column measures."""
+    rows = [
+        [r.name, pct(r.digital), pct(r.physical), pct(r.baseline), str(r.n_points), str(r.n_draws)]
+        for r in results
+    ]
+    head = ["attack", "digital success", "success under transformations", "transformations alone",
+            "images", "draws per image"]
+    transform = results[0].transform if results else ""
+    explain = (
+        '<p class="note">Digital: the attack checked once on the exact pixels (a patch centred at full '
+        "size, a sticker or mask where it is). Under transformations: every image rendered afresh for each "
+        f"draw (a patch at a new place, scale and rotation) through: {esc(transform)}. “Transformations "
+        "alone”: the same draws "
+        "applied to the clean images, the share that already gives the attack's outcome.</p>"
+    )
+    return table(head, rows, [False, True, True, True, True, True]) + explain
+
+
+def strength_section(results: Sequence[PhysicalSuccess]) -> tuple[str, str, str] | None:
+    """The report section of success (or a dense task's first metric) against transformation
+    strength, or ``None`` when no attack measured a curve."""
+    if not any(r.curve for r in results):
+        return None
+    of = METRIC_LABELS.get(results[0].curve_of, "success")
+    heading = "Success" if of == "success" else of
+    return ("strength", f"{heading} against transformation strength",
+            image(strength_figure(results), f"{of} against strength", "0 = digital, 1 = the default physical ranges"))
+
+
 def physical_page(
     title: str,
     results: Sequence[PhysicalSuccess],
@@ -60,23 +91,8 @@ def physical_page(
 ) -> str:
     """One self-contained HTML page for a physical evaluation (``outputs_png``: a segmenter's or
     detector's outputs on scenes with and without the texture)."""
-    rows = [
-        [r.name, pct(r.digital), pct(r.physical), pct(r.baseline), str(r.n_points), str(r.n_draws)]
-        for r in results
-    ]
-    head = ["attack", "digital success", "success under transformations", "transformations alone",
-            "images", "draws per image"]
-    summary = table(head, rows, [False, True, True, True, True, True])
-    transform = results[0].transform if results else ""
-    explain = (
-        '<p class="note">Digital: the attack checked once on the exact pixels (a patch centred at full '
-        "size, a sticker or mask where it is). Under transformations: every image rendered afresh for each "
-        f"draw (a patch at a new place, scale and rotation) through: {esc(transform)}. “Transformations "
-        "alone”: the same draws "
-        "applied to the clean images, the share that already gives the attack's outcome.</p>"
-    )
     notes_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
-    sections = [("summary", "Digital and physical success", summary + explain + notes_html)]
+    sections = [("summary", "Digital and physical success", success_table(results) + notes_html)]
     if results and results[0].metrics:
         head, metric_table = metric_rows(results)
         metrics_html = table(head, metric_table, [False] + [True] * (len(head) - 1)) + (
@@ -97,10 +113,6 @@ def physical_page(
         caption = ("left: a scene under one draw of the transformations, with the model's output; middle: the "
                    "same draw with the texture; right: the difference, amplified")
         sections.append(("outputs", "What the model sees", image(outputs_png, "the model's outputs", caption)))
-    if any(r.curve for r in results):
-        of = METRIC_LABELS.get(results[0].curve_of, "success")
-        heading = "Success" if of == "success" else of
-        sections.append(("strength", f"{heading} against transformation strength",
-                         image(strength_figure(results), f"{of} against strength",
-                               "0 = digital, 1 = the default physical ranges")))
+    if (curve := strength_section(results)) is not None:
+        sections.append(curve)
     return page(title, sections, "advrobust physical-attack report")
