@@ -52,23 +52,26 @@ def vanish_success(detector: TinyFaceDetector, image: Tensor, image_adv: Tensor,
     face = torch.tensor(box, dtype=torch.float64)
     digital = not _found(detector.detect(image_adv, score_threshold), face)
 
-    def vanished(t: Transform, draws: int) -> tuple[list[bool], list[bool]]:
-        """Per draw of ``t``: whether the attacked face vanished, and whether the clean one did."""
+    def vanished(t: Transform, draws: int, with_clean: bool = True) -> tuple[list[bool], list[bool]]:
+        """Per draw of ``t``: whether the attacked face vanished, and (``with_clean``) whether the
+        clean one did under the same draw."""
         hits, clean = [], []
+        pictures = torch.stack([image_adv, image] if with_clean else [image_adv])
         for start in range(0, draws, batch_size):
             count = min(batch_size, draws - start)
-            pair = torch.stack([image_adv, image]).repeat(count, 1, 1, 1)  # the same draw for both
-            params = t.sample(pair[::2], generator)
-            boxes = moved_boxes(t, params, box, pair[::2])
-            found = detector.detect_batch(t.apply(pair, _repeat_interleave(params)), score_threshold)
+            rows = pictures.repeat(count, 1, 1, 1)  # draw k: rows k·P … k·P + P − 1, one draw for all P
+            params = t.sample(rows[:: len(pictures)], generator)
+            boxes = moved_boxes(t, params, box, rows[:: len(pictures)])
+            found = detector.detect_batch(t.apply(rows, _repeat_interleave(params, len(pictures))), score_threshold)
             for k in range(count):
-                hits.append(not _found(found[2 * k], boxes[k]))
-                clean.append(not _found(found[2 * k + 1], boxes[k]))
+                hits.append(not _found(found[len(pictures) * k], boxes[k]))
+                if with_clean:
+                    clean.append(not _found(found[2 * k + 1], boxes[k]))
         return hits, clean
 
     hits, clean = vanished(transform, n_draws)
     per_strength = n_draws if curve_draws is None else max(1, int(curve_draws))
-    curve = [(float(s), _share(vanished(transform.scaled(s), per_strength)[0])) for s in strengths]
+    curve = [(float(s), _share(vanished(transform.scaled(s), per_strength, with_clean=False)[0])) for s in strengths]
     return PhysicalSuccess(name=name, digital=float(digital), physical=_share(hits), baseline=_share(clean),
                            n_points=1, n_draws=n_draws, transform=transform.describe(), per_point=[_share(hits)],
                            curve=curve)
@@ -78,13 +81,13 @@ def _share(flags: list[bool]) -> float:
     return sum(flags) / len(flags)
 
 
-def _repeat_interleave(params):
-    """A draw's parameters with every per-point entry doubled in place (row k twice), so that an
-    image and its attacked version see the same draw."""
+def _repeat_interleave(params, times: int = 2):
+    """A draw's parameters with every per-point entry repeated ``times`` in place (row k ``times``
+    over), so that an image and its attacked version see the same draw."""
     if isinstance(params, dict):
-        return {k: _repeat_interleave(v) for k, v in params.items()}
+        return {k: _repeat_interleave(v, times) for k, v in params.items()}
     if isinstance(params, list | tuple):
-        return type(params)(_repeat_interleave(p) for p in params)
+        return type(params)(_repeat_interleave(p, times) for p in params)
     if isinstance(params, Tensor) and params.dim() > 0:
-        return params.repeat_interleave(2, dim=0)
+        return params.repeat_interleave(times, dim=0)
     return params
