@@ -63,14 +63,44 @@ def test_sticker_command_trains_and_exports_a_sticker(cnn_file, tmp_path, capsys
         assert img.mode == "RGBA" and 0 < img.getchannel("A").histogram()[0] < img.width * img.height
 
 
+def _mask_png(path, box=(8, 8, 18, 14)) -> str:
+    """A 56×56 PNG (twice the digits' size) with a white rectangle ``box`` given in digit pixels."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (56, 56), 0)
+    if box[2] > box[0]:
+        ImageDraw.Draw(image).rectangle([2 * v for v in box[:2]] + [2 * v - 1 for v in box[2:]], fill=255)
+    image.save(path)
+    return str(path)
+
+
+def test_mask_option_trains_a_texture_in_the_users_shape(cnn_file, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    out = tmp_path / "masked"
+    argv = ["patch", "--model", cnn_file, "--target", "8", "--mask", _mask_png(tmp_path / "m.png"), "--steps", "3",
+            "--draws", "2", "--n", "20", "--out", str(out)]
+    assert _exit_code(argv) == 0
+    summary = json.loads((out / "physical.json").read_text())
+    assert [r["name"] for r in summary["results"]][:2] == ["universal texture in the mask",
+                                                          "random texture in the mask (control)"]
+    assert summary["area"] == pytest.approx(10 * 6 / 28**2)  # the rectangle, resized to the digits
+    with Image.open(out / "patch.png") as img:  # the mask's bounding box, 10×6, fully opaque
+        assert img.mode == "RGBA" and img.width / img.height == pytest.approx(10 / 6, rel=0.01)
+        assert img.getchannel("A").getextrema() == (255, 255)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(["--region", "0,0,1"], "--region"), (["--palette", "MISSING"], "does not exist"),
-     (["--area", "0.9", "--rotation", "45"], "does not fit")],
+     (["--area", "0.9", "--rotation", "45"], "does not fit"), (["--mask", "MASK", "--shape", "circle"], "--shape"),
+     (["--mask", "MISSING"], "does not exist"), (["--mask", "EMPTY"], "is empty")],
 )
 def test_patch_command_user_errors_are_one_line(cnn_file, tmp_path, capsys, extra, message) -> None:
+    files = {"MISSING": str(tmp_path / "missing.csv"), "MASK": _mask_png(tmp_path / "m.png"),
+             "EMPTY": _mask_png(tmp_path / "e.png", (0, 0, 0, 0))}  # all black
     argv = ["patch", "--model", cnn_file, "--steps", "1", "--draws", "1", "--n", "10", "--out", str(tmp_path / "o"),
-            *[str(tmp_path / "missing.csv") if e == "MISSING" else e for e in extra]]
+            *[files.get(e, e) for e in extra]]
     assert _exit_code(argv) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

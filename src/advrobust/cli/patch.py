@@ -80,6 +80,10 @@ def _region(text: str) -> tuple[float, float, float, float]:
 @click.option("--shape", type=click.Choice(["square", "circle", "sticker"]), default="square", show_default=True,
               help="A square or round patch at random places (Brown et al. 2017), or a sticker whose shape is "
                    "found first (RP2, Eykholt et al. 2018) and that stays where it was found, in --region.")
+@click.option("--mask", "mask_png", type=click.Path(dir_okay=False, path_type=Path),
+              help="A PNG of your own shape (white or opaque: where the texture may go; grey counts above half), "
+                   "resized to the images: one texture trained inside it, which stays where it is and moves "
+                   "with the scene; instead of --shape and --area.")
 @click.option("--steps", type=int, default=600, show_default=True,
               help="Training steps (batches of 64); a sticker's shape is searched for as many.")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate.")
@@ -101,8 +105,8 @@ def _region(text: str) -> tuple[float, float, float, float]:
 def command(
     model_spec: str | None, weights: str | None, data_name: str, root: str | None, split: str,
     n_points: int | None, seed: int, task: str, target: int | None, area: float, region: str, rotation: float,
-    shape: str, steps: int, lr: float, loss: str | None, scene: str, strength: float, nps_weight: float,
-    tv_weight: float, palette: str | None, draws: int, width_mm: float, dpi: float, out_dir: Path,
+    shape: str, mask_png: Path | None, steps: int, lr: float, loss: str | None, scene: str, strength: float,
+    nps_weight: float, tv_weight: float, palette: str | None, draws: int, width_mm: float, dpi: float, out_dir: Path,
 ) -> None:
     """Train a universal adversarial patch (Brown et al. 2017) or sticker (RP2) on the train split,
     evaluate it on held-out points under fresh transformations, and export it ready to print."""
@@ -122,7 +126,15 @@ def command(
                "tv_weight": tv_weight, "palette": None if palette is None else load_palette(palette), "seed": seed}
     goal = f"target {target}" if target is not None else "untargeted"
     kind = "sticker" if shape == "sticker" else "patch"
-    if shape == "sticker":
+    if mask_png is not None:
+        from advrobust.masks import coverage, from_png
+
+        if shape != "square":
+            raise InputError("--mask gives the texture's shape: leave out --shape")
+        mask = from_png(mask_png, size=tuple(train.x.shape[-2:]), threshold=0.5)
+        kind, area = "texture in the mask", coverage(mask)
+        attack = UniversalMask(mask, **options)
+    elif shape == "sticker":
         from advrobust.attacks.sticker_mask import sticker_mask
         from advrobust.masks import rectangle
 
@@ -136,7 +148,7 @@ def command(
         attack = UniversalMask(mask, **options)
     else:
         attack = UniversalPatch(area, region=_region(region), rotation=rotation, shape=shape, **options)
-    with progress.task(f"training a {area:g}-area {kind} ({goal})", total=steps) as bar:
+    with progress.task(f"training a {area:.3g}-area {kind} ({goal})", total=steps) as bar:
         patch = attack.fit(model, train.x, train.y, target, task=task,
                            callback=lambda step, m: bar.advance(1, success=m["success"], nps=m["nps"]))
     noise = torch.rand(patch.texture.shape, generator=torch.Generator().manual_seed(seed + 1))
@@ -156,7 +168,7 @@ def command(
     show = test.x[_preview_points(test.y, target, patch.task.dense)]
     generator = torch.Generator().manual_seed(seed)
     preview = save_preview([show, transform(patch.apply(show, generator), generator)], out_dir / "preview.png")
-    notes = [f"Model {model_name}; {kind} area {area:g} of the image, {goal}; NPS {patch.nps:.4f}, "
+    notes = [f"Model {model_name}; {kind} area {area:.3g} of the image, {goal}; NPS {patch.nps:.4f}, "
              f"TV {patch.tv:.4f}; printed {printed.width_mm:.1f} mm wide at {dpi:g} dpi."]
     texture_preview = save_printable(rgb, out_dir / "texture-preview.png", width_in=1.0, dpi=160, alpha=alpha)
     html = physical_page(f"Physical attack on {model_name}", results,
