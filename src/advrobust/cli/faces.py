@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from advrobust.cli.console import console
 from advrobust.errors import InputError
 from advrobust.faces.accessories import EYE_DISTANCE_MM
+
+if TYPE_CHECKING:
+    import torch
+
+    from advrobust.faces.images import Box
 
 ATTACK_CHOICES = ("pgd", "apgd", "mifgsm", "cw")
 NORM_CHOICES = ("linf", "l2")
@@ -159,10 +164,10 @@ class _FramesAt:
     """Where the frames were attacked: the ``mask`` in the attacked picture, which shows the photo's
     ``region`` at ``size`` (the face's crop: ``None``, ``None``), and the face's ``box`` there (vanish)."""
 
-    mask: Any
-    region: Any = None
-    size: Any = None
-    box: Any = None
+    mask: torch.Tensor
+    region: Box | None = None
+    size: tuple[int, int] | None = None
+    box: Box | None = None
 
 
 def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, draws: int):
@@ -199,7 +204,7 @@ def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physic
     from advrobust.faces import DIFFERENT, SAME, VerificationClassifier
     from advrobust.faces.attack import still_detected
     from advrobust.faces.physical import moved_boxes
-    from advrobust.report.faces import CameraView, FramesEvidence
+    from advrobust.report.faces import CameraView, FramesEvidence, detection_boxes
     from advrobust.transforms import physical
 
     scene = physical()
@@ -218,9 +223,9 @@ def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physic
         rows = []
         for pictures_seen in seen:
             found = pipeline.detector.detect_batch(pictures_seen, pipeline.score_threshold)
-            rows.append([CameraView(p, "found" if still_detected(f, tuple(b)) else "vanished",
-                                    not still_detected(f, tuple(b)), [(d.box, "#00c853") for d in f] + [(b, "#ff6d00")])
-                         for p, f, b in zip(pictures_seen, found, boxes, strict=True)])
+            kept = [still_detected(f, tuple(b)) for f, b in zip(found, boxes, strict=True)]
+            rows.append([CameraView(p, "found" if k else "vanished", not k, detection_boxes(f, tuple(b)))
+                         for p, f, b, k in zip(pictures_seen, found, boxes, kept, strict=True)])
     else:
         reference = face.descriptor if outcome.mode == "dodge" else target_face.descriptor
         model = VerificationClassifier(pipeline.recognizer, reference, pipeline.threshold)

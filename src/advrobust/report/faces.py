@@ -47,7 +47,8 @@ def _perturbation(outcome: FaceAttackOutcome) -> tuple[torch.Tensor, float]:
     return (0.5 + delta / (2 * peak)).clamp(0, 1), peak
 
 
-def _detections(found: Sequence[Detection], face_box: tuple[float, ...]) -> list[tuple[tuple[float, ...], str]]:
+def detection_boxes(found: Sequence[Detection], face_box: tuple[float, ...]) -> list[tuple[tuple[float, ...], str]]:
+    """Boxes to draw: the detections in green, the attacked face in orange."""
     return [(d.box, "#00c853") for d in found] + [(face_box, "#ff6d00")]
 
 
@@ -126,10 +127,10 @@ def face_attack_page(
         box = outcome.box or (0.0, 0.0, 0.0, 0.0)
         scores = lambda found: ", ".join(num(d.score) for d in found) or "none"  # noqa: E731
         body = (
-            image(_png(outcome.before, _detections(outcome.detections_before, box), PHOTO_WIDTH), "photo before",
+            image(_png(outcome.before, detection_boxes(outcome.detections_before, box), PHOTO_WIDTH), "photo before",
                   f"before: {len(outcome.detections_before)} detection(s), scores {scores(outcome.detections_before)}"
                   " (green: detections, orange: the attacked face)")
-            + image(_png(outcome.after, _detections(outcome.detections_after, box), PHOTO_WIDTH), "photo after",
+            + image(_png(outcome.after, detection_boxes(outcome.detections_after, box), PHOTO_WIDTH), "photo after",
                     f"after: {len(outcome.detections_after)} detection(s), scores {scores(outcome.detections_after)}")
             + image(_png(noise, width=PHOTO_WIDTH), "perturbation", f"perturbation, amplified (peak {num(peak)})")
         )
