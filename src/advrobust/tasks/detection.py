@@ -102,6 +102,18 @@ def cell_box(head: Sequence[Tensor], i: Tensor, j: Tensor, stride: float) -> tup
             log_w.clamp(max=10).exp() * stride, log_h.clamp(max=10).exp() * stride)
 
 
+def _object_scores(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Per cell, the most probable object class's probability and its index among the object
+    classes (``0`` for class ``1``): what a detection's score and label are read from."""
+    return logits.softmax(dim=1)[:, BACKGROUND + 1 :].max(dim=1)
+
+
+def _local_maxima(score: Tensor) -> Tensor:
+    """``N×h×w`` bool: the cells whose score is the largest of their 3×3 neighbourhood (the peaks a
+    detection is decoded from)."""
+    return score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]
+
+
 def unpack_boxes(packed: Tensor) -> list[dict[str, Tensor]]:
     """The inverse of :func:`pack_boxes`: one ``{"boxes", "labels"}`` dict per image."""
     out = []
@@ -212,9 +224,8 @@ class Detection(Task):
         score and label (see the module docstring)."""
         k = z.shape[1] - BOX_CHANNELS
         s = self.stride
-        prob = z[:, :k].detach().float().softmax(dim=1)
-        score, cls = prob[:, 1:].max(dim=1)
-        peak = (score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]) & (score >= self.score_threshold)
+        score, cls = _object_scores(z[:, :k].detach().float())
+        peak = _local_maxima(score) & (score >= self.score_threshold)
         image, ii, jj = peak.nonzero(as_tuple=True)
         head = z[image, k : k + BOX_CHANNELS, ii, jj].detach().float()  # M×4: offset x, y; log width, height
         cx, cy, width, height = cell_box(head.unbind(1), ii, jj, s)
@@ -298,8 +309,8 @@ class Detection(Task):
         half_w, half_h = width / 2, height / 2
         points = torch.stack([cx, cy, cx, cy - half_h, cx + half_w, cy, cx, cy + half_h, cx - half_w, cy], dim=-1)
         back = transform.move_points_back(points.reshape(n, -1, 2), params, size).reshape(n, gh, gw, 5, 2)
-        score = z[:, :k].detach().softmax(dim=1)[:, BACKGROUND + 1 :].amax(dim=1)
-        row, pi, pj = (score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]).nonzero(as_tuple=True)
+        score = _object_scores(z[:, :k].detach())[0]
+        row, pi, pj = _local_maxima(score).nonzero(as_tuple=True)
         centre, sides = back[row, pi, pj, 0], back[row, pi, pj, 1:]
         ci, cj = (centre[:, 1] / s).floor().long(), (centre[:, 0] / s).floor().long()
         keep = (ci >= 0) & (ci < gh) & (cj >= 0) & (cj < gw)
