@@ -358,8 +358,9 @@ def evaluate(
     ``transform`` (a :class:`~advrobust.transforms.Transform`): the model as a camera sees it, through
     those transformations. A classifier becomes the randomized model ``f(t(x))``, one fresh draw per
     pass (:class:`~advrobust.transforms.model.TransformedModel`), evaluated like any randomized model;
-    a segmenter's or detector's attacks run through ``eot`` draws per pass (default 4) and are judged
-    under fresh draws as well (:func:`advrobust.evaluation.tasks.evaluate_task`).
+    a segmenter's or detector's attacks run through ``eot`` draws per pass (default
+    :data:`~advrobust.evaluation.tasks.PHYSICAL_EOT`) and are judged under fresh draws as well
+    (:func:`advrobust.evaluation.tasks.evaluate_task`).
 
     A smoothed classifier is evaluated as an interval: certified accuracy (lower bound) and attacked
     robust accuracy (upper bound) per eps, in ``result.certified_accuracy`` and
@@ -379,12 +380,11 @@ def evaluate(
         if eot is not None and transform is None:
             raise InputError("eot for a segmenter or detector counts draws of a transform: pass transform= too")
         threat, eps_list = resolve_threat(threat, epsilons)
-        physical = {} if transform is None else {"transform": transform, "eot": eot}
         return evaluate_task(
             model, x, y, task=dense, attacks=suite if isinstance(suite, list) else ["dag", "pgd"], threat=threat,
             epsilons=eps_list, batch_size=min(int(batch_size), 64), store=store, progress=progress,
             model_name=model_name, data_name=data_name, seed=seed, n_examples=n_examples, runtime=runtime,
-            **physical,
+            transform=transform, eot=eot,
         )
     if transform is not None:
         model = TransformedModel(model, transform, seed=seed)

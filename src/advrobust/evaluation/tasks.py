@@ -36,6 +36,7 @@ from advrobust.transforms.model import TransformedModel
 PHYSICAL_EOT = 4
 PHYSICAL_DRAWS = 20
 
+
 def task_metrics(model: Any, x: Tensor, y: Tensor, task: Task | str | None = None) -> dict[str, float]:
     """The metrics of ``model`` on images ``x`` with labels ``y`` (the task's tensor form)."""
     return model_metrics(model, x, y, resolve_task(task, model, y))
@@ -209,6 +210,7 @@ def evaluate_task(
         eot, draws = PHYSICAL_EOT if eot is None else eot, PHYSICAL_DRAWS if draws is None else draws
         if isinstance(draws, bool) or int(draws) != draws or draws < 1:
             raise InputError(f"draws is the number of fresh transformations each image is judged under, got {draws!r}")
+        draws = int(draws)
         attacked = TransformedModel(model, transform, draws=eot, seed=seed, task=task)
     clean_out = outputs(model, x)
     result = TaskEvaluation(
@@ -218,8 +220,8 @@ def evaluate_task(
         intervals={"clean": _interval(clean_out, y, task)},
     )
     if transform is not None:
-        result.transform, result.eot, result.draws = transform.describe(), attacked.draws, int(draws)
-        result.baseline = metrics_under(model, x, y, task, transform, int(draws), seed)
+        result.transform, result.eot, result.draws = transform.describe(), attacked.draws, draws
+        result.baseline = metrics_under(model, x, y, task, transform, draws, seed)
     linf, l2 = threat_from_name("linf"), threat_from_name("l2")
     with progress.task(f"{task.name}: {', '.join(names)}", total=len(eps_list) * len(built)) as bar:
         for eps in eps_list:
@@ -233,7 +235,7 @@ def evaluate_task(
                 x_adv = torch.cat([p.x_adv for p in parts])
                 if transform is not None:
                     result.physical.setdefault(key, {})[name] = metrics_under(model, x_adv, y, task, transform,
-                                                                              int(draws), seed)
+                                                                              draws, seed)
                 z = outputs(model, x_adv)
                 result.metrics[key][name] = metrics_of_outputs(z, y, task)
                 result.intervals[key][name] = _interval(z, y, task)

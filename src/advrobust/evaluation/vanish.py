@@ -57,16 +57,17 @@ def vanish_success(detector: TinyFaceDetector, image: Tensor, image_adv: Tensor,
         clean one did under the same draw."""
         hits, clean = [], []
         pictures = torch.stack([image_adv, image] if with_clean else [image_adv])
+        p = len(pictures)
         for start in range(0, draws, batch_size):
             count = min(batch_size, draws - start)
-            rows = pictures.repeat(count, 1, 1, 1)  # draw k: rows k·P … k·P + P − 1, one draw for all P
-            params = t.sample(rows[:: len(pictures)], generator)
-            boxes = moved_boxes(t, params, box, rows[:: len(pictures)])
-            found = detector.detect_batch(t.apply(rows, _repeat_interleave(params, len(pictures))), score_threshold)
+            rows = pictures.repeat(count, 1, 1, 1)  # draw k: rows k·p … k·p + p − 1, one draw for all p
+            params = t.sample(rows[::p], generator)
+            boxes = moved_boxes(t, params, box, rows[::p])
+            found = detector.detect_batch(t.apply(rows, _repeat_interleave(params, p)), score_threshold)
             for k in range(count):
-                hits.append(not _found(found[len(pictures) * k], boxes[k]))
+                hits.append(not _found(found[p * k], boxes[k]))
                 if with_clean:
-                    clean.append(not _found(found[2 * k + 1], boxes[k]))
+                    clean.append(not _found(found[p * k + 1], boxes[k]))
         return hits, clean
 
     hits, clean = vanished(transform, n_draws)
