@@ -79,12 +79,24 @@ def reference_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.T
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("image", [(3, 9, 13), (1, 28, 28), (2, 170, 12)])  # the last one takes the convolution
+# the last two take the shifted copies, the last one with a radius wider than the image
+@pytest.mark.parametrize("image", [(3, 9, 13), (1, 28, 28), (2, 170, 12), (1, 60, 4)])
 def test_blur_equals_a_replicate_padded_gaussian(image) -> None:
     x = torch.rand(5, *image, generator=gen(7))
     sigma = torch.tensor([0.0, 0.3, 0.7, 1.5, 2.0])
     radius = math.ceil(3 * 2.0)
     assert torch.allclose(blur(x, sigma, radius).double(), reference_blur(x, sigma, radius), atol=1e-5)
+
+
+@pytest.mark.parametrize("image", [(1, 9, 13), (2, 70, 5)])  # banded matrices; shifted copies (its own adjoint)
+def test_blur_gradients_are_the_exact_adjoint(image) -> None:
+    x = torch.rand(2, *image, generator=gen(7), dtype=torch.float64, requires_grad=True)
+    sigma = torch.tensor([0.4, 1.5], dtype=torch.float64)
+    g = torch.rand(2, *image, generator=gen(8), dtype=torch.float64)
+    (grad,) = torch.autograd.grad(blur(x, sigma, 6), x, g)
+    (expected,) = torch.autograd.grad(reference_blur(x, sigma, 6), x, g)
+    assert torch.allclose(grad, expected, atol=1e-12)
+    assert torch.autograd.gradgradcheck(lambda v: blur(v, sigma, 6), (x,))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float32])  # the grid is cached per dtype
