@@ -202,6 +202,35 @@ def test_the_batched_detection_criterion_is_the_per_image_one():
         assert got == expected and len(set(got)) == 2, (target, got)
 
 
+def _cells_one_box_at_a_time(task, y, h, w):
+    """The definition of :meth:`Detection.object_cells`: boxes in order, each writing its label on the
+    3×3 cells around its centre that lie in the grid."""
+    cells = torch.zeros(y.shape[0], h, w, dtype=torch.long)
+    for i in range(y.shape[0]):
+        for label, x1, y1, x2, y2 in y[i].tolist():
+            ci, cj = min(int((y1 + y2) / 2 // task.stride), h - 1), min(int((x1 + x2) / 2 // task.stride), w - 1)
+            for r in range(ci - 1, ci + 2):
+                for c in range(cj - 1, cj + 2):
+                    if label >= 0 and 0 <= r < h and 0 <= c < w:
+                        cells[i, r, c] = int(label)
+    return cells
+
+
+def test_object_cells_let_the_later_box_win_and_stay_in_the_grid():
+    task = Detection(stride=4)
+    gen = torch.Generator().manual_seed(0)
+    corner = torch.rand(6, 7, 2, generator=gen) * 40 - 8  # centres from off the grid (up to 3 cells) to past it
+    boxes = torch.cat([corner, corner + torch.rand(6, 7, 2, generator=gen) * 12], dim=-1)
+    labels = torch.randint(1, 5, (6, 7, 1), generator=gen).float()
+    labels[:, 5:] = -1  # padding rows claim nothing
+    y = torch.cat([labels, boxes], dim=-1)
+    y[0] = -1  # the first image: two boxes on the same centre, the later one's label wins
+    y[0, 0], y[0, 1] = torch.tensor([1.0, 10, 10, 14, 14]), torch.tensor([3.0, 9, 9, 15, 15])
+    cells = task.object_cells(y, torch.zeros(6, 9, 8, 8))
+    assert torch.equal(cells, _cells_one_box_at_a_time(task, y, 8, 8))
+    assert int(cells[0].eq(3).sum()) == 9 and int(cells[0].ne(0).sum()) == 9
+
+
 def test_verification_dodging_and_impersonation():
     ref = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     z = torch.tensor([[1.0, 0.1], [0.0, 1.0]])

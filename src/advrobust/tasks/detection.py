@@ -189,18 +189,25 @@ class Detection(Task):
     # --- the grid ----------------------------------------------------------------------------------
     def object_cells(self, y: Tensor, z: Tensor) -> Tensor:
         """``N×h×w`` class of the box owning each cell (the 3×3 cells around its centre), 0 elsewhere.
-        Where two boxes' cells overlap, the later box wins."""
+        Where two boxes' cells overlap, the later box wins. All boxes at once: each cell keeps the
+        highest box number that claims it (a scatter-max), then reads that box's label."""
         n, _, h, w = z.shape
-        s = self.stride
-        cells = torch.zeros(n, h, w, dtype=torch.long, device=z.device)
-        for i in range(n):
-            for label, x1, y1, x2, y2 in y[i].tolist():
-                if label < 0:
-                    continue
-                ci = min(int((y1 + y2) / 2 // s), h - 1)
-                cj = min(int((x1 + x2) / 2 // s), w - 1)
-                cells[i, max(ci - 1, 0) : ci + 2, max(cj - 1, 0) : cj + 2] = int(label)
-        return cells
+        m = y.shape[1]
+        if m == 0:
+            return torch.zeros(n, h, w, dtype=torch.long, device=z.device)
+        corners = y[..., 1:].double()  # the same floor as Python's // on the coordinates
+        ci = torch.div((corners[..., 1] + corners[..., 3]) / 2, self.stride, rounding_mode="floor").clamp(max=h - 1)
+        cj = torch.div((corners[..., 0] + corners[..., 2]) / 2, self.stride, rounding_mode="floor").clamp(max=w - 1)
+        step = torch.arange(-1, 2, device=z.device)
+        rows = ci.long()[..., None, None] + step[:, None]  # N×M×3×1
+        cols = cj.long()[..., None, None] + step[None, :]  # N×M×1×3
+        claims = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w) & (y[..., 0] >= 0)[..., None, None]
+        cell = rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
+        number = torch.arange(1, m + 1, device=z.device)[None, :, None, None] * claims  # 0: claims nothing
+        owner = torch.zeros(n, h * w, dtype=torch.long, device=z.device).scatter_reduce(
+            1, cell.reshape(n, -1), number.reshape(n, -1), "amax")
+        labels = torch.cat([torch.zeros_like(y[:, :1, 0]), y[..., 0]], dim=1).long()  # box 0: no box
+        return labels.gather(1, owner).reshape(n, h, w)
 
     def dense_logits(self, z: Tensor) -> Tensor:
         return z[:, : z.shape[1] - BOX_CHANNELS].reshape(z.shape[0], z.shape[1] - BOX_CHANNELS, -1)
