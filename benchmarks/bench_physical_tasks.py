@@ -209,7 +209,8 @@ def main() -> None:
             sp = speed(model, train.x, train.y, printed_digit(strength), target=None, steps=20, batch=32,
                        task=task_name, region=(0.0, 0.0, 1.0, 1.0))
             speeds.setdefault(task_name, []).append(sp)
-            print(f"{task_name}: patch training / floor (CPU time): {sp['ratio_to_floor']:.2f}", flush=True)
+            print(f"{task_name}: patch training / floor (CPU time): {sp['ratio_to_floor']:.2f} whole, "
+                  f"{sp['step_ratio_to_floor']:.2f} a step", flush=True)
     name = "physical_tasks_speed" if args.speed_only else "physical_tasks"
     path = write_results(name, {"settings": results, "speed": speeds, "load_before": load_before,
                                 "load_after": os.getloadavg(), "quick": args.quick})
