@@ -417,3 +417,21 @@ def test_the_report_reads_an_evaluation_from_its_json_as_from_the_object(evaluat
     broken = {k: v for k, v in evaluation.to_dict().items() if k != "robust"}
     with pytest.raises(InputError, match="not an evaluation result"):
         evaluation_view(broken)
+
+
+@pytest.mark.parametrize(
+    ("reached", "k", "hits"),
+    [
+        ([True] * 5 + [False] * 19, 6, 1),  # 5 of 24 -> 1.25 of 6: one success shown, not the seeded few
+        ([False, False, True, True, True, False, True, True], 4, 2),
+        ([True] * 10, 6, 6),
+        ([False] * 3 + [True] * 9, 6, 4),  # 0.75 of 6 rounds to 4 (banker's rounding of 4.5)
+        ([True, False], 6, 1),  # fewer draws than views: all of them
+    ],
+)
+def test_camera_views_succeed_as_often_as_the_pool(reached, k, hits):
+    from advrobust.report.faces import representative_draws
+
+    shown = representative_draws(reached, k)
+    assert shown == sorted(set(shown)) and len(shown) == min(k, len(reached))
+    assert sum(reached[i] for i in shown) == hits

@@ -194,9 +194,11 @@ def _frames_attack(pipeline, photo, face, target_face, mode: str, steps: int, dr
     return impersonate(pipeline, face, target_face, frames_pgd(at.mask), transform=physical(), draws=draws), at
 
 
-def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physical_draws: int, views: int = 6):
+def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physical_draws: int, views: int = 6,
+                     pool: int = 24):
     """The frames and random frames in the same place (the control) under ``physical_draws`` fresh
-    transformations and against their strength, and ``views`` draws of the picture as a camera sees it."""
+    transformations and against their strength, and ``views`` draws of the picture as a camera sees it,
+    picked from ``pool`` draws so that the frames succeed in as many of them as in the pool."""
     import torch
 
     from advrobust.evaluation.physical import perturbation_success
@@ -204,7 +206,7 @@ def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physic
     from advrobust.faces import DIFFERENT, SAME, VerificationClassifier
     from advrobust.faces.attack import still_detected
     from advrobust.faces.physical import moved_boxes
-    from advrobust.report.faces import CameraView, FramesEvidence, detection_boxes
+    from advrobust.report.faces import CameraView, FramesEvidence, detection_boxes, representative_draws
     from advrobust.transforms import physical
 
     scene = physical()
@@ -213,7 +215,7 @@ def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physic
     curve = {"strengths": (0.0, 0.25, 0.5, 0.75, 1.0), "curve_draws": max(1, physical_draws // 5)}
     pictures = {"eyeglass frames": outcome.after, "random frames (control)": control}
     generator = torch.Generator().manual_seed(2)
-    clean = outcome.before.expand(views, *outcome.before.shape)
+    clean = outcome.before.expand(pool, *outcome.before.shape)
     params = scene.sample(clean, generator)
     seen = [scene.apply(clean, params), scene.apply(outcome.after.expand_as(clean), params)]
     if outcome.mode == "vanish":
@@ -241,7 +243,8 @@ def _frames_evidence(pipeline, face, target_face, outcome, at: _FramesAt, physic
             rows.append([CameraView(p, f"d {d:.2f}: {'same' if s else 'different'}",
                                     s if outcome.mode == "impersonate" else not s)
                          for p, d, s in zip(pictures_seen, distances, same, strict=True)])
-    return FramesEvidence(results, rows)
+    shown = representative_draws([view.reached for view in rows[1]], views)
+    return FramesEvidence(results, [[row[i] for i in shown] for row in rows], pool)
 
 
 def _print_frames(face, outcome, at: _FramesAt, evidence, out: Path, eye_distance_mm: float, dpi: float):

@@ -62,9 +62,9 @@ def success_table(results: Sequence[PhysicalSuccess]) -> str:
     explain = (
         '<p class="note">Digital: the attack checked once on the exact pixels (a patch centred at full '
         "size, a sticker or mask where it is). Under transformations: every image rendered afresh for each "
-        f"draw (a patch at a new place, scale and rotation) through: {esc(transform)}. “Transformations "
-        "alone”: the same draws "
-        "applied to the clean images, the share that already gives the attack's outcome.</p>"
+        "draw (a patch also at a new place, scale and rotation; a sticker, mask or frames where they are) "
+        f"through: {esc(transform)}. “Transformations alone”: the same draws applied to the clean images, "
+        "the share that already gives the attack's outcome.</p>"
     )
     return table(head, rows, [False, True, True, True, True, True]) + explain
 
