@@ -13,6 +13,7 @@ import sys
 import click
 
 from advrobust.errors import AdvrobustError
+from advrobust.runtime.huge_pages import prefer_huge_pages
 
 # name -> (module under advrobust.cli, one-line help shown by `advrobust --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -62,6 +63,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one line and exit 1, usage errors exit 2 (click)."""
+    prefer_huge_pages()  # before any large tensor: PyTorch reads the switch once
     try:
         # with standalone_mode=False click returns the code of ctx.exit(n) instead of exiting
         code = cli.main(args=argv, prog_name="advrobust", standalone_mode=False)
