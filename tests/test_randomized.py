@@ -93,12 +93,15 @@ def test_plain_pgd_overstates_a_randomized_model_and_eot_does_not(small_cnn, mni
     defended = RandomResizePad(small_cnn, min_scale=0.8)
     torch.manual_seed(0)
     threat = ar.Linf(eps=0.2)
-    clean = ar.attacks.FGSM(ar.Linf(eps=0.0))(defended, x, y).success  # clean errors, by majority
     plain = ar.attacks.PGD(threat, steps=20)(defended, x, y).success
     eot = ar.attacks.PGD(threat, steps=20, eot=10)(defended, x, y).success
     robust_plain, robust_eot = 1 - float(plain.float().mean()), 1 - float(eot.float().mean())
     assert robust_plain >= robust_eot + 0.15, (robust_plain, robust_eot)
-    assert bool((eot | ~clean).sum() >= (plain | ~clean).sum())
+    # the points the model gets wrong on nearly every draw stay adversarial under EOT (a clean verdict
+    # of 11 draws would also take in points wrong on a quarter of draws, whose verdicts are coin flips)
+    with torch.no_grad():
+        wrong = torch.stack([defended(x).argmax(1) != y for _ in range(50)]).float().mean(0)
+    assert bool((wrong >= 0.9).any()) and bool(eot[wrong >= 0.9].all())
 
 
 @pytest.mark.slow
