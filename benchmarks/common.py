@@ -88,8 +88,21 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name where Linux says it (``/proc/cpuinfo``): ratios and times are comparable
+    within one kind of CPU (oneDNN picks other kernels on another), so each result records its own."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:
