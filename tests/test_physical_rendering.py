@@ -48,6 +48,8 @@ def test_pasting_on_the_window_equals_pasting_on_the_whole_image(area, scale_min
         assert torch.allclose(placement.paste(x, texture, params), expected, atol=1e-5)
         alpha, colour = placement.alpha_and_pixels(x, texture, params)
         assert torch.allclose((1 - alpha) * x + colour, expected, atol=1e-5)
+        pasted, covered = placement.paste_and_cover(x, texture, params)  # the windows' coverage, on the image
+        assert torch.equal(pasted, placement.paste(x, texture, params)) and torch.equal(covered, alpha[:, 0] > 0.5)
 
 
 def test_windowed_paste_gradient_equals_the_whole_image_gradient() -> None:

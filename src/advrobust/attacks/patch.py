@@ -64,8 +64,9 @@ class Placement(ABC):
         """``x`` with the texture placed as ``params`` say; differentiable in the texture."""
 
     @abstractmethod
-    def covered(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
-        """``N×H×W`` bool: the pixels of ``x`` the placed texture covers (more than half)."""
+    def paste_and_cover(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """:meth:`paste`, and the pixels of ``x`` the placed texture covers (more than half; ``N×H×W``
+        bool), from the same placement: what a dense task's labels lose under the texture."""
 
     def support(self, texture: Tensor) -> Tensor | None:
         """The texture's own support (``h×w``) for NPS and TV; ``None``: all of it."""
@@ -215,17 +216,25 @@ class RandomPlacement(Placement):
         full_colour = x.new_zeros(n, c, h * w).scatter(2, index.expand(n, c, -1), colour.flatten(2))
         return full_alpha.reshape(n, 1, h, w), full_colour.reshape(n, c, h, w)
 
-    def covered(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
-        return self.alpha_and_pixels(x, texture, params)[0][:, 0] > 0.5
-
     def paste(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
         """``(1 − α) ⊙ x + α ⊙ p`` computed on each patch's window only, the rest of ``x`` copied."""
+        return self._paste_on_windows(x, texture, params)[0]
+
+    def paste_and_cover(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        pasted, flat, alpha = self._paste_on_windows(x, texture, params)
+        n, _, h, w = x.shape
+        covered = torch.zeros(n, h * w, dtype=torch.bool, device=x.device)
+        return pasted, covered.scatter(1, flat.flatten(1), alpha.detach().flatten(1) > 0.5).reshape(n, h, w)
+
+    def _paste_on_windows(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The pasted images, and each window's flat indices (``N×S×S``) and coverage ``α``."""
         n, c, h, w = x.shape
         flat, alpha, colour = self._window_alpha_and_pixels(texture, params, h, w)
         index = flat.flatten(1)[:, None].expand(n, c, -1)
         pixels = x.reshape(n, c, h * w)
         under = pixels.gather(2, index).reshape(colour.shape)
-        return pixels.scatter(2, index, ((1 - alpha) * under + colour).flatten(2)).reshape(n, c, h, w)
+        pasted = pixels.scatter(2, index, ((1 - alpha) * under + colour).flatten(2)).reshape(n, c, h, w)
+        return pasted, flat, alpha
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,8 +258,8 @@ class MaskPlacement(Placement):
         m = params["mask"]
         return (1 - m) * x + m * texture
 
-    def covered(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> Tensor:
-        return params["mask"].amax(dim=1) > 0.5
+    def paste_and_cover(self, x: Tensor, texture: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return self.paste(x, texture, params), params["mask"].amax(dim=1) > 0.5
 
     def support(self, texture: Tensor) -> Tensor | None:
         return self.masks.amax(dim=(0, 1)).to(texture)
@@ -286,7 +295,8 @@ class Texture:
             params = self.placement.sample(x, index, generator)
         texture = self.texture.to(x)
         if y is not None and self.task.dense:
-            y = self.task.occlude(y, self.placement.covered(x, texture, params))
+            pasted, covered = self.placement.paste_and_cover(x, texture, params)
+            return pasted, self.task.occlude(y, covered)
         return self.placement.paste(x, texture, params), y
 
     def apply(self, x: Tensor, generator: torch.Generator | None = None, index: Tensor | None = None) -> Tensor:
@@ -344,11 +354,14 @@ def train_texture(
         with torch.no_grad():
             params = placement.sample(xb, index, generator)
             scene = transform.sample(xb, generator)
-            if task.dense:
-                hidden = task.occlude(yb, placement.covered(xb, texture.detach(), params))
-                yb = task.follow(hidden, transform, scene, (x.shape[-2], x.shape[-1]))
+        if task.dense:  # the labels lose what the texture hides, then move with the scene
+            pasted, covered = placement.paste_and_cover(xb, texture, params)
+            with torch.no_grad():
+                yb = task.follow(task.occlude(yb, covered), transform, scene, (x.shape[-2], x.shape[-1]))
+        else:
+            pasted = placement.paste(xb, texture, params)
         tb = None if target is None else task.class_target(target, yb)
-        z = runner.forward(transform.apply(placement.paste(xb, texture, params), scene))
+        z = runner.forward(transform.apply(pasted, scene))
         attack_term = objective(z, yb, tb).mean()
         printability = nps(texture, palette, support) if config.nps_weight else texture.new_zeros(())
         smoothness = total_variation(texture, support) if config.tv_weight else texture.new_zeros(())
