@@ -156,7 +156,7 @@ def blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
         return x
     h, w = x.shape[-2:]
     weights = _kernels(sigma, radius, x)  # N×K
-    if max(h, w) <= _MATRIX_SIDE or weights.requires_grad:
+    if max(h, w) <= _MATRIX_SIDE or weights.requires_grad:  # the shifted copies do not differentiate σ
         rows = _band(weights, radius, h)[:, None]
         cols = rows if h == w else _band(weights, radius, w)[:, None]
         return rows @ x @ cols.transpose(-1, -2)
