@@ -30,11 +30,12 @@ NMS) returns no box at IoU ≥ 0.5 with the moved face; the clean scene under th
 baseline, random colours in the region the control.
 
     PYTHONPATH=src python benchmarks/bench_faces_eyeglasses.py [--mode dodge] [--faces 10] [--steps 50] [--draws 4]
+    ... --speed-only      # the dodging frames' EOT PGD against its floor, at 10 and 100 steps
     ... --mode vanish --first 10 --faces 10      # a run split in two; then --mode vanish --merge
 
 Results: benchmarks/results/faces_eyeglasses.json, faces_eyeglasses_impersonation.json,
 faces_vanish_<region>[_from_<first>].json and faces_vanish_<region>_merged.json (with the load
-average: the machine is shared).
+average: the machine is shared); faces_eyeglasses_speed.json.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import os
 import time
 
 import torch
+import torch.nn.functional as F
 from common import RESULTS, write_results
 
 import advrobust as ar
@@ -57,6 +59,7 @@ from advrobust.faces.attack import impersonate, still_detected, vanish
 from advrobust.faces.physical import face_scene
 from advrobust.faces.weights import demo_photo_paths
 from advrobust.masks import coverage
+from advrobust.runtime import RuntimePolicy
 from advrobust.transforms import physical, print_and_photograph
 from advrobust.transforms.model import TransformedModel
 
@@ -79,6 +82,42 @@ def dodge_with_frames(pipeline: FacePipeline, face, steps: int, draws: int, eval
         row[label] = {"digital": found.digital, "physical": found.physical, "baseline": found.baseline,
                       "distance_after": distance, "change_outside_frames": outside, "cpu_seconds": seconds}
     return row
+
+
+def frames_speed(pipeline: FacePipeline, face, steps: int, draws: int) -> dict:
+    """The dodging frames' EOT PGD (``steps`` steps, ``draws`` draws a pass) against its floor: as
+    many forward+backward passes of the recognizer on ``draws`` crops, on the same fast path,
+    interleaved (floor, attack, floor, attack), CPU seconds on one thread, the minimum of each. The
+    attack's time includes what it does once: the fast-path check and the final verdict, a majority
+    over 11 fresh draws of the randomized model."""
+    model = VerificationClassifier(pipeline.recognizer, face.descriptor, pipeline.threshold).eval()
+    mask = eyeglass_mask(face)
+    x, y = face.crop.unsqueeze(0), torch.tensor([SAME])
+    attacked = TransformedModel(model, physical(), draws=draws)
+    runner = RuntimePolicy().runner(model)
+    xb, yb = x.expand(draws, -1, -1, -1).contiguous(), y.expand(draws)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def floor() -> float:
+        start = time.process_time()
+        for _ in range(steps):
+            xv = xb.detach().requires_grad_(True)
+            torch.autograd.grad(F.cross_entropy(runner.forward(xv), yb), xv)
+        return time.process_time() - start
+
+    def attack() -> float:
+        start = time.process_time()
+        ar.attacks.PGD(ar.Masked(mask), steps=steps, early_stop=False)(attacked, x, y)
+        return time.process_time() - start
+
+    floors, attacks = [], []
+    for _ in range(2):
+        floors.append(floor())
+        attacks.append(attack())
+    torch.set_num_threads(threads)
+    return {"steps": steps, "draws": draws, "floor_cpu_s": floors, "attack_cpu_s": attacks,
+            "ratio_to_floor": min(attacks) / min(floors)}
 
 
 def random_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -223,6 +262,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--eval-draws", type=int, default=100)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the dodging frames' speed against its floor, at 10 and 100 steps")
     args = parser.parse_args()
     if args.merge:
         return merge_vanish(args.region)
@@ -230,6 +271,12 @@ def main() -> None:
     load_before = os.getloadavg()
     pipeline = FacePipeline.load()
     faces = pipeline.demo_faces()
+    if args.speed_only:
+        rows = [frames_speed(pipeline, faces[0], steps, args.draws) for steps in (10, 100)]
+        for row in rows:
+            print(f"{row['steps']} steps: {row['ratio_to_floor']:.2f}x the floor")  # noqa: T201
+        write_results("faces_eyeglasses_speed", {"runs": rows, "load_average_before": load_before})
+        return None
     if args.mode == "impersonate":
         return run_impersonation(pipeline, faces[: args.faces], args)
     if args.mode == "vanish":
