@@ -44,10 +44,11 @@ def test_a_large_tensor_lies_on_huge_pages_once_asked_before_the_first_one():
 
 
 def test_the_command_line_asks_first_and_keeps_a_users_choice(monkeypatch):
-    monkeypatch.delenv(HUGE_PAGES_ENV, raising=False)
+    # a copy of the environment, so that this process's own is left as it was
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != HUGE_PAGES_ENV})
     with pytest.raises(SystemExit):
         main(["attacks"])
     assert os.environ[HUGE_PAGES_ENV] == "1"
-    monkeypatch.setenv(HUGE_PAGES_ENV, "0")
+    os.environ[HUGE_PAGES_ENV] = "0"
     prefer_huge_pages()
     assert os.environ[HUGE_PAGES_ENV] == "0"
