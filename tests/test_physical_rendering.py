@@ -1,10 +1,9 @@
 """The fast rendering paths of patch training give the values of their plain definitions: the patch
-pasted on its window equals the patch warped onto the whole image, the banded-matrix blur equals a
-replicate-padded Gaussian convolution, and the warp's grid equals torch's own affine grid."""
+pasted on its window equals the patch warped onto the whole image, each of the blur's three ways
+(one 2-D convolution, banded matrices, two 1-D convolutions) equals a replicate-padded Gaussian
+convolution, and the warp's grid equals torch's own affine grid."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 
 from advrobust.attacks.patch import RandomPlacement
 from advrobust.transforms import warp
-from advrobust.transforms.photometric import blur
+from advrobust.transforms.photometric import _kernels, blur
 
 
 def gen(seed: int) -> torch.Generator:
@@ -81,24 +80,44 @@ def reference_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.T
     return torch.stack(out)
 
 
-# the last two take the shifted copies, the last one with a radius wider than the image
-@pytest.mark.parametrize("image", [(3, 9, 13), (1, 28, 28), (2, 170, 12), (1, 60, 4)])
-def test_blur_equals_a_replicate_padded_gaussian(image) -> None:
+# (shape, radius) for each way blur() takes: banded matrices (the first four, the last with a radius
+# wider than the image); one 2-D convolution (2·K² ≤ the longer side); two 1-D convolutions (a wide
+# kernel on a side over 256, also wider than the image across)
+BLUR_CASES = [((3, 9, 13), 6), ((1, 28, 28), 6), ((2, 170, 12), 6), ((1, 60, 4), 6),
+              ((2, 40, 100), 3), ((1, 9, 300), 6), ((2, 300, 5), 9)]
+
+
+@pytest.mark.parametrize(("image", "radius"), BLUR_CASES)
+def test_blur_equals_a_replicate_padded_gaussian(image, radius) -> None:
     x = torch.rand(5, *image, generator=gen(7))
-    sigma = torch.tensor([0.0, 0.3, 0.7, 1.5, 2.0])
-    radius = math.ceil(3 * 2.0)
+    sigma = torch.tensor([0.0, 0.3, 0.7, 1.5, 2.0]) * radius / 6
     assert torch.allclose(blur(x, sigma, radius).double(), reference_blur(x, sigma, radius), atol=1e-5)
 
 
-@pytest.mark.parametrize("image", [(1, 9, 13), (2, 70, 5)])  # banded matrices; shifted copies (its own adjoint)
-def test_blur_gradients_are_the_exact_adjoint(image) -> None:
+@pytest.mark.parametrize(("image", "radius"), [((1, 9, 13), 6), ((1, 5, 20), 1), ((1, 257, 1), 10)])  # each way, small
+def test_blur_gradients_are_the_exact_adjoint(image, radius) -> None:
     x = torch.rand(2, *image, generator=gen(7), dtype=torch.float64, requires_grad=True)
-    sigma = torch.tensor([0.4, 1.5], dtype=torch.float64)
+    sigma = torch.tensor([0.4, 1.5], dtype=torch.float64, requires_grad=True)
     g = torch.rand(2, *image, generator=gen(8), dtype=torch.float64)
-    (grad,) = torch.autograd.grad(blur(x, sigma, 6), x, g)
-    (expected,) = torch.autograd.grad(reference_blur(x, sigma, 6), x, g)
-    assert torch.allclose(grad, expected, atol=1e-12)
-    assert torch.autograd.gradgradcheck(lambda v: blur(v, sigma, 6), (x,))
+    grads = torch.autograd.grad(blur(x, sigma, radius), (x, sigma), g)
+    expected = torch.autograd.grad(reference_blur(x, sigma, radius), (x, sigma), g)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, expected, strict=True))
+    assert torch.autograd.gradgradcheck(lambda v: blur(v, sigma.detach(), radius), (x,))
+
+
+def test_blur_taps_are_never_subnormal() -> None:
+    """Gaussian taps of some σ underflow into subnormal floats (d = 3, σ ≈ 0.21 in float32), which a
+    CPU multiplies ~10× slower; the taps drop them to zero instead, and the blur's values stay."""
+    sigma = torch.linspace(0.0, 0.7, 501)
+    k = torch.arange(-3, 4, dtype=torch.float32)
+    tiny = torch.finfo(torch.float32).tiny
+    raw = torch.exp(-0.5 * (k[None] / sigma[:, None].clamp_min(1e-6)).square())
+    assert bool(((raw < tiny) & (raw > 0)).any())  # the unguarded Gaussian does underflow here
+    taps = _kernels(sigma, 3, raw)
+    assert not bool(((taps < tiny) & (taps != 0)).any())
+    assert torch.allclose(taps.sum(dim=1), torch.ones(501))
+    x = torch.rand(501, 1, 3, 12, generator=gen(9))
+    assert torch.allclose(blur(x, sigma, 3).double(), reference_blur(x, sigma, 3), atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float32])  # the grid is cached per dtype
