@@ -104,6 +104,28 @@ def test_a_box_more_than_half_under_a_texture_is_dropped():
     assert hidden[0, 0].tolist() == [-1.0, 0.0, 0.0, 0.0, 0.0] and torch.equal(hidden[0, 1:], y[0, 1:])
 
 
+
+def test_occlusion_counts_each_boxs_covered_pixels_as_a_loop_over_the_boxes_does():
+    """Random boxes (some reaching outside the picture, some empty) under random coverage: dropped
+    exactly when more than half of the box's pixels in the picture are covered."""
+    gen = torch.Generator().manual_seed(3)
+    n, m, h, w = 6, 5, 20, 24
+    corner = torch.rand(n, m, 2, generator=gen) * torch.tensor([w + 6.0, h + 6.0]) - 3
+    size = torch.rand(n, m, 2, generator=gen) * 12
+    labels = torch.randint(-1, 3, (n, m, 1), generator=gen).float()
+    y = torch.cat([labels, corner, corner + size], dim=-1)
+    covered = torch.rand(n, h, w, generator=gen) < 0.5
+    out = Detection().occlude(y, covered)
+    dropped = 0
+    for i in range(n):
+        for j in range(m):
+            x1, y1, x2, y2 = (int(v) for v in y[i, j, 1:].round().clamp_min(0).tolist())
+            region = covered[i, y1:y2, x1:x2]
+            hide = bool(y[i, j, 0] >= 0) and int(region.sum()) > 0.5 * region.numel()
+            dropped += hide
+            assert torch.equal(out[i, j], torch.tensor([-1.0, 0, 0, 0, 0]) if hide else y[i, j])
+    assert 0 < dropped < int((y[..., 0] >= 0).sum())
+
 def _segmentation_scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     x = torch.zeros(n, 1, 16, 16)
