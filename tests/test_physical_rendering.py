@@ -1,6 +1,6 @@
 """The fast rendering paths of patch training give the values of their plain definitions: the patch
 pasted on its window equals the patch warped onto the whole image, each of the blur's three ways
-(one 2-D convolution, banded matrices, two 1-D convolutions) equals a replicate-padded Gaussian
+(one 2-D convolution, shifted copies, banded matrices) equals a replicate-padded Gaussian
 convolution, and the warp's grid equals torch's own affine grid."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from advrobust.attacks.patch import RandomPlacement
 from advrobust.transforms import warp
-from advrobust.transforms.photometric import _kernels, blur
+from advrobust.transforms.photometric import _kernels, blur, blur_way
 
 
 def gen(seed: int) -> torch.Generator:
@@ -80,29 +80,43 @@ def reference_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.T
     return torch.stack(out)
 
 
-# (shape, radius) for each way blur() takes: banded matrices (the first four, the last with a radius
-# wider than the image); one 2-D convolution (2·K² ≤ the longer side); two 1-D convolutions (a wide
-# kernel on a side over 256, also wider than the image across)
-BLUR_CASES = [((3, 9, 13), 6), ((1, 28, 28), 6), ((2, 170, 12), 6), ((1, 60, 4), 6),
-              ((2, 40, 100), 3), ((1, 9, 300), 6), ((2, 300, 5), 9)]
+# (shape of one image, radius, the way blur() takes for 5 of them): the fourth has a radius wider than
+# the image, and so has the second shifted one, across
+BLUR_CASES = [((3, 9, 13), 6, "matrices"), ((1, 28, 28), 6, "matrices"), ((2, 170, 12), 6, "matrices"),
+              ((1, 60, 4), 6, "matrices"), ((1, 300, 9), 9, "matrices"), ((3, 40, 100), 3, "convolution"),
+              ((1, 9, 240), 3, "shifted"), ((1, 250, 2), 3, "shifted")]
 
 
-@pytest.mark.parametrize(("image", "radius"), BLUR_CASES)
-def test_blur_equals_a_replicate_padded_gaussian(image, radius) -> None:
+@pytest.mark.parametrize(("image", "radius", "way"), BLUR_CASES)
+def test_blur_equals_a_replicate_padded_gaussian(image, radius, way) -> None:
     x = torch.rand(5, *image, generator=gen(7))
+    assert blur_way(tuple(x.shape), radius) == way
     sigma = torch.tensor([0.0, 0.3, 0.7, 1.5, 2.0]) * radius / 6
     assert torch.allclose(blur(x, sigma, radius).double(), reference_blur(x, sigma, radius), atol=1e-5)
 
 
-@pytest.mark.parametrize(("image", "radius"), [((1, 9, 13), 6), ((1, 5, 20), 1), ((1, 257, 1), 10)])  # each way, small
-def test_blur_gradients_are_the_exact_adjoint(image, radius) -> None:
+@pytest.mark.parametrize(("image", "radius", "way"), [((1, 9, 13), 6, "matrices"), ((6, 5, 20), 1, "convolution"),
+                                                      ((1, 240, 1), 3, "shifted")])
+def test_blur_gradients_are_the_exact_adjoint(image, radius, way) -> None:
     x = torch.rand(2, *image, generator=gen(7), dtype=torch.float64, requires_grad=True)
+    assert blur_way(tuple(x.shape), radius) == way
+    sigma = torch.tensor([0.4, 1.5], dtype=torch.float64)
+    g = torch.rand(2, *image, generator=gen(8), dtype=torch.float64)
+    (grad,) = torch.autograd.grad(blur(x, sigma, radius), x, g)
+    (expected,) = torch.autograd.grad(reference_blur(x, sigma, radius), x, g)
+    assert torch.allclose(grad, expected, atol=1e-12)
+    assert torch.autograd.gradgradcheck(lambda v: blur(v, sigma, radius), (x,))
+
+
+@pytest.mark.parametrize("image", [(1, 9, 13), (6, 5, 20), (1, 240, 1)])  # the shifted copies' size: matrices
+def test_blur_is_differentiable_in_sigma(image) -> None:
+    x = torch.rand(2, *image, generator=gen(7), dtype=torch.float64)
     sigma = torch.tensor([0.4, 1.5], dtype=torch.float64, requires_grad=True)
     g = torch.rand(2, *image, generator=gen(8), dtype=torch.float64)
-    grads = torch.autograd.grad(blur(x, sigma, radius), (x, sigma), g)
-    expected = torch.autograd.grad(reference_blur(x, sigma, radius), (x, sigma), g)
-    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, expected, strict=True))
-    assert torch.autograd.gradgradcheck(lambda v: blur(v, sigma.detach(), radius), (x,))
+    (grad,) = torch.autograd.grad(blur(x, sigma, 3), sigma, g)
+    (expected,) = torch.autograd.grad(reference_blur(x, sigma, 3), sigma, g)
+    assert float(expected.abs().min()) > 0 and torch.allclose(grad, expected, atol=1e-12)
+    assert blur_way(tuple(x.shape), 3, sigma_grad=True) != "shifted"
 
 
 def test_blur_taps_are_never_subnormal() -> None:

@@ -144,47 +144,115 @@ class GaussianBlur(Transform):
 def blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
     """Blur each image ``i`` of ``x`` with a Gaussian of ``sigma[i]`` pixels, truncated at ``radius``
     pixels, edges replicated. ``sigma = 0`` is the identity kernel. Differentiable, any number of
-    times, in ``x`` and in ``sigma``.
+    times, in ``x``, and in ``sigma`` (then never by shifted copies).
 
-    The blur is separable and linear; of three equal ways to compute it, the cheapest for the size
-    (measured forward and backward on a CPU, one thread):
+    The blur is separable and linear; of three equal ways to compute it (:data:`BLUR_WAYS`),
+    :func:`blur_way` picks the cheapest for the batch's shape (``K = 2·radius + 1`` taps, ``n`` the
+    longer side; measured forward and backward on a CPU, one thread,
+    ``benchmarks/bench_blur.py``):
 
-    * a small kernel on a large image (``2·K² ≤ n``, ``K = 2·radius + 1``, ``n`` the longer side):
-      one depthwise convolution with the ``K×K`` outer product of the taps over the edge-padded
-      image, ``K²`` multiplications per pixel in one vectorized pass (150×150, ``radius = 3``:
-      12 ms against 15 ms for the matrices and 21 ms for ``2K`` shifted copies; 416×416: 39
-      against 94 ms);
-    * otherwise, on images up to ``_MATRIX_SIDE`` pixels: two batched products with banded ``n×n``
-      matrices, ``B_h · x · B_wᵀ`` (the kernel, with the weights that fall outside folded onto the
-      edge pixel), ``2n`` multiplications per pixel in two calls (28 to 112 pixels, and wide
-      kernels up to 256);
-    * on larger images with a wide kernel: two depthwise convolutions with the ``1×K`` and ``K×1``
-      taps, ``2K`` multiplications per pixel."""
+    * ``convolution``: one depthwise convolution with the ``K×K`` outer product of the taps over the
+      edge-padded image, ``K²`` multiplications per pixel in one vectorized pass. The fastest for a
+      small kernel on a large image (``2·K² ≤ n``) when there are at least 12 planes (images ×
+      channels): 8×3×150×150, ``radius = 3``: 7.5 ms against 10.6 for the matrices and 14.8 for
+      shifted copies. On fewer planes it is slow (1×3×416×416: 28 ms against 12.6);
+    * ``shifted``: along each axis, ``K`` shifted copies of the edge-padded image added up
+      (:class:`_BlurAlong`, whose backward is the exact adjoint), ``2K`` passes over the pixels:
+      for large images with a small kernel (``33·K < n``);
+    * ``matrices``: two batched products with banded ``n×n`` matrices, ``B_h · x · B_wᵀ`` (the
+      kernel, with the weights that fall outside folded onto the edge pixel), ``2n``
+      multiplications per pixel in two calls: the rest, small images (28 and 64 pixels: 0.8 and
+      1.5 ms against 1.1 and 2.0 for the convolution) and wide kernels."""
     if radius <= 0:
         return x
-    h, w = x.shape[-2:]
-    taps = 2 * radius + 1
     weights = _kernels(sigma, radius, x)  # N×K
-    if 2 * taps * taps <= max(h, w):
-        return _depthwise(x, weights[:, :, None] * weights[:, None, :], radius, radius)
-    if max(h, w) <= _MATRIX_SIDE:
-        rows = _band(weights, radius, h)[:, None]
-        cols = rows if h == w else _band(weights, radius, w)[:, None]
-        return rows @ x @ cols.transpose(-1, -2)
-    return _depthwise(_depthwise(x, weights[:, None, :], 0, radius), weights[:, :, None], radius, 0)
+    return BLUR_WAYS[blur_way(tuple(x.shape), radius, weights.requires_grad)](x, weights, radius)
 
 
-_MATRIX_SIDE = 256  # up to this side two n×n products beat two 1×K convolutions (150 px, radius 6: 18 against 26 ms)
+_CONVOLUTION_PLANES = 12  # oneDNN's depthwise convolution is slow on fewer (images × channels)
+_SHIFT_COST = 33  # a pass of shifted copies costs about as much as 33 columns of a banded product
 
 
-def _depthwise(x: Tensor, kernels: Tensor, radius_h: int, radius_w: int) -> Tensor:
-    """Each image of ``x`` (``N×C×H×W``) correlated with its own ``kernels[i]`` (``N×kh×kw``, odd
-    sides ``2·radius + 1``) on every channel, edges replicated: one grouped convolution with a group
-    per image and channel."""
+def blur_way(shape: tuple[int, ...], radius: int, sigma_grad: bool = False) -> str:
+    """Which of :data:`BLUR_WAYS` :func:`blur` takes for a batch of ``shape = (N, C, H, W)`` (see
+    there); ``sigma_grad``: the widths are differentiated, which shifted copies do not do."""
+    n, c, h, w = shape
+    taps, side = 2 * radius + 1, max(h, w)
+    if 2 * taps * taps <= side and n * c >= _CONVOLUTION_PLANES:
+        return "convolution"
+    if _SHIFT_COST * taps < side and not sigma_grad:
+        return "shifted"
+    return "matrices"
+
+
+def _blur_by_convolution(x: Tensor, weights: Tensor, radius: int) -> Tensor:
     n, c, h, w = x.shape
-    padded = F.pad(x.reshape(1, n * c, h, w), (radius_w, radius_w, radius_h, radius_h), mode="replicate")
-    per_channel = kernels.repeat_interleave(c, dim=0)[:, None]  # NC×1×kh×kw
-    return F.conv2d(padded, per_channel, groups=n * c).reshape(n, c, h, w)
+    padded = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="replicate")
+    per_plane = (weights[:, :, None] * weights[:, None, :]).repeat_interleave(c, dim=0)[:, None]  # NC×1×K×K
+    return F.conv2d(padded, per_plane, groups=n * c).reshape(n, c, h, w)
+
+
+def _blur_by_shifted_copies(x: Tensor, weights: Tensor, radius: int) -> Tensor:
+    return _BlurAlong.apply(_BlurAlong.apply(x, weights, radius, -1, False), weights, radius, -2, False)
+
+
+def _blur_by_matrices(x: Tensor, weights: Tensor, radius: int) -> Tensor:
+    h, w = x.shape[-2:]
+    rows = _band(weights, radius, h)[:, None]
+    cols = rows if h == w else _band(weights, radius, w)[:, None]
+    return rows @ x @ cols.transpose(-1, -2)
+
+
+# the three equal ways of :func:`blur`, each ``(x, taps N×K, radius)``
+BLUR_WAYS = {"convolution": _blur_by_convolution, "shifted": _blur_by_shifted_copies, "matrices": _blur_by_matrices}
+
+
+class _BlurAlong(torch.autograd.Function):
+    """One axis (``dim``, ``-1`` or ``-2``) of :func:`blur` by shifted copies: ``out[j] = Σ_d k_d ·
+    x[clamp(j + d)]`` with each image's taps ``k`` (``N×K``, not differentiated); with ``adjoint``
+    its transpose, ``Σ_d k_d · g[j − d]`` with the padding's share folded back onto the edge pixels.
+    Each is the other's backward, so the blur is differentiable any number of times in ``x``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weights: Tensor, radius: int, dim: int, adjoint: bool) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(weights)
+        ctx.radius, ctx.dim, ctx.adjoint = radius, dim, adjoint
+        taps = weights[:, None, None, :]  # N×1×1×K: broadcast over channels and the other axis
+        size = x.shape[dim]
+        if adjoint:
+            return _fold_edges(_spread(x, taps, radius, dim), radius, dim, size)
+        padding = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
+        padded = F.pad(x, padding, mode="replicate")
+        out = padded.narrow(dim, 0, size) * taps[..., :1]
+        for d in range(1, 2 * radius + 1):
+            out.addcmul_(padded.narrow(dim, d, size), taps[..., d : d + 1])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:  # type: ignore[override]
+        (weights,) = ctx.saved_tensors
+        return _BlurAlong.apply(grad, weights, ctx.radius, ctx.dim, not ctx.adjoint), None, None, None, None
+
+
+def _spread(g: Tensor, taps: Tensor, radius: int, dim: int) -> Tensor:
+    """``g`` (``size`` long along ``dim``) spread onto the padded axis (``size + 2·radius``): the
+    transpose of reading ``2·radius + 1`` shifted windows of it."""
+    size = g.shape[dim]
+    shape = list(g.shape)
+    shape[dim] = size + 2 * radius
+    spread = g.new_zeros(shape)
+    for d in range(2 * radius + 1):
+        spread.narrow(dim, d, size).addcmul_(g, taps[..., d : d + 1])
+    return spread
+
+
+def _fold_edges(spread: Tensor, radius: int, dim: int, size: int) -> Tensor:
+    """The transpose of replicate padding: each padded position's value added onto the edge pixel it
+    copied."""
+    out = spread.narrow(dim, radius, size).clone()
+    out.narrow(dim, 0, 1).add_(spread.narrow(dim, 0, radius).sum(dim, keepdim=True))
+    out.narrow(dim, size - 1, 1).add_(spread.narrow(dim, size + radius, radius).sum(dim, keepdim=True))
+    return out
 
 
 def _kernels(sigma: Tensor, radius: int, like: Tensor) -> Tensor:
