@@ -57,7 +57,7 @@ import advrobust as ar  # noqa: E402
 from advrobust.attacks.patch import UniversalMask, UniversalPatch  # noqa: E402
 from advrobust.attacks.sticker_mask import sticker_mask  # noqa: E402
 from advrobust.data import load  # noqa: E402
-from advrobust.evaluation.physical import perturbation_success, texture_success  # noqa: E402
+from advrobust.evaluation.physical import accuracy_under, perturbation_success, texture_success  # noqa: E402
 from advrobust.masked import Masked  # noqa: E402
 from advrobust.masks import rectangle  # noqa: E402
 from advrobust.runtime import RuntimePolicy  # noqa: E402
@@ -70,13 +70,6 @@ AREAS = (0.1, 0.15, 0.2)
 REGION = (0.2, 0.2, 0.8, 0.8)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SPEED_STEPS = 40
-
-
-def clean_accuracy(model, x, y, transform, draws: int = 10) -> float:
-    """Clean accuracy under ``draws`` fresh draws of ``transform`` per image."""
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        return sum(float((model(transform(x, gen)).argmax(1) == y).float().mean()) for _ in range(draws)) / draws
 
 
 def speed(model, x, y, transform, target: int | None = TARGET, steps: int = SPEED_STEPS, batch: int = 64,
@@ -308,9 +301,9 @@ def main() -> None:
                                             "n_test": n_test, "load_average": {"before": load_before,
                                                                                "after": os.getloadavg()}})
         return
-    accuracy = {"clean": clean_accuracy(model, test.x, test.y, Identity(), 1),
-                "printed_digit": clean_accuracy(model, test.x, test.y, scene),
-                "physical": clean_accuracy(model, test.x, test.y, physical())}
+    as_is, printed = accuracy_under(model, test.x, test.y, scene, n_draws=10, seed=3)
+    accuracy = {"clean": as_is, "printed_digit": printed,
+                "physical": accuracy_under(model, test.x, test.y, physical(), n_draws=10, seed=3)[1]}
     print("clean accuracy", accuracy, flush=True)
 
     results: dict[str, dict] = {}

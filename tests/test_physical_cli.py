@@ -43,6 +43,9 @@ def test_patch_command_end_to_end(cnn_file, tmp_path, capsys) -> None:
     assert summary["task"] == "classification" and summary["loss"] == "margin"  # a classifier's default
     assert all(len(r["curve"]) == 5 for r in summary["results"])
     assert all("translation ±0.03" in r["transform"] for r in summary["results"])  # the printed-digit scene
+    accuracy = summary["clean_accuracy"]  # the clean digits as they are and under the scene, said beside
+    assert 0 <= accuracy["under_transformations"] <= 1 and accuracy["draws"] == 2
+    assert f"{accuracy['as_is']:.1%} as they are" in " ".join(printed.split())
     with Image.open(out / "patch.png") as img:
         assert img.size == (200, 200) and img.mode == "RGBA" and img.info["dpi"][0] == pytest.approx(254, abs=0.1)
     assert "Success against transformation strength" in (out / "report.html").read_text()
@@ -153,6 +156,7 @@ def test_patch_command_on_a_detector_reports_its_metrics(tmp_path, capsys, monke
     assert all(set(r["metrics"]) == {"clean", "digital", "physical", "baseline"} for r in summary["results"])
     assert all(r["n_points"] == 3 for r in summary["results"])
     assert summary["task"] == "detection" and summary["loss"] == "ce"  # a dense task's default objective
+    assert summary["clean_accuracy"] is None  # a dense task's clean metrics are in its metrics table
     page = (out / "report.html").read_text()
     assert "metrics" in page and "mAP@0.5 transformed" in page and "mAP@0.5 against transformation strength" in page
     assert "What the model sees" in page  # the detector's boxes on scenes with and without the patch

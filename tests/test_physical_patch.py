@@ -12,10 +12,10 @@ import advrobust as ar
 from advrobust.attacks.masked import attack_per_mask
 from advrobust.attacks.patch import RandomPlacement, UniversalMask, UniversalPatch
 from advrobust.errors import InputError
-from advrobust.evaluation.physical import perturbation_success, texture_success
+from advrobust.evaluation.physical import accuracy_under, perturbation_success, texture_success
 from advrobust.masks import rectangle
 from advrobust.report.printable import printable_texture, save_preview, save_printable
-from advrobust.transforms import Identity
+from advrobust.transforms import Brightness, Identity
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -88,6 +88,25 @@ def test_digital_pgd_loses_success_under_transformations(small_cnn, mnist_batch)
     curve = perturbation_success(small_cnn, x[ok], res.x_adv[ok], y[ok], n_draws=4, strengths=[0.0, 1.0]).curve
     assert curve[0] == (0.0, 1.0)  # at strength 0 nothing changes
 
+
+
+class _CornerReader(torch.nn.Module):
+    """Class 1 where the top-left pixel is above one half, else class 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bright = x[:, 0, 0, 0] - 0.5
+        return torch.stack([-bright, bright], dim=1)
+
+
+def test_accuracy_under_a_transformation_counts_what_it_alone_breaks() -> None:
+    """Brightness ±1 moves a black or white corner across one half on a quarter of the draws (b < −½
+    for white, b > ½ for black): 100% read correctly as they are, ~75% under the draws."""
+    x = torch.zeros(10, 1, 4, 4)
+    x[::2, 0, 0, 0] = 1.0
+    y = torch.tensor([1, 0] * 5)
+    as_is, drawn = accuracy_under(_CornerReader(), x, y, Brightness(delta=1.0), n_draws=200, seed=3)
+    assert as_is == 1.0 and 0.70 < drawn < 0.80
+    assert accuracy_under(_CornerReader(), x, y, Identity(), n_draws=5) == (1.0, 1.0)
 
 def test_per_image_masks_change_only_their_own_support(small_cnn, mnist_batch) -> None:
     x, y = mnist_batch[0][:12], mnist_batch[1][:12]

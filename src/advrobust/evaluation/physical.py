@@ -221,6 +221,21 @@ def metrics_under(model, x: Tensor, y: Tensor, task: Task, transform: Transform,
     return metrics.result()
 
 
+
+def accuracy_under(model, x: Tensor, y: Tensor, transform: Transform, n_draws: int = 20,
+                   seed: int = 0) -> tuple[float, float]:
+    """A classifier's accuracy on the clean images ``x`` as they are, and under ``n_draws`` fresh
+    draws of ``transform`` each: how much the transformations alone cost the model, which a physical
+    success rate includes (a model that misreads a quarter of the clean digits under the scene turns
+    a quarter of an untargeted attack's draws into successes by itself)."""
+    task = resolve_task("classification")
+    y = task.labels(y, x)
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(seed)
+    as_is = success_matrix(model, _unchanged, x, y, None, Identity(), 1, gen, task=task)
+    drawn = success_matrix(model, _unchanged, x, y, None, transform, n_draws, gen, task=task)
+    return 1 - _rate(as_is), 1 - _rate(drawn)
+
 def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Any, target: Tensor | int | None = None, *,
                          transform: Transform | None = None, n_draws: int = 100, seed: int = 0,
                          strengths: Sequence[float] = (), curve_draws: int | None = None,
