@@ -163,7 +163,7 @@ def command(
                                     draws, seed, strengths, curve_draws))
         bar.advance(1)
     reading, accuracy = (None, None) if patch.task.dense else _clean_reading(model, test.x, test.y, transform,
-                                                                             draws, seed, scene)
+                                                                             draws, seed, scene, strength)
     out_dir.mkdir(parents=True, exist_ok=True)
     rgb, alpha = printable_texture(patch)
     printed = save_printable(rgb, out_dir / "patch.png", width_mm=width_mm, dpi=dpi, alpha=alpha)
@@ -206,7 +206,7 @@ def command(
 
 
 def _clean_reading(model: Any, x: torch.Tensor, y: torch.Tensor, transform: Any, draws: int, seed: int,
-                   scene: str) -> tuple[str, dict[str, float]]:
+                   scene: str, strength: float) -> tuple[str, dict[str, float]]:
     """The classifier's accuracy on the clean test images as they are and under the scene (up to 20
     draws each), and one line that says it, with a hint where the scene alone costs it more than 10
     points."""
@@ -217,7 +217,8 @@ def _clean_reading(model: Any, x: torch.Tensor, y: torch.Tensor, transform: Any,
     line = (f"clean test images read correctly: {as_is:.1%} as they are, {drawn:.1%} under the "
             f"transformations ({n_draws} draws each)")
     if as_is - drawn > 0.10:
-        milder = "--strength 0.5" if scene == "printed-digit" else "--scene printed-digit or --strength 0.5"
+        half = f"--strength {strength / 2:g}"
+        milder = half if scene == "printed-digit" else f"--scene printed-digit or {half}"
         line += (f": the transformations alone cost {100 * (as_is - drawn):.1f} points, which the success rates "
                  f"include; a milder scene: {milder}")
     return line, {"as_is": as_is, "under_transformations": drawn, "draws": n_draws}
