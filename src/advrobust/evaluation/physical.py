@@ -221,7 +221,6 @@ def metrics_under(model, x: Tensor, y: Tensor, task: Task, transform: Transform,
     return metrics.result()
 
 
-
 def accuracy_under(model, x: Tensor, y: Tensor, transform: Transform, n_draws: int = 20,
                    seed: int = 0) -> tuple[float, float]:
     """A classifier's accuracy on the clean images ``x`` as they are, and under ``n_draws`` fresh
@@ -230,11 +229,11 @@ def accuracy_under(model, x: Tensor, y: Tensor, transform: Transform, n_draws: i
     a quarter of an untargeted attack's draws into successes by itself)."""
     task = resolve_task("classification")
     y = task.labels(y, x)
-    gen = torch.Generator(device=x.device)
-    gen.manual_seed(seed)
+    gen = torch.Generator(device=x.device).manual_seed(int(seed))
     as_is = success_matrix(model, _unchanged, x, y, None, Identity(), 1, gen, task=task)
     drawn = success_matrix(model, _unchanged, x, y, None, transform, n_draws, gen, task=task)
     return 1 - _rate(as_is), 1 - _rate(drawn)
+
 
 def perturbation_success(model, x: Tensor, x_adv: Tensor, y: Any, target: Tensor | int | None = None, *,
                          transform: Transform | None = None, n_draws: int = 100, seed: int = 0,
